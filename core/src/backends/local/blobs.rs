@@ -1,0 +1,67 @@
+//! Large values as files beside the database: `blobs/<id>` with a unique,
+//! never reused id. A blob is written and fsynced before the record that
+//! names it commits, so a committed record never points at a torn file; a
+//! blob no record names (a write cut short by a crash) is removed at open.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug)]
+pub(super) struct BlobDir {
+    dir: PathBuf,
+    next_id: AtomicU64,
+}
+
+impl BlobDir {
+    /// Opens `dir`, removing every blob not in `referenced`.
+    pub fn open(dir: PathBuf, referenced: &HashSet<u64>) -> io::Result<Self> {
+        fs::create_dir_all(&dir)?;
+        let mut max_id = referenced.iter().copied().max().unwrap_or(0);
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| u64::from_str_radix(n, 16).ok());
+            match id {
+                Some(id) if referenced.contains(&id) => {}
+                Some(id) => {
+                    max_id = max_id.max(id);
+                    fs::remove_file(entry.path())?;
+                }
+                None => {
+                    tracing::warn!(path = %entry.path().display(), "stray file in the blob directory left alone");
+                }
+            }
+        }
+        Ok(BlobDir { dir, next_id: AtomicU64::new(max_id + 1) })
+    }
+
+    pub fn allocate(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:016x}"))
+    }
+
+    pub fn create(&self, id: u64) -> io::Result<File> {
+        File::options().write(true).create_new(true).open(self.path(id))
+    }
+
+    /// Makes the directory entries of newly created blobs durable.
+    pub fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Removes a blob no longer referenced; a failure only leaves garbage
+    /// that the next open collects.
+    pub fn remove(&self, id: u64) {
+        if let Err(e) = fs::remove_file(self.path(id)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(id, error = %e, "could not remove an unreferenced blob; it will be collected at next open");
+            }
+        }
+    }
+}

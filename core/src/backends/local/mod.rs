@@ -1,0 +1,567 @@
+//! `LocalStorage`: the embedded default, persistent on local disk.
+//!
+//! Engine: [redb](https://docs.rs/redb), an embedded ACID B-tree store in
+//! pure Rust, for keys, metadata and small values, plus one file per large
+//! value (more than [`INLINE_LIMIT`] bytes) under `blobs/`. Why, and the
+//! crash argument, are in `docs/design.md`.
+//!
+//! - Every `put`, `delete`, `batch` and `rename` is one redb write
+//!   transaction committed with one fsync before it is acknowledged, so an
+//!   acknowledged write survives a crash or SIGKILL, and a batch is wholly
+//!   present or wholly absent.
+//! - A large value is written to a new blob file and fsynced before the
+//!   record naming it commits; the record is the only way to reach it.
+//! - Streaming reads hold an open descriptor of the blob, so a concurrent
+//!   overwrite never tears a read; streaming writes spill to a blob once they
+//!   pass [`INLINE_LIMIT`], keeping memory bounded whatever the value size.
+//! - A second process opening the same directory gets a clear
+//!   `Unavailable` error naming the directory (redb's file lock).
+//!
+//! Capabilities: atomic batch, range read, rename, persistent, conditional
+//! put, streaming.
+
+mod blobs;
+mod record;
+mod writer;
+
+use std::collections::HashSet;
+use std::ops::{Bound, Range};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, StreamExt};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+use crate::storage::{
+    clamp_range, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ListPageBuilder, Metadata,
+    ObjectMeta, PutOptions, Storage, ValueWriter,
+};
+use blobs::BlobDir;
+use record::{Body, Record};
+
+/// Values up to this size live inside the database; larger ones in blob files.
+pub const INLINE_LIMIT: usize = 256 * 1024;
+/// Chunk size of streamed reads.
+const READ_CHUNK: usize = 1 << 20;
+/// Default page cache of the database, in bytes.
+pub const DEFAULT_CACHE_SIZE: usize = 64 << 20;
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const SYS: TableDefinition<&str, u64> = TableDefinition::new("sys");
+const VERSION_KEY: &str = "version";
+const DB_FILE: &str = "tierfs.redb";
+
+/// Tuning of a [`LocalStorage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalOptions {
+    /// Page cache of the database in bytes (default [`DEFAULT_CACHE_SIZE`]).
+    pub cache_size: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions { cache_size: DEFAULT_CACHE_SIZE }
+    }
+}
+
+/// The persistent local backend.
+///
+/// ```
+/// use tierfs_core::{Key, LocalStorage, PutOptions, Storage};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = LocalStorage::open("main", dir.path(), Default::default())?;
+/// let key = Key::new("docs/readme.txt")?;
+/// store.put(&key, "persistent".into(), PutOptions::default()).await?;
+/// drop(store);
+///
+/// let store = LocalStorage::open("main", dir.path(), Default::default())?;
+/// assert_eq!(&store.get(&key).await?[..], b"persistent");
+/// # Ok::<_, tierfs_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    root: PathBuf,
+    db: Database,
+    blobs: BlobDir,
+    version: AtomicU64,
+}
+
+/// A value's bytes, owned, after lookup.
+enum Located {
+    Inline(Bytes),
+    Blob(u64),
+}
+
+/// A put whose large value, if any, is already in a fsynced blob file.
+struct StagedPut {
+    key: Key,
+    size: u64,
+    metadata: Metadata,
+    body: StagedBody,
+}
+
+enum StagedBody {
+    Inline(Bytes),
+    Blob(u64),
+}
+
+enum StagedOp {
+    Put(StagedPut),
+    Delete(Key),
+}
+
+fn db_error(err: impl Into<redb::Error>) -> Error {
+    let err: redb::Error = err.into();
+    Error::new(ErrorKind::Unavailable, format!("the database failed: {err}")).with_source(err)
+}
+
+impl LocalStorage {
+    /// Opens (or creates) the store in directory `root`.
+    pub fn open(name: impl Into<String>, root: &Path, options: LocalOptions) -> Result<Self> {
+        let name = name.into();
+        let context = |e: Error| e.with_backend(name.clone()).with_operation("open");
+        std::fs::create_dir_all(root).map_err(|e| {
+            context(Error::io(format!("cannot create the store directory {}", root.display()), e))
+        })?;
+        let db = Database::builder().set_cache_size(options.cache_size).create(root.join(DB_FILE)).map_err(
+            |e| match e {
+                DatabaseError::DatabaseAlreadyOpen => context(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the store in {} is already open in another process or handle; stop it or give this one another directory",
+                        root.display()
+                    ),
+                )),
+                e => context(db_error(e)),
+            },
+        )?;
+        let (version, referenced) = Self::recover(&db).map_err(context)?;
+        let blobs = BlobDir::open(root.join("blobs"), &referenced).map_err(|e| {
+            context(Error::io(format!("cannot open the blob directory under {}", root.display()), e))
+        })?;
+        Ok(LocalStorage {
+            inner: Arc::new(Inner {
+                name,
+                root: root.to_owned(),
+                db,
+                blobs,
+                version: AtomicU64::new(version),
+            }),
+        })
+    }
+
+    /// Creates the tables, reads the version counter and the set of blobs in use.
+    fn recover(db: &Database) -> Result<(u64, HashSet<u64>)> {
+        let txn = db.begin_write().map_err(db_error)?;
+        let version = {
+            let sys = txn.open_table(SYS).map_err(db_error)?;
+            let version = sys.get(VERSION_KEY).map_err(db_error)?.map(|v| v.value()).unwrap_or(0);
+            version
+        };
+        let mut referenced = HashSet::new();
+        {
+            let objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            for row in objects.iter().map_err(db_error)? {
+                let (_, value) = row.map_err(db_error)?;
+                if let Some(id) = record::decode(value.value())?.blob_id() {
+                    referenced.insert(id);
+                }
+            }
+        }
+        txn.commit().map_err(db_error)?;
+        Ok((version, referenced))
+    }
+
+    /// The directory holding the store.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn ctx(&self, err: Error, key: &str, op: &'static str) -> Error {
+        err.or_key(key).with_backend(self.inner.name.as_str()).with_operation(op)
+    }
+
+    /// Runs blocking work off the async executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LocalStorage) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this)).await.map_err(|e| {
+            Error::new(ErrorKind::Unavailable, format!("a storage task failed: {e}"))
+                .with_backend(self.inner.name.as_str())
+        })?
+    }
+
+    /// Looks `key` up, mapping its record with `f`.
+    fn with_record<T>(&self, key: &str, f: impl FnOnce(Record<'_>) -> T) -> Result<Option<T>> {
+        let txn = self.inner.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(OBJECTS).map_err(db_error)?;
+        let Some(value) = table.get(key).map_err(db_error)? else { return Ok(None) };
+        Ok(Some(f(record::decode(value.value())?)))
+    }
+
+    fn meta_of(key: &Key, record: &Record<'_>) -> ObjectMeta {
+        ObjectMeta {
+            key: key.clone(),
+            size: record.size,
+            modified: record.modified,
+            version: record.version.to_string(),
+            metadata: record.metadata.clone(),
+        }
+    }
+
+    /// The value's location, or `NotFound`.
+    fn locate(&self, key: &Key, op: &'static str) -> Result<(ObjectMeta, Located)> {
+        let found = self.with_record(key, |r| {
+            let located = match r.body {
+                Body::Inline(bytes) => Located::Inline(Bytes::copy_from_slice(bytes)),
+                Body::Blob(id) => Located::Blob(id),
+            };
+            (Self::meta_of(key, &r), located)
+        });
+        match found {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(self.ctx(Error::not_found(key.as_str()), key, op)),
+            Err(e) => Err(self.ctx(e, key, op)),
+        }
+    }
+
+    /// Opens the blob behind `key`, looking again if a concurrent overwrite
+    /// removed it between lookup and open.
+    fn open_value(&self, key: &Key, op: &'static str) -> Result<(ObjectMeta, Result<Bytes, std::fs::File>)> {
+        for _ in 0..8 {
+            let (meta, located) = self.locate(key, op)?;
+            match located {
+                Located::Inline(bytes) => return Ok((meta, Ok(bytes))),
+                Located::Blob(id) => match std::fs::File::open(self.inner.blobs.path(id)) {
+                    Ok(file) => return Ok((meta, Err(file))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(self.ctx(Error::io("cannot open the value's blob file", e), key, op))
+                    }
+                },
+            }
+        }
+        Err(self.ctx(
+            Error::new(ErrorKind::Unavailable, "the value kept changing while being opened; retry")
+                .retryable(true),
+            key,
+            op,
+        ))
+    }
+
+    /// Writes a large value to a new, fsynced blob; small ones stay in memory.
+    fn stage(&self, key: Key, value: Bytes, metadata: Metadata) -> Result<StagedPut> {
+        let size = value.len() as u64;
+        if value.len() <= INLINE_LIMIT {
+            return Ok(StagedPut { key, size, metadata, body: StagedBody::Inline(value) });
+        }
+        let id = self.inner.blobs.allocate();
+        let written = (|| {
+            let file = self.inner.blobs.create(id)?;
+            file.write_all_at(&value, 0)?;
+            file.sync_all()?;
+            self.inner.blobs.sync_dir()
+        })();
+        if let Err(e) = written {
+            self.inner.blobs.remove(id);
+            return Err(self.ctx(Error::io("cannot write the value's blob file", e), &key, "put"));
+        }
+        Ok(StagedPut { key, size, metadata, body: StagedBody::Blob(id) })
+    }
+
+    /// Commits `ops` in one durable transaction. On success, blobs the
+    /// transaction replaced are removed; on failure, blobs it staged are.
+    fn commit(&self, ops: Vec<StagedOp>, if_not_exists: bool, op: &'static str) -> Result<Vec<ObjectMeta>> {
+        let staged_blobs: Vec<u64> = ops
+            .iter()
+            .filter_map(|o| match o {
+                StagedOp::Put(StagedPut { body: StagedBody::Blob(id), .. }) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let first_key = ops.first().map(|o| match o {
+            StagedOp::Put(p) => p.key.as_str().to_owned(),
+            StagedOp::Delete(k) => k.as_str().to_owned(),
+        });
+        match self.commit_txn(ops, if_not_exists) {
+            Ok((metas, replaced)) => {
+                for id in replaced {
+                    self.inner.blobs.remove(id);
+                }
+                Ok(metas)
+            }
+            Err(e) => {
+                for id in staged_blobs {
+                    self.inner.blobs.remove(id);
+                }
+                Err(self.ctx(e, first_key.as_deref().unwrap_or(""), op))
+            }
+        }
+    }
+
+    fn commit_txn(&self, ops: Vec<StagedOp>, if_not_exists: bool) -> Result<(Vec<ObjectMeta>, Vec<u64>)> {
+        let txn = self.inner.db.begin_write().map_err(db_error)?;
+        let mut metas = Vec::new();
+        let mut replaced = Vec::new();
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            let version = self.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
+            let modified = SystemTime::now();
+            for op in ops {
+                let (key, old) = match op {
+                    StagedOp::Put(put) => {
+                        if if_not_exists && objects.get(put.key.as_str()).map_err(db_error)?.is_some() {
+                            return Err(Error::new(
+                                ErrorKind::AlreadyExists,
+                                "the key exists and the put asked that it did not",
+                            )
+                            .with_key(put.key.as_str()));
+                        }
+                        let record = Record {
+                            size: put.size,
+                            modified,
+                            version,
+                            metadata: put.metadata,
+                            body: match &put.body {
+                                StagedBody::Inline(bytes) => Body::Inline(bytes),
+                                StagedBody::Blob(id) => Body::Blob(*id),
+                            },
+                        };
+                        metas.push(Self::meta_of(&put.key, &record));
+                        let old = objects.insert(put.key.as_str(), record::encode(&record).as_slice());
+                        (
+                            put.key,
+                            old.map_err(db_error)?.map(|v| record::decode(v.value()).map(|r| r.blob_id())),
+                        )
+                    }
+                    StagedOp::Delete(key) => {
+                        let old = objects.remove(key.as_str()).map_err(db_error)?;
+                        let old = old.map(|v| record::decode(v.value()).map(|r| r.blob_id()));
+                        (key, old)
+                    }
+                };
+                if let Some(old) = old {
+                    if let Some(id) = old.map_err(|e| e.with_key(key.as_str()))? {
+                        replaced.push(id);
+                    }
+                }
+            }
+            let mut sys = txn.open_table(SYS).map_err(db_error)?;
+            sys.insert(VERSION_KEY, version).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        Ok((metas, replaced))
+    }
+
+    fn rename_blocking(&self, from: &Key, to: &Key) -> Result<()> {
+        let txn = self.inner.db.begin_write().map_err(db_error)?;
+        let replaced = {
+            let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            let value = objects
+                .remove(from.as_str())
+                .map_err(db_error)?
+                .map(|v| v.value().to_vec())
+                .ok_or_else(|| Error::not_found(from.as_str()))?;
+            let old = objects.insert(to.as_str(), value.as_slice()).map_err(db_error)?;
+            match old {
+                Some(v) => record::decode(v.value())?.blob_id(),
+                None => None,
+            }
+        };
+        txn.commit().map_err(db_error)?;
+        if let Some(id) = replaced {
+            self.inner.blobs.remove(id);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: true,
+            range_read: true,
+            rename: true,
+            persistent: true,
+            conditional_put: true,
+            streaming: true,
+        }
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes> {
+        // Small values are served straight from the page cache; a blob is
+        // read off the executor.
+        let (_, value) = self.open_value(key, "get")?;
+        match value {
+            Ok(bytes) => Ok(bytes),
+            Err(file) => {
+                let k = key.clone();
+                self.blocking(move |s| {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut &file, &mut buf)
+                        .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &k, "get"))?;
+                    Ok(Bytes::from(buf))
+                })
+                .await
+            }
+        }
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        let (meta, value) = self.open_value(key, "get_range")?;
+        let range = clamp_range(&range, meta.size).map_err(|e| self.ctx(e, key, "get_range"))?;
+        match value {
+            Ok(bytes) => Ok(bytes.slice(range)),
+            Err(file) => {
+                let k = key.clone();
+                self.blocking(move |s| {
+                    let mut buf = vec![0; range.len()];
+                    file.read_exact_at(&mut buf, range.start as u64).map_err(|e| {
+                        s.ctx(Error::io("cannot read the value's blob file", e), &k, "get_range")
+                    })?;
+                    Ok(Bytes::from(buf))
+                })
+                .await
+            }
+        }
+    }
+
+    async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
+        let key = key.clone();
+        self.blocking(move |s| {
+            let staged = s.stage(key, value, options.metadata)?;
+            let mut metas = s.commit(vec![StagedOp::Put(staged)], options.if_not_exists, "put")?;
+            Ok(metas.pop().expect("one put, one meta"))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let key = key.clone();
+        self.blocking(move |s| s.commit(vec![StagedOp::Delete(key)], false, "delete").map(drop)).await
+    }
+
+    async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
+        match self.with_record(key, |r| Self::meta_of(key, &r)) {
+            Ok(Some(meta)) => Ok(meta),
+            Ok(None) => Err(self.ctx(Error::not_found(key.as_str()), key, "stat")),
+            Err(e) => Err(self.ctx(e, key, "stat")),
+        }
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let ctx = |e: Error| self.ctx(e, &options.prefix, "list");
+        options.validate().map_err(ctx)?;
+        let txn = self.inner.db.begin_read().map_err(|e| ctx(db_error(e)))?;
+        let table = txn.open_table(OBJECTS).map_err(|e| ctx(db_error(e)))?;
+        let start = options.start_bound();
+        let start = match &start {
+            Bound::Included(s) => Bound::Included(s.as_str()),
+            Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut page = ListPageBuilder::new(options);
+        for row in table.range::<&str>((start, Bound::Unbounded)).map_err(|e| ctx(db_error(e)))? {
+            let (key, value) = row.map_err(|e| ctx(db_error(e)))?;
+            let key = key.value();
+            let meta = || {
+                let key = Key::new(key).map_err(|e| e.with_key(key))?;
+                record::decode(value.value()).map(|r| Self::meta_of(&key, &r))
+            };
+            if !page.push(key, meta).map_err(ctx)? {
+                break;
+            }
+        }
+        Ok(page.finish())
+    }
+
+    async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
+        self.blocking(move |s| {
+            let mut staged = Vec::with_capacity(ops.len());
+            for op in ops {
+                let staged_op = match op {
+                    BatchOp::Put { key, value, metadata } => s.stage(key, value, metadata).map(StagedOp::Put),
+                    BatchOp::Delete { key } => Ok(StagedOp::Delete(key)),
+                };
+                match staged_op {
+                    Ok(op) => staged.push(op),
+                    Err(e) => {
+                        for op in staged {
+                            if let StagedOp::Put(StagedPut { body: StagedBody::Blob(id), .. }) = op {
+                                s.inner.blobs.remove(id);
+                            }
+                        }
+                        return Err(e.with_operation("batch"));
+                    }
+                }
+            }
+            s.commit(staged, false, "batch").map(drop)
+        })
+        .await
+    }
+
+    async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let (meta, value) = self.open_value(key, "read")?;
+        let range =
+            clamp_range(&range.unwrap_or(0..meta.size), meta.size).map_err(|e| self.ctx(e, key, "read"))?;
+        let file = match value {
+            Ok(bytes) => return Ok(stream::iter([Ok(bytes.slice(range))]).boxed()),
+            Err(file) => Arc::new(file),
+        };
+        let this = self.clone();
+        let key = key.clone();
+        let chunks = stream::try_unfold(range.start as u64, move |pos| {
+            let (file, this, key) = (file.clone(), this.clone(), key.clone());
+            let end = range.end as u64;
+            async move {
+                if pos >= end {
+                    return Ok(None);
+                }
+                let len = (end - pos).min(READ_CHUNK as u64) as usize;
+                let chunk = this
+                    .blocking(move |s| {
+                        let mut buf = BytesMut::zeroed(len);
+                        file.read_exact_at(&mut buf, pos).map_err(|e| {
+                            s.ctx(Error::io("cannot read the value's blob file", e), &key, "read")
+                        })?;
+                        Ok(buf.freeze())
+                    })
+                    .await?;
+                Ok(Some((chunk, pos + len as u64)))
+            }
+        });
+        Ok(chunks.boxed())
+    }
+
+    async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
+        Ok(Box::new(writer::LocalWriter::new(self.clone(), key.clone(), options)))
+    }
+
+    async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |s| s.rename_blocking(&from, &to).map_err(|e| s.ctx(e, &from, "rename"))).await
+    }
+}

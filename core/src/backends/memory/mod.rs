@@ -1,0 +1,226 @@
+//! `MemoryStorage`: values in a concurrent ordered map, gone with the process.
+//!
+//! Capabilities: atomic batch, range read, rename, conditional put; not
+//! persistent. Bounded only by RAM. Reads share the stored buffer
+//! ([`Bytes`]) instead of copying it.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, Range};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream;
+use futures::StreamExt;
+use parking_lot::RwLock;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+use crate::storage::{
+    clamp_range, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ListPageBuilder, Metadata,
+    ObjectMeta, PutOptions, Storage, ValueWriter,
+};
+
+/// Chunk size of streamed reads.
+const READ_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    meta: ObjectMeta,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: RwLock<BTreeMap<String, Entry>>,
+    version: AtomicU64,
+}
+
+/// An in-memory backend.
+///
+/// ```
+/// use tierfs_core::{Key, MemoryStorage, PutOptions, Storage};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = MemoryStorage::new("scratch");
+/// let key = Key::new("k")?;
+/// store.put(&key, "v".into(), PutOptions::default()).await?;
+/// assert_eq!(&store.get(&key).await?[..], b"v");
+/// # Ok::<_, tierfs_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStorage {
+    name: Arc<str>,
+    inner: Arc<Inner>,
+}
+
+impl MemoryStorage {
+    /// An empty store named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        MemoryStorage { name: name.into().into(), inner: Arc::default() }
+    }
+
+    fn entry(&self, key: &Key, op: &'static str) -> Result<Entry> {
+        self.inner.map.read().get(key.as_str()).cloned().ok_or_else(|| self.not_found(key, op))
+    }
+
+    fn not_found(&self, key: &Key, op: &'static str) -> Error {
+        Error::not_found(key.as_str()).with_backend(&*self.name).with_operation(op)
+    }
+
+    fn make_entry(&self, key: &Key, value: Bytes, metadata: Metadata) -> Entry {
+        let version = self.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
+        let meta = ObjectMeta {
+            key: key.clone(),
+            size: value.len() as u64,
+            modified: SystemTime::now(),
+            version: version.to_string(),
+            metadata,
+        };
+        Entry { value, meta }
+    }
+
+    fn store(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
+        let entry = self.make_entry(key, value, options.metadata);
+        let meta = entry.meta.clone();
+        let mut map = self.inner.map.write();
+        if options.if_not_exists && map.contains_key(key.as_str()) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the key exists and the put asked that it did not",
+            )
+            .with_key(key.as_str())
+            .with_backend(&*self.name)
+            .with_operation("put"));
+        }
+        map.insert(key.as_str().to_owned(), entry);
+        Ok(meta)
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batch: true,
+            range_read: true,
+            rename: true,
+            persistent: false,
+            conditional_put: true,
+            streaming: true,
+        }
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes> {
+        Ok(self.entry(key, "get")?.value)
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        let value = self.entry(key, "get_range")?.value;
+        let range = clamp_range(&range, value.len() as u64).map_err(|e| e.or_key(key))?;
+        Ok(value.slice(range))
+    }
+
+    async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
+        self.store(key, value, options)
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.inner.map.write().remove(key.as_str());
+        Ok(())
+    }
+
+    async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
+        let map = self.inner.map.read();
+        map.get(key.as_str()).map(|e| e.meta.clone()).ok_or_else(|| self.not_found(key, "stat"))
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        options.validate().map_err(|e| e.with_backend(&*self.name))?;
+        let map = self.inner.map.read();
+        let mut page = ListPageBuilder::new(options);
+        for (key, entry) in map.range::<String, _>((options.start_bound(), Bound::Unbounded)) {
+            if !page.push(key, || Ok(entry.meta.clone()))? {
+                break;
+            }
+        }
+        Ok(page.finish())
+    }
+
+    async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
+        let staged: Vec<(String, Option<Entry>)> = ops
+            .into_iter()
+            .map(|op| match op {
+                BatchOp::Put { key, value, metadata } => {
+                    let entry = self.make_entry(&key, value, metadata);
+                    (key.into_string(), Some(entry))
+                }
+                BatchOp::Delete { key } => (key.into_string(), None),
+            })
+            .collect();
+        let mut map = self.inner.map.write();
+        for (key, entry) in staged {
+            match entry {
+                Some(entry) => map.insert(key, entry),
+                None => map.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let value = self.entry(key, "read")?.value;
+        let value = match range {
+            Some(r) => value.slice(clamp_range(&r, value.len() as u64).map_err(|e| e.or_key(key))?),
+            None => value,
+        };
+        let chunks: Vec<Bytes> = (0..value.len())
+            .step_by(READ_CHUNK)
+            .map(|start| value.slice(start..(start + READ_CHUNK).min(value.len())))
+            .collect();
+        Ok(stream::iter(chunks.into_iter().map(Ok)).boxed())
+    }
+
+    async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
+        Ok(Box::new(MemoryWriter { store: self.clone(), key: key.clone(), options, buf: BytesMut::new() }))
+    }
+
+    async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
+        let mut map = self.inner.map.write();
+        let mut entry = map.remove(from.as_str()).ok_or_else(|| self.not_found(from, "rename"))?;
+        entry.meta.key = to.clone();
+        map.insert(to.as_str().to_owned(), entry);
+        Ok(())
+    }
+}
+
+struct MemoryWriter {
+    store: MemoryStorage,
+    key: Key,
+    options: PutOptions,
+    buf: BytesMut,
+}
+
+#[async_trait]
+impl ValueWriter for MemoryWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.buf.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<ObjectMeta> {
+        let this = *self;
+        this.store.store(&this.key, this.buf.freeze(), this.options)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! The built-in backends, one folder each.
+
+pub mod local;
+pub mod memory;

@@ -1,0 +1,43 @@
+//! TierFS core: one storage layer with many faces.
+//!
+//! A [`Storage`] trait with its backends ([`MemoryStorage`],
+//! [`LocalStorage`], plugins through the [`registry`]), a validated [`Key`]
+//! type, one [`Error`] type, and the [`config`] file that names backends.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use tierfs_core::{Key, LocalStorage, PutOptions, Storage};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = LocalStorage::open("main", dir.path(), Default::default())?;
+//!
+//! let key = Key::new("reports/2026/q4.csv")?;
+//! store.put(&key, Bytes::from("region,total\n"), PutOptions::default()).await?;
+//! assert_eq!(store.get(&key).await?, Bytes::from("region,total\n"));
+//!
+//! // Invalid keys are refused, never rewritten.
+//! assert!(Key::new("reports/../secrets").is_err());
+//! # Ok::<_, tierfs_core::Error>(())
+//! # }).unwrap();
+//! ```
+#![deny(missing_docs)]
+
+pub mod backends;
+pub mod config;
+pub mod error;
+pub mod key;
+pub mod layers;
+pub mod registry;
+pub mod storage;
+
+pub use backends::local::{LocalOptions, LocalStorage};
+pub use backends::memory::MemoryStorage;
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use key::Key;
+pub use registry::{StoragePlugin, StorageRegistry};
+pub use storage::{
+    clamp_range, collect_stream, BatchOp, ByteStream, Capabilities, ListEntry, ListOptions, ListPage,
+    ListPageBuilder, Metadata, ObjectMeta, PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
+};

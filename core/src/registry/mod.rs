@@ -1,0 +1,150 @@
+//! `StoragePlugin` and `StorageRegistry`: backend types by name.
+//!
+//! Every backend type, built-in or not, is a [`StoragePlugin`] registered
+//! under a type name. The built-ins (`memory`, `local`) register like
+//! everyone else; third-party types come from shared libraries loaded at
+//! run time through the stable C ABI of the `tierfs-plugin-api` crate (see
+//! [`StorageRegistry::load_library`]). Creating a backend of an unknown type
+//! fails with an error that lists the registered ones. Every backend the
+//! registry creates is wrapped in [`TracingStorage`].
+//!
+//! ```
+//! use tierfs_core::config::Config;
+//! use tierfs_core::registry::StorageRegistry;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let registry = StorageRegistry::with_builtins();
+//! assert_eq!(registry.types(), ["local", "memory"]);
+//!
+//! let config = Config::parse("[backends.scratch]\ntype = \"memory\"\n", None)?;
+//! let backends = registry.build(&config).await?;
+//! assert_eq!(backends["scratch"].name(), "scratch");
+//!
+//! let bad = Config::parse("[backends.x]\ntype = \"nfs\"\n", None)?;
+//! let err = registry.build(&bad).await.unwrap_err();
+//! assert!(err.to_string().contains("registered types are: local, memory"), "{err}");
+//! # Ok::<_, tierfs_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod builtin;
+mod dynamic;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+pub use builtin::{LocalPlugin, LocalSettings, MemoryPlugin, MemorySettings};
+pub use dynamic::PLUGIN_ABI_VERSION;
+
+use crate::config::{BackendSettings, Config};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layers::TracingStorage;
+use crate::storage::Storage;
+
+/// A backend type: a name and a factory.
+#[async_trait]
+pub trait StoragePlugin: Send + Sync + std::fmt::Debug {
+    /// The type name used in configuration (`type = "..."`).
+    fn type_name(&self) -> &str;
+
+    /// Creates a backend named `settings.name` from its settings, refusing
+    /// unknown fields and bad values with [`BackendSettings::error`].
+    async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>>;
+}
+
+/// Backend types by name.
+#[derive(Debug, Default)]
+pub struct StorageRegistry {
+    plugins: RwLock<BTreeMap<String, Arc<dyn StoragePlugin>>>,
+}
+
+impl StorageRegistry {
+    /// A registry with nothing in it.
+    pub fn empty() -> Self {
+        StorageRegistry::default()
+    }
+
+    /// A registry holding the built-in types, `memory` and `local`.
+    pub fn with_builtins() -> Self {
+        let registry = StorageRegistry::empty();
+        registry.register(Arc::new(MemoryPlugin)).expect("fresh registry");
+        registry.register(Arc::new(LocalPlugin)).expect("fresh registry");
+        registry
+    }
+
+    /// Adds a backend type; a name already taken is refused.
+    pub fn register(&self, plugin: Arc<dyn StoragePlugin>) -> Result<()> {
+        let name = plugin.type_name().to_owned();
+        crate::config::validate_name(&name).map_err(|why| Error::new(ErrorKind::InvalidInput, why))?;
+        let mut plugins = self.plugins.write();
+        if plugins.contains_key(&name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("a backend type named `{name}` is already registered; pick another type name"),
+            ));
+        }
+        plugins.insert(name, plugin);
+        Ok(())
+    }
+
+    /// Loads a plugin library and registers the backend types it provides;
+    /// returns their names. The library must export the `tierfs-plugin-api`
+    /// entry points built for [`PLUGIN_ABI_VERSION`].
+    pub fn load_library(&self, path: &Path) -> Result<Vec<String>> {
+        let plugins = dynamic::load(path)?;
+        let names = plugins.iter().map(|p| p.type_name().to_owned()).collect();
+        for plugin in plugins {
+            self.register(plugin)?;
+        }
+        Ok(names)
+    }
+
+    /// The registered type names, sorted.
+    pub fn types(&self) -> Vec<String> {
+        self.plugins.read().keys().cloned().collect()
+    }
+
+    /// Looks a type up; the error lists the registered types.
+    pub fn plugin(&self, type_name: &str) -> Result<Arc<dyn StoragePlugin>> {
+        self.plugins.read().get(type_name).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "unknown backend type `{type_name}`; registered types are: {}",
+                    self.types().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Creates backend `name` of `config`, wrapped in [`TracingStorage`].
+    pub async fn create(&self, config: &Config, name: &str) -> Result<Arc<dyn Storage>> {
+        let backend = config
+            .backends
+            .get(name)
+            .ok_or_else(|| config.error("backends", &format!("no backend named `{name}` is configured")))?;
+        let plugin = self
+            .plugin(&backend.kind)
+            .map_err(|e| config.error(&format!("backends.{name}.type"), e.message()))?;
+        let settings = BackendSettings { name, table: &backend.settings, config };
+        let storage = plugin.create(settings).await?;
+        Ok(Arc::new(TracingStorage::new(storage)))
+    }
+
+    /// Loads the configured plugin libraries, then creates every backend.
+    pub async fn build(&self, config: &Config) -> Result<BTreeMap<String, Arc<dyn Storage>>> {
+        for library in &config.plugins {
+            let path = config.resolve_path(library);
+            self.load_library(&path).map_err(|e| config.error("plugins", e.message()))?;
+        }
+        let mut backends = BTreeMap::new();
+        for name in config.backends.keys() {
+            backends.insert(name.clone(), self.create(config, name).await?);
+        }
+        Ok(backends)
+    }
+}

@@ -1,0 +1,128 @@
+//! The `Storage` trait every backend implements, and the types it speaks.
+//!
+//! Contract for implementers (the behaviour suite in `tests/` checks each
+//! point against every backend):
+//! - Keys arrive validated ([`Key`]); prefixes are checked with
+//!   [`validate_prefix`](crate::key::validate_prefix).
+//! - `get`, `get_range`, `stat` and `read` of a missing key fail with
+//!   `NotFound`; `delete` of a missing key succeeds.
+//! - A range past the end is clamped: `get_range` returns the bytes that
+//!   exist, possibly none.
+//! - `put` replaces the value and metadata whole; readers see the old or the
+//!   new value, never a mix.
+//! - `batch` is all-or-nothing when [`Capabilities::atomic_batch`] is set;
+//!   a backend without it refuses batches with `Unsupported` rather than
+//!   applying part of one.
+//! - `write` returns a [`ValueWriter`]; nothing is visible until
+//!   [`ValueWriter::finish`] returns, and a writer dropped or aborted before
+//!   that leaves the previous value untouched.
+//! - Errors carry the backend's name and the key.
+
+mod batch;
+mod capabilities;
+mod list;
+mod meta;
+mod stream;
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use batch::BatchOp;
+pub use capabilities::Capabilities;
+pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
+pub use meta::{Metadata, ObjectMeta, PutOptions};
+pub use stream::{collect_stream, ByteStream, ValueWriter};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+
+/// A key-value store with streaming values: the interface of every backend
+/// and of every layer stacked on one.
+///
+/// The trait is object safe; the manager holds backends as
+/// `Arc<dyn Storage>`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tierfs_core::{Key, MemoryStorage, PutOptions, Storage};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = MemoryStorage::new("scratch");
+/// let key = Key::new("notes/today.txt")?;
+/// store.put(&key, Bytes::from_static(b"hello"), PutOptions::default()).await?;
+/// assert_eq!(store.get(&key).await?, Bytes::from_static(b"hello"));
+/// assert_eq!(store.get_range(&key, 1..3).await?, Bytes::from_static(b"el"));
+/// assert_eq!(store.stat(&key).await?.size, 5);
+/// # Ok::<_, tierfs_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait Storage: Send + Sync + Debug {
+    /// The name this backend instance was configured under; errors carry it.
+    fn name(&self) -> &str;
+
+    /// What this backend can do; callers consult it instead of guessing.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The whole value of `key`. Large values are better read with [`Storage::read`].
+    async fn get(&self, key: &Key) -> Result<Bytes>;
+
+    /// Bytes `range.start..range.end` of the value, clamped to its size.
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes>;
+
+    /// Stores `value` under `key`, replacing any previous value and metadata.
+    async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta>;
+
+    /// Removes `key`; removing a missing key succeeds.
+    async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Size, modification time, version and metadata of `key`.
+    async fn stat(&self, key: &Key) -> Result<ObjectMeta>;
+
+    /// One page of keys under `options.prefix`, in byte order. Follow
+    /// [`ListPage::next`] for the next page, or use [`StorageExt::list_stream`].
+    async fn list(&self, options: &ListOptions) -> Result<ListPage>;
+
+    /// Applies every operation, or none (see [`Capabilities::atomic_batch`]).
+    async fn batch(&self, ops: Vec<BatchOp>) -> Result<()>;
+
+    /// Streams the value of `key` (or the part in `range`) in chunks.
+    async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream>;
+
+    /// Starts a streamed write of `key`; the value appears when the writer
+    /// finishes.
+    async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>>;
+
+    /// Moves the value and metadata of `from` to `to` atomically, replacing
+    /// `to`. Backends without [`Capabilities::rename`] refuse.
+    async fn rename(&self, from: &Key, _to: &Key) -> Result<()> {
+        Err(Error::new(ErrorKind::Unsupported, "this backend cannot rename atomically")
+            .with_key(from.as_str())
+            .with_backend(self.name())
+            .with_operation("rename"))
+    }
+
+    /// Makes every acknowledged write durable (a no-op where writes already are).
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Clamps `range` to a value of `size` bytes, as `usize` bounds.
+///
+/// A range starting past the end yields an empty range; an inverted range is
+/// an `InvalidInput` error.
+pub fn clamp_range(range: &Range<u64>, size: u64) -> Result<Range<usize>> {
+    if range.start > range.end {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("range {}..{} ends before it starts", range.start, range.end),
+        ));
+    }
+    let end = range.end.min(size);
+    let start = range.start.min(end);
+    Ok(start as usize..end as usize)
+}
