@@ -28,6 +28,8 @@ pub mod config;
 pub mod error;
 pub mod key;
 pub mod layers;
+pub mod metrics;
+pub mod policies;
 pub mod registry;
 pub mod storage;
 

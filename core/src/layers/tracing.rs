@@ -56,6 +56,10 @@ impl Storage for TracingStorage {
         self.inner.capabilities()
     }
 
+    fn is_healthy(&self) -> bool {
+        self.inner.is_healthy()
+    }
+
     async fn get(&self, key: &Key) -> Result<Bytes> {
         traced!(self, "get", key, self.inner.get(key))
     }

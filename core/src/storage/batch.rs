@@ -14,6 +14,8 @@ pub enum BatchOp {
         value: Bytes,
         /// The new metadata map.
         metadata: Metadata,
+        /// Fail the whole batch with `AlreadyExists` if the key exists.
+        if_not_exists: bool,
     },
     /// Remove `key` (a missing key is not an error).
     Delete {
@@ -25,7 +27,12 @@ pub enum BatchOp {
 impl BatchOp {
     /// A put with empty metadata.
     pub fn put(key: Key, value: impl Into<Bytes>) -> Self {
-        BatchOp::Put { key, value: value.into(), metadata: Metadata::new() }
+        BatchOp::Put { key, value: value.into(), metadata: Metadata::new(), if_not_exists: false }
+    }
+
+    /// A put that fails the whole batch if `key` exists.
+    pub fn put_if_absent(key: Key, value: impl Into<Bytes>) -> Self {
+        BatchOp::Put { key, value: value.into(), metadata: Metadata::new(), if_not_exists: true }
     }
 
     /// A delete.

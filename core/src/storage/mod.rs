@@ -10,9 +10,10 @@
 //!   exist, possibly none.
 //! - `put` replaces the value and metadata whole; readers see the old or the
 //!   new value, never a mix.
-//! - `batch` is all-or-nothing when [`Capabilities::atomic_batch`] is set;
-//!   a backend without it refuses batches with `Unsupported` rather than
-//!   applying part of one.
+//! - `batch` is all-or-nothing when [`Capabilities::atomic_batch`] is set:
+//!   if any operation fails (a `put_if_absent` on an existing key, an I/O
+//!   error), none is applied. A backend without it refuses batches with
+//!   `Unsupported` rather than applying part of one.
 //! - `write` returns a [`ValueWriter`]; nothing is visible until
 //!   [`ValueWriter::finish`] returns, and a writer dropped or aborted before
 //!   that leaves the previous value untouched.
@@ -108,6 +109,13 @@ pub trait Storage: Send + Sync + Debug {
     /// Makes every acknowledged write durable (a no-op where writes already are).
     async fn sync(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether the backend is believed reachable now. Layers that track
+    /// health ([`HealthStorage`](crate::layers::HealthStorage)) answer; others
+    /// pass the question to what they wrap, and a bare backend says `true`.
+    fn is_healthy(&self) -> bool {
+        true
     }
 }
 

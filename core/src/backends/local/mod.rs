@@ -111,6 +111,7 @@ enum Located {
 /// A put whose large value, if any, is already in a fsynced blob file.
 struct StagedPut {
     key: Key,
+    if_not_exists: bool,
     size: u64,
     metadata: Metadata,
     body: StagedBody,
@@ -268,10 +269,10 @@ impl LocalStorage {
     }
 
     /// Writes a large value to a new, fsynced blob; small ones stay in memory.
-    fn stage(&self, key: Key, value: Bytes, metadata: Metadata) -> Result<StagedPut> {
+    fn stage(&self, key: Key, value: Bytes, metadata: Metadata, if_not_exists: bool) -> Result<StagedPut> {
         let size = value.len() as u64;
         if value.len() <= INLINE_LIMIT {
-            return Ok(StagedPut { key, size, metadata, body: StagedBody::Inline(value) });
+            return Ok(StagedPut { key, if_not_exists, size, metadata, body: StagedBody::Inline(value) });
         }
         let id = self.inner.blobs.allocate();
         let written = (|| {
@@ -284,12 +285,12 @@ impl LocalStorage {
             self.inner.blobs.remove(id);
             return Err(self.ctx(Error::io("cannot write the value's blob file", e), &key, "put"));
         }
-        Ok(StagedPut { key, size, metadata, body: StagedBody::Blob(id) })
+        Ok(StagedPut { key, if_not_exists, size, metadata, body: StagedBody::Blob(id) })
     }
 
     /// Commits `ops` in one durable transaction. On success, blobs the
     /// transaction replaced are removed; on failure, blobs it staged are.
-    fn commit(&self, ops: Vec<StagedOp>, if_not_exists: bool, op: &'static str) -> Result<Vec<ObjectMeta>> {
+    fn commit(&self, ops: Vec<StagedOp>, op: &'static str) -> Result<Vec<ObjectMeta>> {
         let staged_blobs: Vec<u64> = ops
             .iter()
             .filter_map(|o| match o {
@@ -301,7 +302,7 @@ impl LocalStorage {
             StagedOp::Put(p) => p.key.as_str().to_owned(),
             StagedOp::Delete(k) => k.as_str().to_owned(),
         });
-        match self.commit_txn(ops, if_not_exists) {
+        match self.commit_txn(ops) {
             Ok((metas, replaced)) => {
                 for id in replaced {
                     self.inner.blobs.remove(id);
@@ -317,7 +318,7 @@ impl LocalStorage {
         }
     }
 
-    fn commit_txn(&self, ops: Vec<StagedOp>, if_not_exists: bool) -> Result<(Vec<ObjectMeta>, Vec<u64>)> {
+    fn commit_txn(&self, ops: Vec<StagedOp>) -> Result<(Vec<ObjectMeta>, Vec<u64>)> {
         let txn = self.inner.db.begin_write().map_err(db_error)?;
         let mut metas = Vec::new();
         let mut replaced = Vec::new();
@@ -328,7 +329,7 @@ impl LocalStorage {
             for op in ops {
                 let (key, old) = match op {
                     StagedOp::Put(put) => {
-                        if if_not_exists && objects.get(put.key.as_str()).map_err(db_error)?.is_some() {
+                        if put.if_not_exists && objects.get(put.key.as_str()).map_err(db_error)?.is_some() {
                             return Err(Error::new(
                                 ErrorKind::AlreadyExists,
                                 "the key exists and the put asked that it did not",
@@ -452,8 +453,8 @@ impl Storage for LocalStorage {
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
         let key = key.clone();
         self.blocking(move |s| {
-            let staged = s.stage(key, value, options.metadata)?;
-            let mut metas = s.commit(vec![StagedOp::Put(staged)], options.if_not_exists, "put")?;
+            let staged = s.stage(key, value, options.metadata, options.if_not_exists)?;
+            let mut metas = s.commit(vec![StagedOp::Put(staged)], "put")?;
             Ok(metas.pop().expect("one put, one meta"))
         })
         .await
@@ -461,7 +462,7 @@ impl Storage for LocalStorage {
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let key = key.clone();
-        self.blocking(move |s| s.commit(vec![StagedOp::Delete(key)], false, "delete").map(drop)).await
+        self.blocking(move |s| s.commit(vec![StagedOp::Delete(key)], "delete").map(drop)).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
@@ -503,7 +504,9 @@ impl Storage for LocalStorage {
             let mut staged = Vec::with_capacity(ops.len());
             for op in ops {
                 let staged_op = match op {
-                    BatchOp::Put { key, value, metadata } => s.stage(key, value, metadata).map(StagedOp::Put),
+                    BatchOp::Put { key, value, metadata, if_not_exists } => {
+                        s.stage(key, value, metadata, if_not_exists).map(StagedOp::Put)
+                    }
                     BatchOp::Delete { key } => Ok(StagedOp::Delete(key)),
                 };
                 match staged_op {
@@ -518,7 +521,7 @@ impl Storage for LocalStorage {
                     }
                 }
             }
-            s.commit(staged, false, "batch").map(drop)
+            s.commit(staged, "batch").map(drop)
         })
         .await
     }

@@ -76,7 +76,13 @@ impl ValueWriter for LocalWriter {
         let staged = match self.blob.take() {
             None => {
                 let value = std::mem::take(&mut self.buf).freeze();
-                StagedPut { key, size: value.len() as u64, metadata, body: StagedBody::Inline(value) }
+                StagedPut {
+                    key,
+                    if_not_exists,
+                    size: value.len() as u64,
+                    metadata,
+                    body: StagedBody::Inline(value),
+                }
             }
             Some((id, file)) => {
                 let size = self.size;
@@ -90,12 +96,11 @@ impl ValueWriter for LocalWriter {
                     })
                     .await;
                 synced.map_err(|e| self.store.ctx(e, &self.key, "write"))?;
-                StagedPut { key, size, metadata, body: StagedBody::Blob(id) }
+                StagedPut { key, if_not_exists, size, metadata, body: StagedBody::Blob(id) }
             }
         };
         let store = self.store.clone();
-        let mut metas =
-            store.blocking(move |s| s.commit(vec![StagedOp::Put(staged)], if_not_exists, "write")).await?;
+        let mut metas = store.blocking(move |s| s.commit(vec![StagedOp::Put(staged)], "write")).await?;
         Ok(metas.pop().expect("one put, one meta"))
     }
 

@@ -155,18 +155,27 @@ impl Storage for MemoryStorage {
     }
 
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
-        let staged: Vec<(String, Option<Entry>)> = ops
-            .into_iter()
-            .map(|op| match op {
-                BatchOp::Put { key, value, metadata } => {
+        let mut staged: Vec<(String, Option<Entry>, bool)> = Vec::with_capacity(ops.len());
+        for op in ops {
+            staged.push(match op {
+                BatchOp::Put { key, value, metadata, if_not_exists } => {
                     let entry = self.make_entry(&key, value, metadata);
-                    (key.into_string(), Some(entry))
+                    (key.into_string(), Some(entry), if_not_exists)
                 }
-                BatchOp::Delete { key } => (key.into_string(), None),
-            })
-            .collect();
+                BatchOp::Delete { key } => (key.into_string(), None, false),
+            });
+        }
         let mut map = self.inner.map.write();
-        for (key, entry) in staged {
+        if let Some((key, ..)) = staged.iter().find(|(key, _, cond)| *cond && map.contains_key(key)) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the batch asked that this key not exist; nothing was applied",
+            )
+            .with_key(key.as_str())
+            .with_backend(&*self.name)
+            .with_operation("batch"));
+        }
+        for (key, entry, _) in staged {
             match entry {
                 Some(entry) => map.insert(key, entry),
                 None => map.remove(&key),
