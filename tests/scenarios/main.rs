@@ -1,0 +1,5 @@
+//! Scenario tests of the policies and the manager, with real backends and
+//! injected faults.
+
+mod cache;
+mod redundant;
