@@ -35,6 +35,16 @@ pub struct Config {
     /// Named backends, in name order.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The policy for keys no route claims (`[policy]`); default:
+    /// `always_local` on the only backend.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Prefix routes (`[[routes]]`), the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Timeouts, retries and probing of every backend (`[health]`).
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Where the file was read from (`None` for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -85,7 +95,7 @@ impl Config {
         settings.insert("path".into(), toml::Value::String(path.display().to_string()));
         let mut backends = BTreeMap::new();
         backends.insert("local".to_owned(), BackendConfig { kind: "local".into(), settings });
-        Ok(Config { plugins: Vec::new(), backends, source: None })
+        Ok(Config { backends, ..Config::default() })
     }
 
     /// Checks what the TOML grammar cannot: names and the presence of backends.
@@ -99,7 +109,33 @@ impl Config {
         for name in self.backends.keys() {
             validate_name(name).map_err(|why| self.error(&format!("backends.{name}"), &why))?;
         }
-        Ok(())
+        if let Some(policy) = &self.policy {
+            policy.validate(self, "policy")?;
+        }
+        let mut prefixes = std::collections::BTreeSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let field = format!("routes[{i}]");
+            route.validate(self, &field)?;
+            if !prefixes.insert(route.prefix.as_str()) {
+                return Err(self.error(&field, &format!("prefix `{}` is routed twice", route.prefix)));
+            }
+        }
+        self.health.validate(self)
+    }
+
+    /// Checks that `name` is a configured backend, for a reference at `field`.
+    pub fn check_backend(&self, field: &str, name: &str) -> Result<()> {
+        if self.backends.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+        Err(self
+            .error(field, &format!("no backend named `{name}`; configured backends: {}", known.join(", "))))
+    }
+
+    /// The policy for keys no route claims.
+    pub fn default_policy(&self) -> PolicyConfig {
+        self.policy.clone().unwrap_or(PolicyConfig::AlwaysLocal { backend: None })
     }
 
     /// A `Config` error naming this file and `field`.
@@ -120,6 +156,250 @@ impl Config {
         match (&self.source, path.is_relative()) {
             (Some(source), true) => source.parent().unwrap_or(Path::new(".")).join(path),
             _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// A storage policy as configured (see `policies`).
+///
+/// ```toml
+/// [policy]
+/// type = "prefer_cache"          # always_local | prefer_cache | redundant | tiered | custom
+/// primary = "main"
+/// cache = { capacity_mib = 256, write = "through" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// Every operation on one backend (the only one when not named).
+    AlwaysLocal {
+        /// The backend.
+        backend: Option<String>,
+    },
+    /// A cache tier in front of `primary`.
+    PreferCache {
+        /// The backend behind the cache.
+        primary: String,
+        /// Cache settings (checked by the cache policy).
+        #[serde(default)]
+        cache: toml::Table,
+    },
+    /// Copies on several backends.
+    Redundant {
+        /// The member backends, read in this order.
+        backends: Vec<String>,
+        /// Members that must acknowledge a write (default: all).
+        write_quorum: Option<usize>,
+        /// Seconds between background scrubs (default 60; 0 turns it off).
+        scrub_interval_secs: Option<u64>,
+    },
+    /// Hot and cold tiers with background migration.
+    Tiered {
+        /// Where new writes go and hot keys live.
+        hot: String,
+        /// Where keys go once cold.
+        cold: String,
+        /// Migration settings (checked by the tiered policy).
+        #[serde(default)]
+        migration: toml::Table,
+    },
+    /// A policy registered by a plugin under `name`.
+    Custom {
+        /// The registered policy name.
+        name: String,
+        /// Its backends, in the order it expects them.
+        #[serde(default)]
+        backends: Vec<String>,
+        /// Its settings (checked by the policy).
+        #[serde(default)]
+        settings: toml::Table,
+    },
+}
+
+impl PolicyConfig {
+    /// A short name for messages (`always_local`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyConfig::AlwaysLocal { .. } => "always_local",
+            PolicyConfig::PreferCache { .. } => "prefer_cache",
+            PolicyConfig::Redundant { .. } => "redundant",
+            PolicyConfig::Tiered { .. } => "tiered",
+            PolicyConfig::Custom { .. } => "custom",
+        }
+    }
+
+    /// The backends this policy uses, in order (the only backend for an
+    /// unnamed `always_local`).
+    pub fn backends(&self, config: &Config) -> Vec<String> {
+        match self {
+            PolicyConfig::AlwaysLocal { backend: Some(b) } => vec![b.clone()],
+            PolicyConfig::AlwaysLocal { backend: None } => {
+                config.backends.keys().next().into_iter().cloned().collect()
+            }
+            PolicyConfig::PreferCache { primary, .. } => vec![primary.clone()],
+            PolicyConfig::Redundant { backends, .. } | PolicyConfig::Custom { backends, .. } => {
+                backends.clone()
+            }
+            PolicyConfig::Tiered { hot, cold, .. } => vec![hot.clone(), cold.clone()],
+        }
+    }
+
+    fn validate(&self, config: &Config, field: &str) -> Result<()> {
+        match self {
+            PolicyConfig::AlwaysLocal { backend: None } if config.backends.len() != 1 => {
+                return Err(config.error(
+                    &format!("{field}.backend"),
+                    "several backends are configured; name the one `always_local` uses",
+                ))
+            }
+            PolicyConfig::Redundant { backends, write_quorum, .. } => {
+                if backends.len() < 2 {
+                    return Err(config.error(
+                        &format!("{field}.backends"),
+                        "a redundant policy needs at least 2 backends",
+                    ));
+                }
+                let unique: std::collections::BTreeSet<_> = backends.iter().collect();
+                if unique.len() != backends.len() {
+                    return Err(config.error(&format!("{field}.backends"), "a backend is listed twice"));
+                }
+                if let Some(q) = write_quorum {
+                    if *q == 0 || *q > backends.len() {
+                        return Err(config.error(
+                            &format!("{field}.write_quorum"),
+                            &format!("{q} is out of range; allowed: 1 to {}", backends.len()),
+                        ));
+                    }
+                }
+            }
+            PolicyConfig::Tiered { hot, cold, .. } if hot == cold => {
+                return Err(
+                    config.error(&format!("{field}.cold"), "the cold tier must differ from the hot tier")
+                )
+            }
+            _ => {}
+        }
+        for (i, b) in self.backends(config).iter().enumerate() {
+            let which = match self {
+                PolicyConfig::Redundant { .. } | PolicyConfig::Custom { .. } => {
+                    format!("{field}.backends[{i}]")
+                }
+                PolicyConfig::AlwaysLocal { .. } => format!("{field}.backend"),
+                PolicyConfig::PreferCache { .. } => format!("{field}.primary"),
+                PolicyConfig::Tiered { .. } if i == 0 => format!("{field}.hot"),
+                PolicyConfig::Tiered { .. } => format!("{field}.cold"),
+            };
+            config.check_backend(&which, b)?;
+        }
+        Ok(())
+    }
+}
+
+/// One `[[routes]]` entry: keys under `prefix` go to `backend` (shorthand
+/// for an `always_local` policy) or to `policy`.
+///
+/// ```toml
+/// [[routes]]
+/// prefix = "tmp/"
+/// backend = "scratch"
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A key prefix ending in `/`.
+    pub prefix: String,
+    /// The backend, when the route needs no policy.
+    pub backend: Option<String>,
+    /// The policy of this route.
+    pub policy: Option<PolicyConfig>,
+}
+
+impl RouteConfig {
+    /// The route's policy, from `backend` or `policy`.
+    pub fn policy(&self) -> PolicyConfig {
+        match (&self.policy, &self.backend) {
+            (Some(p), _) => p.clone(),
+            (None, b) => PolicyConfig::AlwaysLocal { backend: b.clone() },
+        }
+    }
+
+    fn validate(&self, config: &Config, field: &str) -> Result<()> {
+        let prefix_ok = self.prefix.ends_with('/') && crate::key::validate_prefix(&self.prefix).is_ok();
+        if !prefix_ok {
+            return Err(config.error(
+                &format!("{field}.prefix"),
+                &format!("`{}` is not a directory prefix; write it like `tmp/` or `a/b/`", self.prefix),
+            ));
+        }
+        match (&self.backend, &self.policy) {
+            (Some(_), Some(_)) => Err(config.error(field, "give `backend` or `policy`, not both")),
+            (None, None) => {
+                Err(config.error(field, "give the `backend` or the `policy` this prefix goes to"))
+            }
+            (Some(b), None) => config.check_backend(&format!("{field}.backend"), b),
+            (None, Some(p)) => p.validate(config, &format!("{field}.policy")),
+        }
+    }
+}
+
+/// `[health]`: timeouts, retries and probing, for every backend.
+///
+/// ```toml
+/// [health]
+/// timeout_ms = 30000     # a call slower than this fails (remote backends)
+/// retries = 2            # retries of a retryable failure
+/// probe_ms = 250         # first wait before probing an unhealthy backend
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Longest a call may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Retries of a retryable failure.
+    pub retries: u32,
+    /// First wait before probing an unhealthy backend, in milliseconds.
+    pub probe_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        let d = crate::layers::HealthOptions::default();
+        HealthConfig {
+            timeout_ms: d.timeout.as_millis() as u64,
+            retries: d.retries,
+            probe_ms: d.probe_backoff.as_millis() as u64,
+        }
+    }
+}
+
+impl HealthConfig {
+    fn validate(&self, config: &Config) -> Result<()> {
+        if !(10..=3_600_000).contains(&self.timeout_ms) {
+            return Err(config.error(
+                "health.timeout_ms",
+                &format!("{} is out of range; allowed: 10 to 3600000", self.timeout_ms),
+            ));
+        }
+        if self.retries > 10 {
+            return Err(config
+                .error("health.retries", &format!("{} is out of range; allowed: 0 to 10", self.retries)));
+        }
+        if !(1..=60_000).contains(&self.probe_ms) {
+            return Err(config.error(
+                "health.probe_ms",
+                &format!("{} is out of range; allowed: 1 to 60000", self.probe_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As layer options.
+    pub fn options(&self) -> crate::layers::HealthOptions {
+        crate::layers::HealthOptions {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            retries: self.retries,
+            probe_backoff: std::time::Duration::from_millis(self.probe_ms),
+            ..Default::default()
         }
     }
 }
@@ -227,5 +507,49 @@ mod tests {
         let c = Config::embedded_default(Some(Path::new("/tmp/x"))).unwrap();
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.backends["local"].settings["path"].as_str(), Some("/tmp/x"));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    const BACKENDS: &str = "[backends.main]\ntype = \"memory\"\n[backends.tmp]\ntype = \"memory\"\n";
+
+    fn parse(extra: &str) -> Result<Config> {
+        Config::parse(&format!("{BACKENDS}{extra}"), Some(Path::new("t.toml")))
+    }
+
+    #[test]
+    fn routes_and_policies_parse() {
+        let c = parse(
+            "[policy]\ntype = \"redundant\"\nbackends = [\"main\", \"tmp\"]\nwrite_quorum = 1\n\
+             [[routes]]\nprefix = \"tmp/\"\nbackend = \"tmp\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.default_policy().kind(), "redundant");
+        assert_eq!(c.routes[0].policy(), PolicyConfig::AlwaysLocal { backend: Some("tmp".into()) });
+    }
+
+    #[test]
+    fn bad_policies_name_the_field() {
+        for (extra, needle) in [
+            ("[policy]\ntype = \"fastest\"\n", "unknown variant `fastest`"),
+            ("[policy]\ntype = \"always_local\"\n", "`policy.backend`"),
+            ("[policy]\ntype = \"always_local\"\nbackend = \"nope\"\n", "no backend named `nope`"),
+            (
+                "[policy]\ntype = \"redundant\"\nbackends = [\"main\", \"tmp\"]\nwrite_quorum = 3\n",
+                "`policy.write_quorum`: 3 is out of range",
+            ),
+            ("[policy]\ntype = \"always_local\"\nbackend = \"main\"\ncolour = 1\n", "unknown field `colour`"),
+            ("[[routes]]\nprefix = \"tmp\"\nbackend = \"tmp\"\n", "`routes[0].prefix`"),
+            ("[[routes]]\nprefix = \"a/\"\n", "`routes[0]`: give the `backend`"),
+            ("[health]\ntimeout_ms = 0\n", "`health.timeout_ms`"),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(e.to_string().contains(needle), "{extra:?}: {e}");
+            assert!(e.to_string().contains("t.toml"), "{e}");
+        }
     }
 }

@@ -1,0 +1,299 @@
+//! `StorageMetrics`: counts, errors, bytes and latency per backend and per
+//! operation, cache hits and misses, repairs and migrations.
+//!
+//! Recording is lock-free (atomics); a [`MetricsSnapshot`] copies the
+//! counters at one moment and renders them in the Prometheus text format.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tierfs_core::metrics::{Op, StorageMetrics};
+//!
+//! let metrics = StorageMetrics::new();
+//! let main = metrics.backend("main");
+//! main.record(Op::Get, Duration::from_micros(40), true, 0, 4096);
+//! metrics.cache_hit();
+//! let snap = metrics.snapshot();
+//! assert_eq!(snap.backends["main"]["get"].count, 1);
+//! assert!(snap.to_prometheus().contains("tierfs_operations_total{backend=\"main\",op=\"get\"} 1"));
+//! ```
+
+mod histogram;
+mod layer;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
+pub use layer::MetricsStorage;
+
+/// The operations metrics are kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `get`
+    Get,
+    /// `get_range`
+    GetRange,
+    /// `put`
+    Put,
+    /// `delete`
+    Delete,
+    /// `stat`
+    Stat,
+    /// `list`
+    List,
+    /// `batch`
+    Batch,
+    /// `read` (streamed)
+    Read,
+    /// `write` (streamed)
+    Write,
+    /// `rename`
+    Rename,
+}
+
+impl Op {
+    /// Every operation, in a fixed order.
+    pub const ALL: [Op; 10] = [
+        Op::Get,
+        Op::GetRange,
+        Op::Put,
+        Op::Delete,
+        Op::Stat,
+        Op::List,
+        Op::Batch,
+        Op::Read,
+        Op::Write,
+        Op::Rename,
+    ];
+
+    /// The label used in snapshots and exposition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::GetRange => "get_range",
+            Op::Put => "put",
+            Op::Delete => "delete",
+            Op::Stat => "stat",
+            Op::List => "list",
+            Op::Batch => "batch",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Rename => "rename",
+        }
+    }
+}
+
+/// Counters of one operation on one backend.
+#[derive(Debug, Default)]
+pub struct OpMetrics {
+    count: AtomicU64,
+    errors: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    latency: Histogram,
+}
+
+/// Counters of one backend.
+#[derive(Debug, Default)]
+pub struct BackendMetrics {
+    ops: [OpMetrics; Op::ALL.len()],
+}
+
+impl BackendMetrics {
+    /// Records one call of `op`: its latency, success, bytes written to
+    /// the backend (`bytes_in`) and read from it (`bytes_out`).
+    pub fn record(&self, op: Op, latency: Duration, ok: bool, bytes_in: u64, bytes_out: u64) {
+        let m = &self.ops[op as usize];
+        m.count.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            m.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if bytes_in > 0 {
+            m.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        }
+        if bytes_out > 0 {
+            m.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        }
+        m.latency.record(latency);
+    }
+
+    /// Adds bytes moved by a stream after the call that opened it.
+    pub fn add_bytes(&self, op: Op, bytes_in: u64, bytes_out: u64) {
+        let m = &self.ops[op as usize];
+        m.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        m.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+}
+
+/// All metrics of one manager (or of whoever records into it).
+#[derive(Debug, Default)]
+pub struct StorageMetrics {
+    backends: RwLock<BTreeMap<String, Arc<BackendMetrics>>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_evictions: AtomicU64,
+    repairs: AtomicU64,
+    migrations: AtomicU64,
+    retries: AtomicU64,
+}
+
+macro_rules! counter {
+    ($name:ident, $field:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name(&self) {
+            self.$field.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+}
+
+impl StorageMetrics {
+    /// Empty metrics.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// The counters of backend `name`, created on first use.
+    pub fn backend(&self, name: &str) -> Arc<BackendMetrics> {
+        if let Some(m) = self.backends.read().get(name) {
+            return m.clone();
+        }
+        self.backends.write().entry(name.to_owned()).or_default().clone()
+    }
+
+    counter!(cache_hit, cache_hits, "Counts a read served by a cache.");
+    counter!(cache_miss, cache_misses, "Counts a read a cache could not serve.");
+    counter!(cache_eviction, cache_evictions, "Counts an entry evicted from a cache.");
+    counter!(repair, repairs, "Counts a stale or missing copy repaired.");
+    counter!(migration, migrations, "Counts a key moved between tiers.");
+    counter!(retry, retries, "Counts a call retried after a retryable error.");
+
+    /// The counters at this moment.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let backends = self
+            .backends
+            .read()
+            .iter()
+            .map(|(name, m)| {
+                let ops = Op::ALL
+                    .iter()
+                    .map(|op| {
+                        let o = &m.ops[*op as usize];
+                        let snap = OpSnapshot {
+                            count: o.count.load(Ordering::Relaxed),
+                            errors: o.errors.load(Ordering::Relaxed),
+                            bytes_in: o.bytes_in.load(Ordering::Relaxed),
+                            bytes_out: o.bytes_out.load(Ordering::Relaxed),
+                            latency: o.latency.snapshot(),
+                        };
+                        (op.as_str(), snap)
+                    })
+                    .filter(|(_, s)| s.count > 0)
+                    .collect();
+                (name.clone(), ops)
+            })
+            .collect();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            backends,
+            cache_hits: load(&self.cache_hits),
+            cache_misses: load(&self.cache_misses),
+            cache_evictions: load(&self.cache_evictions),
+            repairs: load(&self.repairs),
+            migrations: load(&self.migrations),
+            retries: load(&self.retries),
+        }
+    }
+}
+
+/// Counters of one operation at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpSnapshot {
+    /// Calls.
+    pub count: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Bytes written to the backend.
+    pub bytes_in: u64,
+    /// Bytes read from the backend.
+    pub bytes_out: u64,
+    /// Latency distribution.
+    pub latency: HistogramSnapshot,
+}
+
+/// Every counter at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Per backend, per operation (operations never called are left out).
+    pub backends: BTreeMap<String, BTreeMap<&'static str, OpSnapshot>>,
+    /// Reads served by a cache.
+    pub cache_hits: u64,
+    /// Reads a cache could not serve.
+    pub cache_misses: u64,
+    /// Entries evicted from caches.
+    pub cache_evictions: u64,
+    /// Stale or missing copies repaired.
+    pub repairs: u64,
+    /// Keys moved between tiers.
+    pub migrations: u64,
+    /// Calls retried.
+    pub retries: u64,
+}
+
+impl MetricsSnapshot {
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&OpSnapshot) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (backend, ops) in &self.backends {
+                for (op, s) in ops {
+                    let _ =
+                        writeln!(out, "{name}{{backend=\"{}\",op=\"{op}\"}} {}", escape(backend), value(s));
+                }
+            }
+        };
+        family("tierfs_operations_total", "counter", "Storage operations by backend and operation.", &|s| {
+            s.count
+        });
+        family("tierfs_errors_total", "counter", "Failed storage operations.", &|s| s.errors);
+        family("tierfs_bytes_in_total", "counter", "Bytes written to backends.", &|s| s.bytes_in);
+        family("tierfs_bytes_out_total", "counter", "Bytes read from backends.", &|s| s.bytes_out);
+
+        let name = "tierfs_operation_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Latency of storage operations.\n# TYPE {name} histogram");
+        for (backend, ops) in &self.backends {
+            for (op, s) in ops {
+                let labels = format!("backend=\"{}\",op=\"{op}\"", escape(backend));
+                let mut cumulative = 0;
+                for (bound, count) in BUCKET_BOUNDS_US.iter().zip(&s.latency.buckets) {
+                    cumulative += count;
+                    let le = *bound as f64 / 1e6;
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.latency.count);
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.latency.sum_us as f64 / 1e6);
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.latency.count);
+            }
+        }
+        for (name, help, value) in [
+            ("tierfs_cache_hits_total", "Reads served by a cache.", self.cache_hits),
+            ("tierfs_cache_misses_total", "Reads a cache could not serve.", self.cache_misses),
+            ("tierfs_cache_evictions_total", "Entries evicted from caches.", self.cache_evictions),
+            ("tierfs_repairs_total", "Stale or missing copies repaired.", self.repairs),
+            ("tierfs_migrations_total", "Keys moved between tiers.", self.migrations),
+            ("tierfs_retries_total", "Calls retried after a retryable error.", self.retries),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

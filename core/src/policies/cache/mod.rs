@@ -1,0 +1,1 @@
+//! `CacheStorage`: a cache tier in front of a primary backend.

@@ -1,0 +1,1 @@
+//! `RedundantStorage`: copies of every key on several backends.
