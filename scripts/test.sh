@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# The one test command of TierFS: every check CI runs, in stages.
+#
+#   scripts/test.sh                 run every stage, in order
+#   scripts/test.sh lint rust       run only the named stages (still in the order below)
+#   scripts/test.sh --list          list the stages
+#
+# CI runs it through `.ci/run` as root on a clean clone with CI=true and no stdin.
+# It installs what it needs itself, and only what is missing, so a warm machine
+# skips apt and cargo install entirely.
+#
+# Environment:
+#   FUZZ_SECONDS     seconds of fuzzing per fuzz target (default 30)
+#   FUZZ_SANITIZER   cargo-fuzz sanitizer: none (default) or address
+#   FUZZ_TARGETS     space-separated fuzz targets (default: all of `cargo fuzz list`)
+#
+# It continues past a failed stage so that one run reports every stage, exits
+# non-zero if any stage failed, and ends with a summary and a plain
+# `N passed, N failed` line.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# ---------------------------------------------------------------------------
+# STAGES, in run order. To add a stage, write a function `stage_NAME` below
+# and add NAME here; nothing else changes.
+# Still to come (each its own stage): fuse, python, node, services (garage, redis).
+STAGES=(setup lint rust fuzz)
+# ---------------------------------------------------------------------------
+
+export PATH="$HOME/.cargo/bin:$PATH"
+export DEBIAN_FRONTEND=noninteractive
+FMT_COLOR=auto
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_TERM_COLOR=never
+    FMT_COLOR=never # rustfmt's diff does not follow CARGO_TERM_COLOR
+fi
+
+# ---- helpers ---------------------------------------------------------------
+
+log() { printf '%s\n' "$*"; }
+
+# Echo a command, then run it; say which one failed.
+run() {
+    printf '+ %s\n' "$*"
+    local rc=0
+    "$@" || rc=$?
+    if ((rc != 0)); then
+        printf '!! exit %d: %s\n' "$rc" "$*" >&2
+    fi
+    return "$rc"
+}
+
+APT_UPDATED=0
+
+# apt_need PKG...: install the Debian packages that are not installed yet.
+apt_need() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "installing Debian packages: ${missing[*]}"
+    if ((APT_UPDATED == 0)); then
+        run apt-get update -q </dev/null
+        APT_UPDATED=1
+    fi
+    run apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# cmd_need CMD PKG: install PKG when command CMD is missing.
+cmd_need() {
+    command -v "$1" >/dev/null 2>&1 || apt_need "$2"
+}
+
+# rust_components_need: rustfmt and clippy for the active toolchain.
+rust_components_need() {
+    local want=()
+    cargo fmt --version >/dev/null 2>&1 || want+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || want+=(clippy)
+    if ((${#want[@]} > 0)); then
+        run rustup component add "${want[@]}"
+    fi
+}
+
+# cargo_tool_need CRATE [BIN]: `cargo install --locked CRATE` unless BIN
+# (default: CRATE) is already in ~/.cargo/bin.
+cargo_tool_need() {
+    local crate="$1" bin="${2:-$1}"
+    if [[ ! -x "$HOME/.cargo/bin/$bin" ]]; then
+        run cargo install --locked "$crate"
+    fi
+}
+
+# ---- stages ----------------------------------------------------------------
+
+# setup: what every Rust stage needs (C toolchain for -sys crates and
+# libFuzzer, rustfmt, clippy). Later stages install their own extras too, so
+# that each still works when run alone.
+stage_setup() {
+    cmd_need cc gcc
+    cmd_need c++ g++
+    cmd_need make make
+    cmd_need pkg-config pkg-config
+    cmd_need git git
+    rust_components_need
+    run cargo --version
+    run rustc --version
+}
+
+stage_lint() {
+    rust_components_need
+    local failed=()
+    run cargo fmt --all -- --check --color "$FMT_COLOR" || failed+=(fmt)
+    run cargo fmt --manifest-path fuzz/Cargo.toml -- --check --color "$FMT_COLOR" || failed+=(fmt-fuzz)
+    run cargo clippy --workspace --all-targets --all-features -- -D warnings || failed+=(clippy)
+    RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps || failed+=(doc)
+    if ((${#failed[@]} > 0)); then
+        log "lint failed: ${failed[*]}"
+        return 1
+    fi
+}
+
+stage_rust() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        run cargo nextest run --workspace
+        # nextest does not run doctests.
+        run cargo test --doc --workspace
+    else
+        run cargo test --workspace
+    fi
+}
+
+# fuzz: each cargo-fuzz target for FUZZ_SECONDS, starting from the committed
+# seeds in fuzz/seeds/<target>; new inputs go to fuzz/corpus/<target>
+# (ignored by git). Fails if any target crashes, leaks, times out or runs out
+# of memory, naming the artifact. cargo-fuzz runs on the stable toolchain:
+# `-s none` needs no unstable flags; RUSTC_BOOTSTRAP=1 lets stable accept the
+# -Z flags that `-s address` adds (see fuzz/README.md).
+stage_fuzz() {
+    cmd_need c++ g++ # libfuzzer-sys compiles libFuzzer's C++
+    cargo_tool_need cargo-fuzz
+    local seconds="${FUZZ_SECONDS:-30}" sanitizer="${FUZZ_SANITIZER:-none}"
+    # Sanitizers are passed to rustc as -Zsanitizer=...: let stable take them.
+    [[ "$sanitizer" == none ]] || export RUSTC_BOOTSTRAP=1
+
+    local targets=()
+    if [[ -n "${FUZZ_TARGETS:-}" ]]; then
+        read -r -a targets <<<"$FUZZ_TARGETS"
+    else
+        mapfile -t targets < <(cargo fuzz list)
+    fi
+    ((${#targets[@]} > 0)) || { log "no fuzz targets found"; return 1; }
+
+    # One build for all targets, so that build time is not fuzzing time.
+    run cargo fuzz build -s "$sanitizer"
+
+    local target rc failed=() logdir="fuzz/target/logs"
+    mkdir -p "$logdir"
+    for target in "${targets[@]}"; do
+        local corpus="fuzz/corpus/$target" seeds="fuzz/seeds/$target"
+        local artifacts="fuzz/artifacts/$target" logfile="$logdir/$target.log"
+        mkdir -p "$corpus" "$artifacts"
+        local before after new=()
+        before="$(ls -1 "$artifacts")"
+
+        local args=(-max_total_time="$seconds" -timeout=10 -max_len=4096 -print_final_stats=1)
+        [[ -f "fuzz/dict/$target.dict" ]] && args+=(-dict="fuzz/dict/$target.dict")
+        local dirs=("$corpus")
+        [[ -d "$seeds" ]] && dirs+=("$seeds")
+
+        log "-- fuzz $target for ${seconds}s (sanitizer $sanitizer; full log: $logfile)"
+        # Progress lines (NEW, REDUCE, pulse) and dictionary stats go only to the log file.
+        local rcfile="$logdir/$target.rc"
+        echo 1 >"$rcfile"
+        {
+            rc=0
+            cargo fuzz run -s "$sanitizer" "$target" "${dirs[@]}" -- "${args[@]}" </dev/null || rc=$?
+            echo "$rc" >"$rcfile"
+        } 2>&1 | tee "$logfile" \
+            | grep --line-buffered -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)|^".*" # Uses: ' || true
+        rc="$(cat "$rcfile")"
+
+        after="$(ls -1 "$artifacts")"
+        mapfile -t new < <(comm -13 <(sort <<<"$before") <(sort <<<"$after") | grep -E '^(crash|leak|timeout|oom)-' || true)
+        if ((rc != 0 || ${#new[@]} > 0)); then
+            failed+=("$target")
+            log "!! fuzz target $target FAILED (exit $rc)"
+            local a
+            for a in "${new[@]}"; do
+                log "!! artifact: $ROOT/$artifacts/$a"
+                log "!!   reproduce: ${RUSTC_BOOTSTRAP:+RUSTC_BOOTSTRAP=1 }cargo fuzz run -s $sanitizer $target $artifacts/$a"
+            done
+            ((${#new[@]} > 0)) || log "!! no artifact written; see $logfile"
+        else
+            log "-- fuzz $target: no crash ($(grep -E '^stat::number_of_executed_units' "$logfile" | awk '{print $2}' || true) runs)"
+        fi
+    done
+    if ((${#failed[@]} > 0)); then
+        log "fuzz failed: ${failed[*]}"
+        return 1
+    fi
+}
+
+# ---- driver ----------------------------------------------------------------
+
+usage() {
+    cat <<EOF
+usage: scripts/test.sh [--list] [STAGE...]
+stages, in order: ${STAGES[*]}
+EOF
+}
+
+has_stage() {
+    local s
+    for s in "${STAGES[@]}"; do [[ "$s" == "$1" ]] && return 0; done
+    return 1
+}
+
+main() {
+    local requested=() arg
+    for arg in "$@"; do
+        case "$arg" in
+            --list) printf '%s\n' "${STAGES[@]}"; return 0 ;;
+            -h | --help) usage; return 0 ;;
+            -*) usage >&2; return 2 ;;
+            *)
+                if ! has_stage "$arg"; then
+                    log "unknown stage: $arg" >&2
+                    usage >&2
+                    return 2
+                fi
+                requested+=("$arg")
+                ;;
+        esac
+    done
+
+    local selected=() s r
+    for s in "${STAGES[@]}"; do
+        if ((${#requested[@]} == 0)); then
+            selected+=("$s")
+        else
+            for r in "${requested[@]}"; do
+                if [[ "$r" == "$s" ]]; then selected+=("$s"); break; fi
+            done
+        fi
+    done
+
+    local names=() results=() times=() n_passed=0 n_failed=0 start end rc secs
+    for s in "${selected[@]}"; do
+        log ""
+        log "== $s =="
+        start=$(date +%s%N)
+        set +e
+        (
+            set -eEuo pipefail
+            # Name a failed command that run() did not already report.
+            # shellcheck disable=SC2154 # err is set by the trap itself
+            trap 'err=$?; [[ $BASH_COMMAND == return* ]] || echo "!! stage '"$s"': \`$BASH_COMMAND\` failed (exit $err) at line $LINENO" >&2' ERR
+            "stage_$s"
+        )
+        rc=$?
+        set -e
+        end=$(date +%s%N)
+        secs=$(awk -v ns=$((end - start)) 'BEGIN { printf "%.1f", ns / 1e9 }')
+        names+=("$s")
+        times+=("$secs")
+        if ((rc == 0)); then
+            results+=(pass)
+            n_passed=$((n_passed + 1))
+        else
+            results+=(FAIL)
+            n_failed=$((n_failed + 1))
+        fi
+        log "== $s: ${results[-1]} in ${secs}s =="
+    done
+
+    log ""
+    log "== summary =="
+    printf '%-12s %-6s %10s\n' stage result seconds
+    local i
+    for i in "${!names[@]}"; do
+        printf '%-12s %-6s %10s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+    done
+    log "$n_passed passed, $n_failed failed"
+    ((n_failed == 0))
+}
+
+main "$@"
