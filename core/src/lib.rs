@@ -23,11 +23,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod backends;
 pub mod config;
 pub mod error;
 pub mod key;
 pub mod layers;
+pub mod manager;
 pub mod metrics;
 pub mod policies;
 pub mod registry;
@@ -38,6 +40,7 @@ pub use backends::memory::MemoryStorage;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;
+pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
     clamp_range, collect_stream, BatchOp, ByteStream, Capabilities, ListEntry, ListOptions, ListPage,

@@ -48,3 +48,39 @@ mod appendlog {
         Fixture::new(backends["log"].clone(), vec![Box::new(dir)])
     });
 }
+
+/// A manager over `config_text` (with `{dir}` replaced by a temporary
+/// directory), seen by one principal.
+async fn manager_fixture(config_text: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text.replace("{dir}", dir.path().to_str().unwrap());
+    let config = tierfs_core::Config::parse(&text, None).unwrap();
+    let manager = tierfs_core::StorageManager::open(config).await.unwrap();
+    Fixture::new(Arc::new(manager.session("tester")), vec![Box::new(dir), Box::new(manager)])
+}
+
+mod manager_always_local {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.main]\ntype = \"local\"\npath = \"{dir}/main\"\n"
+    ));
+}
+
+mod manager_routes {
+    //! Every key of the suite routes to a policy other than the default.
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.main]\ntype = \"memory\"\n[backends.disk]\ntype = \"local\"\npath = \"{dir}/d\"\n\
+         [policy]\ntype = \"always_local\"\nbackend = \"main\"\n\
+         [[routes]]\nprefix = \"big/\"\nbackend = \"disk\"\n\
+         [[routes]]\nprefix = \"stream/\"\nbackend = \"disk\"\n"
+    ));
+}
+
+mod manager_tiered {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.hot]\ntype = \"memory\"\n[backends.cold]\ntype = \"local\"\npath = \"{dir}/cold\"\n\
+         [policy]\ntype = \"tiered\"\nhot = \"hot\"\ncold = \"cold\"\n"
+    ));
+}

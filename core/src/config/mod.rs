@@ -426,6 +426,13 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Deserializes `table` (found at `field` of `config`) into `T`, wording
+/// any error with the file and the field.
+pub fn parse_table<T: DeserializeOwned>(config: &Config, field: &str, table: &toml::Table) -> Result<T> {
+    T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| config.error(field, e.to_string().trim_end()))
+}
+
 /// The settings of one backend, handed to its plugin with enough context
 /// to word errors and resolve paths.
 #[derive(Debug, Clone)]
@@ -456,8 +463,7 @@ impl BackendSettings<'_> {
     /// assert!(err.to_string().contains("unknown field `pth`, expected `path`"), "{err}");
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        T::deserialize(toml::Value::Table(self.table.clone()))
-            .map_err(|e| self.config.error(&format!("backends.{}", self.name), e.to_string().trim_end()))
+        parse_table(self.config, &format!("backends.{}", self.name), self.table)
     }
 
     /// A `Config` error about `field` of this backend.

@@ -43,6 +43,7 @@ pub use dynamic::PLUGIN_ABI_VERSION;
 use crate::config::{BackendSettings, Config};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::TracingStorage;
+use crate::policies::custom::PolicyPlugin;
 use crate::storage::Storage;
 
 /// A backend type: a name and a factory.
@@ -56,10 +57,12 @@ pub trait StoragePlugin: Send + Sync + std::fmt::Debug {
     async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>>;
 }
 
-/// Backend types by name.
+/// Backend types and custom policies by name.
 #[derive(Debug, Default)]
 pub struct StorageRegistry {
     plugins: RwLock<BTreeMap<String, Arc<dyn StoragePlugin>>>,
+    policies: RwLock<BTreeMap<String, Arc<dyn PolicyPlugin>>>,
+    libraries: parking_lot::Mutex<BTreeMap<std::path::PathBuf, Vec<String>>>,
 }
 
 impl StorageRegistry {
@@ -94,13 +97,60 @@ impl StorageRegistry {
     /// Loads a plugin library and registers the backend types it provides;
     /// returns their names. The library must export the `tierfs-plugin-api`
     /// entry points built for [`PLUGIN_ABI_VERSION`].
+    ///
+    /// Loading a library that is already loaded (the same canonical path)
+    /// registers nothing new and returns its types again, so configuration
+    /// reloads may name it again.
     pub fn load_library(&self, path: &Path) -> Result<Vec<String>> {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let mut libraries = self.libraries.lock();
+        if let Some(names) = libraries.get(&canonical) {
+            return Ok(names.clone());
+        }
         let plugins = dynamic::load(path)?;
-        let names = plugins.iter().map(|p| p.type_name().to_owned()).collect();
+        let names: Vec<String> = plugins.iter().map(|p| p.type_name().to_owned()).collect();
         for plugin in plugins {
             self.register(plugin)?;
         }
+        libraries.insert(canonical, names.clone());
         Ok(names)
+    }
+
+    /// Loads every plugin library `config` names.
+    pub fn load_libraries(&self, config: &Config) -> Result<()> {
+        for library in &config.plugins {
+            let path = config.resolve_path(library);
+            self.load_library(&path).map_err(|e| config.error("plugins", e.message()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds a custom policy; a name already taken is refused.
+    pub fn register_policy(&self, policy: Arc<dyn PolicyPlugin>) -> Result<()> {
+        let name = policy.name().to_owned();
+        crate::config::validate_name(&name).map_err(|why| Error::new(ErrorKind::InvalidInput, why))?;
+        let mut policies = self.policies.write();
+        if policies.contains_key(&name) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("a policy named `{name}` is already registered; pick another name"),
+            ));
+        }
+        policies.insert(name, policy);
+        Ok(())
+    }
+
+    /// Looks a custom policy up; the error lists the registered ones.
+    pub fn policy(&self, name: &str) -> Result<Arc<dyn PolicyPlugin>> {
+        let policies = self.policies.read();
+        policies.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            Error::new(
+                ErrorKind::Config,
+                format!("unknown custom policy `{name}`; registered policies: {known}"),
+            )
+        })
     }
 
     /// The registered type names, sorted.
@@ -137,10 +187,7 @@ impl StorageRegistry {
 
     /// Loads the configured plugin libraries, then creates every backend.
     pub async fn build(&self, config: &Config) -> Result<BTreeMap<String, Arc<dyn Storage>>> {
-        for library in &config.plugins {
-            let path = config.resolve_path(library);
-            self.load_library(&path).map_err(|e| config.error("plugins", e.message()))?;
-        }
+        self.load_libraries(config)?;
         let mut backends = BTreeMap::new();
         for name in config.backends.keys() {
             backends.insert(name.clone(), self.create(config, name).await?);

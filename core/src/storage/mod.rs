@@ -21,7 +21,9 @@
 
 mod batch;
 mod capabilities;
+mod copy;
 mod list;
+mod merge;
 mod meta;
 mod stream;
 
@@ -33,7 +35,9 @@ use bytes::Bytes;
 
 pub use batch::BatchOp;
 pub use capabilities::Capabilities;
+pub use copy::copy_value;
 pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
+pub use merge::{merge_list, KeyFilter, MergeSource};
 pub use meta::{Metadata, ObjectMeta, PutOptions};
 pub use stream::{collect_stream, ByteStream, ValueWriter};
 

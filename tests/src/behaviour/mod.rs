@@ -1,6 +1,6 @@
 //! The behaviour suite: every case runs against every backend and every
 //! policy stack through [`behaviour_tests!`](crate::behaviour_tests).
-//! Cases that need a capability check [`Capabilities`] and assert the
+//! Cases that need a capability check [`tierfs_core::Capabilities`] and assert the
 //! documented refusal when it is missing.
 
 mod basics;

@@ -1,0 +1,185 @@
+//! One applied configuration: its backends (each with health and metrics
+//! layers), its policy stacks, its router and its background tasks.
+//! A reload builds a new state and swaps it in whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::router::{Route, Router};
+use crate::config::{parse_table, BackendConfig, Config, PolicyConfig};
+use crate::error::Result;
+use crate::layers::HealthStorage;
+use crate::metrics::{MetricsStorage, StorageMetrics};
+use crate::policies::custom::PolicyContext;
+use crate::policies::tiered::{MigrationSettings, TieredStorage};
+use crate::registry::StorageRegistry;
+use crate::storage::Storage;
+
+/// How often unhealthy backends are checked for a due probe.
+const PROBE_TICK: Duration = Duration::from_millis(100);
+
+/// A configured backend with its layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    pub config: BackendConfig,
+    /// The bare backend as the registry made it (tracing layer included).
+    pub raw: Arc<dyn Storage>,
+    pub health: Arc<HealthStorage>,
+    /// What policies use: metrics over health over the backend.
+    pub managed: Arc<dyn Storage>,
+}
+
+/// One applied configuration.
+#[derive(Debug)]
+pub(crate) struct ManagerState {
+    pub config: Config,
+    pub backends: BTreeMap<String, Backend>,
+    pub router: Router,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ManagerState {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ManagerState {
+    /// Builds the state for `config`, reusing backends of `previous` whose
+    /// configuration did not change (a local store cannot be opened twice).
+    pub async fn build(
+        config: Config,
+        registry: &StorageRegistry,
+        metrics: &Arc<StorageMetrics>,
+        previous: Option<&ManagerState>,
+    ) -> Result<ManagerState> {
+        config.validate()?;
+        registry.load_libraries(&config)?;
+        let health_options = config.health.options();
+        let mut backends = BTreeMap::new();
+        for (name, backend_config) in &config.backends {
+            let reused = previous
+                .and_then(|p| p.backends.get(name))
+                .filter(|b| &b.config == backend_config)
+                .map(|b| b.raw.clone());
+            let raw = match reused {
+                Some(raw) => raw,
+                None => registry.create(&config, name).await?,
+            };
+            let health = Arc::new(HealthStorage::new(raw.clone(), health_options, Some(metrics.clone())));
+            let managed: Arc<dyn Storage> =
+                Arc::new(MetricsStorage::new(health.clone(), metrics.backend(name)));
+            backends.insert(name.clone(), Backend { config: backend_config.clone(), raw, health, managed });
+        }
+
+        let mut tasks = Vec::new();
+        let default_policy = config.default_policy();
+        let default_stack =
+            build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut tasks).await?;
+        let default = Route {
+            prefix: String::new(),
+            backends: default_policy.backends(&config),
+            policy: default_policy,
+            stack: default_stack,
+        };
+        let mut routes = Vec::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let policy = route.policy();
+            let field = format!("routes[{i}].policy");
+            let stack =
+                build_stack(&config, &field, &policy, &backends, registry, metrics, &mut tasks).await?;
+            routes.push(Route {
+                prefix: route.prefix.clone(),
+                backends: policy.backends(&config),
+                policy,
+                stack,
+            });
+        }
+        tasks.push(spawn_prober(backends.values().map(|b| b.health.clone()).collect()));
+        Ok(ManagerState { config, backends, router: Router::new(routes, default), tasks })
+    }
+
+    /// Flushes every stack (write-back caches) and backend.
+    pub async fn sync(&self) -> Result<()> {
+        let mut first_error = None;
+        for route in self.router.routes() {
+            if let Err(e) = route.stack.sync().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn build_stack(
+    config: &Config,
+    field: &str,
+    policy: &PolicyConfig,
+    backends: &BTreeMap<String, Backend>,
+    registry: &StorageRegistry,
+    metrics: &Arc<StorageMetrics>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Arc<dyn Storage>> {
+    let members: Vec<Arc<dyn Storage>> = policy
+        .backends(config)
+        .iter()
+        .map(|name| {
+            backends
+                .get(name)
+                .map(|b| b.managed.clone())
+                .ok_or_else(|| config.error(field, &format!("no backend named `{name}`")))
+        })
+        .collect::<Result<_>>()?;
+    match policy {
+        PolicyConfig::AlwaysLocal { .. } => Ok(members[0].clone()),
+        PolicyConfig::Tiered { migration, .. } => {
+            let migration_field = format!("{field}.migration");
+            let settings: MigrationSettings = parse_table(config, &migration_field, migration)?;
+            settings.validate(config, &migration_field)?;
+            let tiered = TieredStorage::new(
+                format!("tiered({}, {})", members[0].name(), members[1].name()),
+                members[0].clone(),
+                members[1].clone(),
+                settings,
+                metrics.clone(),
+            );
+            tasks.push(tiered.spawn_migrator());
+            Ok(tiered)
+        }
+        PolicyConfig::Custom { name, settings, .. } => {
+            let plugin =
+                registry.policy(name).map_err(|e| config.error(&format!("{field}.name"), e.message()))?;
+            let context = PolicyContext {
+                config,
+                field: field.to_owned(),
+                backends: members,
+                settings,
+                metrics: metrics.clone(),
+                tasks,
+            };
+            plugin.build(context).await
+        }
+        PolicyConfig::PreferCache { .. } | PolicyConfig::Redundant { .. } => {
+            Err(config
+                .error(field, &format!("the `{}` policy is not available in this build", policy.kind())))
+        }
+    }
+}
+
+fn spawn_prober(backends: Vec<Arc<HealthStorage>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PROBE_TICK).await;
+            for backend in &backends {
+                if !backend.is_healthy() {
+                    backend.probe().await;
+                }
+            }
+        }
+    })
+}
