@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod audit;
 pub mod backends;
 pub mod config;
 pub mod error;

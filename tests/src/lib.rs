@@ -1,6 +1,7 @@
 //! Shared pieces of the workspace tests: the behaviour suite that every
 //! backend and every policy stack must pass, and small helpers.
 
+pub mod access_reference;
 pub mod behaviour;
 pub mod crash;
 pub mod data;

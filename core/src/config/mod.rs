@@ -45,6 +45,12 @@ pub struct Config {
     /// Timeouts, retries and probing of every backend (`[health]`).
     #[serde(default)]
     pub health: HealthConfig,
+    /// Access rules (`[access]`); without it everyone may do everything.
+    #[serde(default)]
+    pub access: Option<crate::access::AccessConfig>,
+    /// The audit log (`[audit]`); without it nothing is recorded.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditConfig>,
     /// Where the file was read from (`None` for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -120,7 +126,42 @@ impl Config {
                 return Err(self.error(&field, &format!("prefix `{}` is routed twice", route.prefix)));
             }
         }
-        self.health.validate(self)
+        self.health.validate(self)?;
+        self.access_policy()?;
+        if let Some(audit) = &self.audit {
+            if audit.path.as_os_str().is_empty() {
+                return Err(self.error("audit.path", "is empty; name the log file"));
+            }
+            if !(1..=65536).contains(&audit.max_file_mib) {
+                return Err(self.error(
+                    "audit.max_file_mib",
+                    &format!("{} is out of range; allowed: 1 to 65536", audit.max_file_mib),
+                ));
+            }
+            if !(1..=10_000).contains(&audit.max_files) {
+                return Err(self.error(
+                    "audit.max_files",
+                    &format!("{} is out of range; allowed: 1 to 10000", audit.max_files),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The access policy: the `[access]` rules, or everyone allowed
+    /// everything when there is no `[access]` section.
+    pub fn access_policy(&self) -> Result<crate::access::AccessPolicy> {
+        match &self.access {
+            Some(access) => access.policy(self),
+            None => Ok(crate::access::AccessPolicy::allow_all()),
+        }
+    }
+
+    /// The audit settings with the log path resolved against the file's directory.
+    pub fn audit_config(&self) -> Option<crate::audit::AuditConfig> {
+        self.audit
+            .as_ref()
+            .map(|a| crate::audit::AuditConfig { path: self.resolve_path(&a.path), ..a.clone() })
     }
 
     /// Checks that `name` is a configured backend, for a reference at `field`.

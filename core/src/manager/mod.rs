@@ -32,6 +32,9 @@
 //! # }).unwrap();
 //! ```
 
+mod admin;
+mod authorize;
+mod explain;
 mod router;
 mod session;
 mod state;
@@ -39,17 +42,23 @@ mod state;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::RwLock;
 
+pub use explain::Explanation;
 pub use router::Route;
 pub use session::Session;
 
+use crate::access::AccessEvaluator;
 use crate::access::Principal;
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
+use authorize::Security;
 use state::ManagerState;
 
 #[derive(Debug)]
@@ -57,6 +66,9 @@ pub(crate) struct Shared {
     registry: Arc<StorageRegistry>,
     metrics: Arc<StorageMetrics>,
     state: RwLock<Arc<ManagerState>>,
+    security: RwLock<Arc<Security>>,
+    /// Set while no rule restricts anyone and nothing is audited: checks are skipped.
+    open_access: AtomicBool,
     /// Serializes reconfigurations; operations never take it.
     reconfigure: tokio::sync::Mutex<()>,
 }
@@ -73,9 +85,15 @@ pub struct RouteInfo {
 }
 
 /// The storage manager. Cheap to clone; clones share everything.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StorageManager {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StorageManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageManager").field("backends", &self.backend_names()).finish_non_exhaustive()
+    }
 }
 
 impl StorageManager {
@@ -94,12 +112,15 @@ impl StorageManager {
     /// Opens `config` with backend types and policies from `registry`.
     pub async fn with_registry(config: Config, registry: Arc<StorageRegistry>) -> Result<Self> {
         let metrics = StorageMetrics::new();
+        let security = build_security(&config, None)?;
         let state = ManagerState::build(config, &registry, &metrics, None).await?;
         Ok(StorageManager {
             shared: Arc::new(Shared {
                 registry,
                 metrics,
                 state: RwLock::new(Arc::new(state)),
+                open_access: AtomicBool::new(security.is_open()),
+                security: RwLock::new(Arc::new(security)),
                 reconfigure: tokio::sync::Mutex::new(()),
             }),
         })
@@ -165,13 +186,7 @@ impl StorageManager {
     /// swapped in at once. Operations already running finish on the old
     /// configuration; later ones use the new. On error nothing changes.
     pub async fn reconfigure(&self, config: Config) -> Result<()> {
-        let _one_at_a_time = self.shared.reconfigure.lock().await;
-        let old = self.shared.state.read().clone();
-        let new =
-            ManagerState::build(config, &self.shared.registry, &self.shared.metrics, Some(&old)).await?;
-        *self.shared.state.write() = Arc::new(new);
-        // Write-back data of the old stacks reaches the backends.
-        old.sync().await
+        self.shared.reconfigure(config).await
     }
 
     /// Flushes write-back caches and makes acknowledged writes durable.
@@ -184,4 +199,42 @@ impl StorageManager {
     pub async fn shutdown(&self) -> Result<()> {
         self.sync().await
     }
+}
+
+impl Shared {
+    /// See [`StorageManager::reconfigure`].
+    pub(crate) async fn reconfigure(&self, config: Config) -> Result<()> {
+        let _one_at_a_time = self.reconfigure.lock().await;
+        let old = self.state.read().clone();
+        let old_security = self.security.read().clone();
+        let security = build_security(&config, Some(&old_security))?;
+        let new = ManagerState::build(config, &self.registry, &self.metrics, Some(&old)).await?;
+        *self.state.write() = Arc::new(new);
+        self.set_security(security);
+        // Write-back data of the old stacks reaches the backends.
+        old.sync().await
+    }
+
+    /// Swaps the access rules and audit log in.
+    pub(crate) fn set_security(&self, security: Security) {
+        let open = security.is_open();
+        *self.security.write() = Arc::new(security);
+        self.open_access.store(open, Ordering::Release);
+    }
+}
+
+/// The evaluator and audit log for `config`, keeping the open log of
+/// `previous` when its settings did not change (one writer per file).
+fn build_security(config: &Config, previous: Option<&Security>) -> Result<Security> {
+    let access = Arc::new(AccessEvaluator::new(&config.access_policy()?));
+    let audit = match config.audit_config() {
+        None => None,
+        Some(audit_config) => match previous.and_then(|p| p.audit.clone()) {
+            Some(log) if *log.config() == audit_config => Some(log),
+            _ => Some(Arc::new(
+                AuditLog::open(&audit_config).map_err(|e| config.error("audit.path", e.message()))?,
+            )),
+        },
+    };
+    Ok(Security { access, audit })
 }

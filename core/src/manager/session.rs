@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::authorize::{Check, Security};
 use super::state::ManagerState;
 use super::Shared;
-use crate::access::Principal;
+use crate::access::{Principal, StorageOperationType as Op, Target};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
@@ -20,10 +21,16 @@ use crate::storage::{
 ///
 /// A `Session` is cheap to clone and safe to share between tasks. It is a
 /// [`Storage`], so anything written against the trait works on a manager.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     shared: Arc<Shared>,
     principal: Arc<Principal>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("principal", &self.principal).finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -36,12 +43,46 @@ impl Session {
         &self.principal
     }
 
-    fn state(&self) -> Arc<ManagerState> {
+    pub(crate) fn state(&self) -> Arc<ManagerState> {
         self.shared.state.read().clone()
     }
 
-    fn stack(&self, key: &str) -> Arc<dyn Storage> {
-        self.shared.state.read().router.route(key).stack.clone()
+    pub(crate) fn security(&self) -> Arc<Security> {
+        self.shared.security.read().clone()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Checks `op` on `key`, records it, and returns the stack serving it.
+    fn stack_for(&self, op: Op, label: &str, key: &Key) -> Result<Arc<dyn Storage>> {
+        if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(self.shared.state.read().router.route(key).stack.clone());
+        }
+        let state = self.state();
+        self.authorize(&state, label, &[Check::key(op, key)])?;
+        Ok(state.router.route(key).stack.clone())
+    }
+
+    /// Drops listing entries the principal may not read.
+    fn filter_listing(&self, state: &ManagerState, page: &mut ListPage) {
+        let security = self.security();
+        if security.access.allows_everything() {
+            return;
+        }
+        let access = &security.access;
+        page.entries.retain(|entry| match entry {
+            crate::storage::ListEntry::Object(meta) => {
+                let backends = &state.router.route(&meta.key).backends;
+                access.decide(self.principal(), Op::Read, Target::Key { key: &meta.key, backends }).allowed
+            }
+            crate::storage::ListEntry::Prefix(prefix) => {
+                let backends = &state.router.route(prefix).backends;
+                access.decide(self.principal(), Op::Read, Target::Prefix { prefix, backends }).allowed
+                    || access.may_read_within(self.principal(), prefix)
+            }
+        });
     }
 }
 
@@ -79,28 +120,53 @@ impl Storage for Session {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        self.stack(key).get(key).await
+        self.stack_for(Op::Read, "read", key)?.get(key).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        self.stack(key).get_range(key, range).await
+        self.stack_for(Op::Read, "read", key)?.get_range(key, range).await
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        self.stack(key).put(key, value, options).await
+        self.stack_for(Op::Write, "write", key)?.put(key, value, options).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.stack(key).delete(key).await
+        self.stack_for(Op::Delete, "delete", key)?.delete(key).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
-        self.stack(key).stat(key).await
+        self.stack_for(Op::Read, "stat", key)?.stat(key).await
     }
 
+    /// Needs List on the prefix, or a Read grant somewhere inside it;
+    /// entries the principal may not read are left out, names and sizes alike.
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         options.validate()?;
-        self.state().router.list(options).await
+        let state = self.state();
+        if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+            return state.router.list(options).await;
+        }
+        let security = self.security();
+        let backends = &state.router.route(&options.prefix).backends;
+        let target = Target::Prefix { prefix: &options.prefix, backends };
+        let decision = security.access.decide(self.principal(), Op::List, target);
+        let allowed = decision.allowed || security.access.may_read_within(self.principal(), &options.prefix);
+        let refused = (!allowed)
+            .then(|| super::authorize::denial(self.principal().id(), Op::List, &options.prefix, &decision));
+        self.record(
+            &security,
+            "list",
+            &[&options.prefix],
+            refused.is_none(),
+            refused.as_ref().map(|e| e.message()),
+        )?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        let mut page = state.router.list(options).await?;
+        self.filter_listing(&state, &mut page);
+        Ok(page)
     }
 
     /// A batch is atomic within one route; a batch whose keys route to
@@ -108,6 +174,17 @@ impl Storage for Session {
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let state = self.state();
         let Some(first) = ops.first() else { return Ok(()) };
+        let checks: Vec<Check<'_>> = ops
+            .iter()
+            .flat_map(|op| {
+                let inner = match op {
+                    BatchOp::Put { .. } => Op::Write,
+                    BatchOp::Delete { .. } => Op::Delete,
+                };
+                [Check::key(Op::Batch, op.key()), Check::key(inner, op.key())]
+            })
+            .collect();
+        self.authorize(&state, "batch", &checks)?;
         let route = state.router.route(first.key());
         if let Some(other) = ops.iter().find(|op| state.router.route(op.key()).prefix != route.prefix) {
             return Err(Error::new(
@@ -125,11 +202,11 @@ impl Storage for Session {
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.stack(key).read(key, range).await
+        self.stack_for(Op::Read, "read", key)?.read(key, range).await
     }
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        self.stack(key).write(key, options).await
+        self.stack_for(Op::Write, "write", key)?.write(key, options).await
     }
 
     /// Atomic when both keys route to one stack that can rename; otherwise
@@ -137,6 +214,8 @@ impl Storage for Session {
     /// the two leaves both keys, never neither).
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         let state = self.state();
+        let checks = [Check::key(Op::Read, from), Check::key(Op::Delete, from), Check::key(Op::Write, to)];
+        self.authorize(&state, "rename", &checks)?;
         let (src, dst) = (state.router.route(from), state.router.route(to));
         if src.prefix == dst.prefix && src.stack.capabilities().rename {
             return src.stack.rename(from, to).await;

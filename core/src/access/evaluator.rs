@@ -1,0 +1,243 @@
+//! The indexed rule evaluator.
+//!
+//! Rules are indexed by principal pattern (user, role, everyone), then by
+//! resource (exact key, prefix, backend, everything). A check visits the
+//! candidate resources of the target from most to least specific (the
+//! key, each of its directory prefixes from the longest, its backends,
+//! `*`), looking each up in the buckets of the user, its roles and
+//! everyone. The cost depends on the depth of the key and the number of
+//! roles held, not on the number of rules.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::types::{AccessLevel, AccessPolicy, AccessRule, PrincipalPattern, Resource, StorageOperationType};
+use super::Principal;
+
+/// What a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A key, routed to these backends.
+    Key {
+        /// The key.
+        key: &'a str,
+        /// The backends the key routes to.
+        backends: &'a [String],
+    },
+    /// A directory prefix ending in `/` (or `""` for the root), routed to these backends.
+    Prefix {
+        /// The prefix.
+        prefix: &'a str,
+        /// The backends its keys route to.
+        backends: &'a [String],
+    },
+    /// A backend as a whole (`@name`).
+    Backend(&'a str),
+    /// Everything (`*`).
+    All,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the operation may proceed.
+    pub allowed: bool,
+    /// What the deciding rules grant together (the default when none matched).
+    pub level: AccessLevel,
+    /// The deciding rule: the denying one, or the first granting one at the
+    /// winning specificity; `None` when the default decided.
+    pub rule: Option<AccessRule>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    operation: Option<StorageOperationType>,
+    level: AccessLevel,
+    rule: usize,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    keys: HashMap<String, Vec<Entry>>,
+    prefixes: HashMap<String, Vec<Entry>>,
+    backends: HashMap<String, Vec<Entry>>,
+    all: Vec<Entry>,
+    /// Keys and prefixes with a grant covering Read, for listing directories.
+    readable: BTreeSet<String>,
+}
+
+impl Bucket {
+    fn insert(&mut self, resource: &Resource, entry: Entry) {
+        match resource {
+            Resource::Key(k) => self.keys.entry(k.clone()).or_default().push(entry),
+            Resource::Prefix(p) => self.prefixes.entry(p.clone()).or_default().push(entry),
+            Resource::Backend(b) => self.backends.entry(b.clone()).or_default().push(entry),
+            Resource::All => self.all.push(entry),
+        }
+        if let Resource::Key(r) | Resource::Prefix(r) = resource {
+            if entry.level.covers(StorageOperationType::Read) {
+                self.readable.insert(r.clone());
+            }
+        }
+    }
+}
+
+/// An [`AccessPolicy`] indexed for checks.
+///
+/// ```
+/// use tierfs_core::access::{AccessEvaluator, AccessLevel, AccessPolicy, AccessRule, Principal, StorageOperationType, Target};
+///
+/// let policy = AccessPolicy {
+///     rules: vec![
+///         AccessRule::parse("*", "public/", "*", "read").unwrap(),
+///         AccessRule::parse("alice", "*", "*", "full").unwrap(),
+///         AccessRule::parse("alice", "public/secret.txt", "*", "none").unwrap(),
+///     ],
+///     default: AccessLevel::None,
+/// };
+/// let eval = AccessEvaluator::new(&policy);
+/// let key = |k| Target::Key { key: k, backends: &[] };
+/// let bob = Principal::new("bob");
+/// let alice = Principal::new("alice");
+/// assert!(eval.decide(&bob, StorageOperationType::Read, key("public/a.txt")).allowed);
+/// assert!(!eval.decide(&bob, StorageOperationType::Write, key("public/a.txt")).allowed);
+/// // The prefix rule is more specific than alice's `*` grant: read only.
+/// assert!(!eval.decide(&alice, StorageOperationType::Write, key("public/a.txt")).allowed);
+/// assert!(!eval.decide(&alice, StorageOperationType::Read, key("public/secret.txt")).allowed);
+/// assert!(eval.decide(&alice, StorageOperationType::Write, key("home/alice/x")).allowed);
+/// ```
+#[derive(Debug, Default)]
+pub struct AccessEvaluator {
+    rules: Vec<AccessRule>,
+    default: AccessLevel,
+    users: HashMap<String, Bucket>,
+    roles: HashMap<String, Bucket>,
+    everyone: Bucket,
+}
+
+impl AccessEvaluator {
+    /// Indexes `policy`.
+    pub fn new(policy: &AccessPolicy) -> Self {
+        let mut eval =
+            AccessEvaluator { rules: policy.rules.clone(), default: policy.default, ..Default::default() };
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let entry = Entry { operation: rule.operation, level: rule.level, rule: i };
+            let bucket = match &rule.principal {
+                PrincipalPattern::User(u) => eval.users.entry(u.clone()).or_default(),
+                PrincipalPattern::Role(r) => eval.roles.entry(r.clone()).or_default(),
+                PrincipalPattern::Any => &mut eval.everyone,
+            };
+            bucket.insert(&rule.resource, entry);
+        }
+        eval
+    }
+
+    /// The policy this evaluator was built from.
+    pub fn policy(&self) -> AccessPolicy {
+        AccessPolicy { rules: self.rules.clone(), default: self.default }
+    }
+
+    /// Whether there are no rules and the default allows everything.
+    pub fn allows_everything(&self) -> bool {
+        self.rules.is_empty() && self.default == AccessLevel::Full
+    }
+
+    fn buckets<'a>(&'a self, principal: &Principal) -> impl Iterator<Item = &'a Bucket> + 'a {
+        let user = self.users.get(principal.id());
+        let roles: Vec<&Bucket> = principal.roles().iter().filter_map(|r| self.roles.get(r)).collect();
+        user.into_iter().chain(roles).chain(std::iter::once(&self.everyone))
+    }
+
+    /// Decides whether `principal` may perform `op` on `target`.
+    pub fn decide(&self, principal: &Principal, op: StorageOperationType, target: Target<'_>) -> Decision {
+        if self.rules.is_empty() {
+            return self.by_default(op);
+        }
+        let buckets: Vec<&Bucket> = self.buckets(principal).collect();
+        let matching = |entries: Option<&Vec<Entry>>, found: &mut Vec<Entry>| {
+            if let Some(entries) = entries {
+                found.extend(entries.iter().filter(|e| e.operation.is_none_or(|o| o == op)));
+            }
+        };
+        let mut found = Vec::new();
+        // Exact key.
+        if let Target::Key { key, .. } = target {
+            for b in &buckets {
+                matching(b.keys.get(key), &mut found);
+            }
+            if let Some(d) = self.settle(&found, op) {
+                return d;
+            }
+        }
+        // Directory prefixes, longest first. A key `a/b` is also inside `a/b/`.
+        let path = match target {
+            Target::Key { key, .. } => Some((key, true)),
+            Target::Prefix { prefix, .. } => Some((prefix, false)),
+            _ => None,
+        };
+        if let Some((path, is_key)) = path {
+            let own_dir = is_key.then(|| format!("{path}/"));
+            let cuts = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| &path[..=i]).rev();
+            for prefix in own_dir.as_deref().into_iter().chain(cuts) {
+                for b in &buckets {
+                    matching(b.prefixes.get(prefix), &mut found);
+                }
+                if let Some(d) = self.settle(&found, op) {
+                    return d;
+                }
+            }
+        }
+        // Backends.
+        let backends: &[String] = match target {
+            Target::Key { backends, .. } | Target::Prefix { backends, .. } => backends,
+            _ => &[],
+        };
+        let single = match target {
+            Target::Backend(b) => Some(b),
+            _ => None,
+        };
+        for b in &buckets {
+            for name in backends.iter().map(String::as_str).chain(single) {
+                matching(b.backends.get(name), &mut found);
+            }
+        }
+        if let Some(d) = self.settle(&found, op) {
+            return d;
+        }
+        // Everything.
+        for b in &buckets {
+            matching(Some(&b.all), &mut found);
+        }
+        self.settle(&found, op).unwrap_or_else(|| self.by_default(op))
+    }
+
+    /// The decision of the rules found at one specificity, if any: an
+    /// explicit `None` denies; otherwise the union of the levels decides.
+    fn settle(&self, found: &[Entry], op: StorageOperationType) -> Option<Decision> {
+        let first = found.first()?;
+        if let Some(deny) = found.iter().find(|e| e.level == AccessLevel::None) {
+            return Some(Decision {
+                allowed: false,
+                level: AccessLevel::None,
+                rule: Some(self.rules[deny.rule].clone()),
+            });
+        }
+        let granting = found.iter().find(|e| e.level.covers(op));
+        let level = granting.map_or(first.level, |e| e.level);
+        Some(Decision {
+            allowed: granting.is_some(),
+            level,
+            rule: Some(self.rules[granting.unwrap_or(first).rule].clone()),
+        })
+    }
+
+    fn by_default(&self, op: StorageOperationType) -> Decision {
+        Decision { allowed: self.default.covers(op), level: self.default, rule: None }
+    }
+
+    /// Whether `principal` holds a grant covering Read on some key or
+    /// directory inside `prefix` (so a listing may show the directory).
+    pub fn may_read_within(&self, principal: &Principal, prefix: &str) -> bool {
+        let end = format!("{prefix}\u{10FFFF}");
+        self.buckets(principal).any(|b| b.readable.range(prefix.to_owned()..end.clone()).next().is_some())
+    }
+}

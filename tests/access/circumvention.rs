@@ -1,0 +1,195 @@
+//! Attempts to get around the rules: each fails, changes nothing, and
+//! leaves an audit record.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use tierfs_core::access::AccessRule;
+use tierfs_core::audit::{AuditQuery, AuditResult};
+use tierfs_core::{BatchOp, ErrorKind, Key, ListOptions, Storage, StorageExt};
+
+use super::{as_user, manager};
+
+const CONFIG: &str = r#"
+[backends.main]
+type = "memory"
+
+[access]
+default = "none"
+
+[[access.rules]]
+principal = "alice"
+resource = "allowed/"
+level = "full"
+
+[[access.rules]]
+principal = "alice"
+resource = "allowed/secret"
+level = "none"
+
+[[access.rules]]
+principal = "root"
+resource = "*"
+level = "full"
+
+[[access.rules]]
+principal = "dele"
+resource = "team/"
+level = "admin"
+
+[[access.rules]]
+principal = "lead"
+resource = "team/"
+level = "full"
+
+[audit]
+path = "{dir}/audit.log"
+"#;
+
+fn key(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+async fn setup() -> (tierfs_core::StorageManager, tempfile::TempDir) {
+    let (m, dir) = manager(CONFIG).await;
+    let root = as_user(&m, "root", &[]);
+    for k in ["allowed/x", "allowed/secret", "other/y", "team/doc"] {
+        root.put(&key(k), Bytes::from(k.to_owned()), Default::default()).await.unwrap();
+    }
+    (m, dir)
+}
+
+fn denied_count(m: &tierfs_core::StorageManager, principal: &str) -> usize {
+    let root = m.session("root");
+    let q = AuditQuery {
+        principal: Some(principal.into()),
+        result: Some(AuditResult::Denied),
+        ..Default::default()
+    };
+    root.audit_log(&q).unwrap().len()
+}
+
+#[tokio::test]
+async fn a_batch_with_one_denied_op_applies_nothing() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    let ops = vec![
+        BatchOp::put(key("allowed/new"), "n"),
+        BatchOp::delete(key("allowed/x")),
+        BatchOp::put(key("other/y"), "clobbered"),
+    ];
+    let e = alice.batch(ops).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("other/y"), "{e}");
+    let root = m.session("root");
+    assert_eq!(root.get(&key("allowed/x")).await.unwrap(), Bytes::from("allowed/x"));
+    assert_eq!(root.get(&key("other/y")).await.unwrap(), Bytes::from("other/y"));
+    assert_eq!(root.get(&key("allowed/new")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(denied_count(&m, "alice"), 1);
+}
+
+#[tokio::test]
+async fn a_listing_hides_keys_the_caller_may_not_read() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    let names: Vec<String> = alice
+        .list_stream(ListOptions::recursive("allowed/"))
+        .map_ok(|e| e.name().to_owned())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(names, ["allowed/x"]);
+    let root: Vec<String> = alice
+        .list_stream(ListOptions::children(""))
+        .map_ok(|e| e.name().to_owned())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(root, ["allowed/"], "other/ and team/ must not show");
+    let e = alice.list(&ListOptions::children("other/")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+}
+
+#[tokio::test]
+async fn renames_out_of_or_into_forbidden_places_are_refused() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    for (from, to) in [("allowed/x", "other/x"), ("allowed/x", "allowed/secret"), ("other/y", "allowed/y")] {
+        let e = alice.rename(&key(from), &key(to)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{from} -> {to}: {e}");
+    }
+    let root = m.session("root");
+    assert_eq!(root.get(&key("allowed/x")).await.unwrap(), Bytes::from("allowed/x"));
+    assert_eq!(root.get(&key("allowed/secret")).await.unwrap(), Bytes::from("allowed/secret"));
+    assert_eq!(root.get(&key("other/x")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(denied_count(&m, "alice"), 3);
+    // Inside the allowed prefix it works.
+    alice.rename(&key("allowed/x"), &key("allowed/z")).await.unwrap();
+}
+
+#[tokio::test]
+async fn look_alike_keys_gain_nothing() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    assert_eq!(Key::new("allowed/../other/y").unwrap_err().kind(), ErrorKind::InvalidKey);
+    assert_eq!(Key::new("allowed//secret").unwrap_err().kind(), ErrorKind::InvalidKey);
+    // Cyrillic "а" and a full-width solidus are other keys, outside `allowed/`.
+    for k in ["\u{430}llowed/x", "allowed\u{ff0f}x", "Allowed/x"] {
+        let e = alice.put(&key(k), Bytes::from_static(b"x"), Default::default()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{k}");
+    }
+    assert_eq!(denied_count(&m, "alice"), 3);
+}
+
+#[tokio::test]
+async fn delegation_cannot_go_beyond_own_rights() {
+    let (m, _dir) = setup().await;
+    let dele = as_user(&m, "dele", &[]);
+    let lead = as_user(&m, "lead", &[]);
+    let rule = |p, r, l| AccessRule::parse(p, r, "*", l).unwrap();
+    // Admin without read or write cannot hand out read or write.
+    let e = dele.add_access_rule(rule("bob", "team/", "read")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.to_string().contains("delegation"), "{e}");
+    // Outside its resource, or wider than it.
+    for r in [rule("bob", "other/", "read"), rule("bob", "*", "read"), rule("bob", "@main", "read")] {
+        let e = lead.add_access_rule(r.clone()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{r}: {e}");
+    }
+    // Within its rights it works, and the grant takes effect.
+    lead.add_access_rule(rule("bob", "team/doc", "read")).await.unwrap();
+    let bob = as_user(&m, "bob", &[]);
+    assert_eq!(bob.get(&key("team/doc")).await.unwrap(), Bytes::from("team/doc"));
+    assert_eq!(bob.get(&key("other/y")).await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    // Rules are unchanged by the refused attempts.
+    let rules = m.session("root").access_policy().unwrap().rules;
+    assert_eq!(rules.len(), 6);
+    assert_eq!(denied_count(&m, "dele"), 1);
+    assert_eq!(denied_count(&m, "lead"), 3);
+}
+
+#[tokio::test]
+async fn admin_commands_by_non_admins_are_refused() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    let before = m.config();
+    let backend = tierfs_core::config::BackendConfig { kind: "memory".into(), settings: Default::default() };
+    let results = [
+        alice.add_backend("extra", backend).await.err(),
+        alice.remove_backend("main").await.err(),
+        alice
+            .set_policy(None, tierfs_core::config::PolicyConfig::AlwaysLocal { backend: Some("main".into()) })
+            .await
+            .err(),
+        alice.reload_config(before.clone()).await.err(),
+        alice.reload_plugins().await.err(),
+        alice.audit_log(&AuditQuery::default()).err(),
+        alice.access_policy().err(),
+        alice.add_access_rule(AccessRule::parse("alice", "*", "*", "full").unwrap()).await.err(),
+    ];
+    for (i, e) in results.iter().enumerate() {
+        let e = e.as_ref().unwrap_or_else(|| panic!("command {i} was allowed"));
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "command {i}: {e}");
+    }
+    assert_eq!(m.backend_names(), ["main"]);
+    assert_eq!(denied_count(&m, "alice"), results.len());
+}
