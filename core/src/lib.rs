@@ -44,6 +44,7 @@ pub use key::Key;
 pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
-    clamp_range, collect_stream, BatchOp, ByteStream, Capabilities, ListEntry, ListOptions, ListPage,
-    ListPageBuilder, Metadata, ObjectMeta, PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
+    clamp_range, collect_stream, copy_value, merge_list, BatchOp, ByteStream, Capabilities, KeyFilter,
+    ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata, ObjectMeta, PutOptions,
+    Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
 };

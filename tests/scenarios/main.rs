@@ -2,4 +2,6 @@
 //! injected faults.
 
 mod cache;
+mod custom;
 mod redundant;
+mod tiered;

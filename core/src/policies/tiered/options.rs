@@ -12,13 +12,15 @@ use crate::error::Result;
 /// type = "tiered"
 /// hot = "ssd"
 /// cold = "archive"
-/// migration = { demote_after_secs = 86400, promote_after_reads = 3, interval_secs = 60 }
+/// migration = { demote = true, demote_after_secs = 86400, promote_after_reads = 3, interval_secs = 60 }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MigrationSettings {
+    /// Whether idle keys move down at all (default true).
+    pub demote: bool,
     /// Move a key to the cold tier once neither written nor read for this
-    /// many seconds (default 86400, a day; 0 never demotes).
+    /// many seconds (default 86400, a day; 0: at the next pass).
     pub demote_after_secs: u64,
     /// Move a cold key back to the hot tier after this many reads (default
     /// 3; 0 never promotes).
@@ -32,6 +34,7 @@ pub struct MigrationSettings {
 impl Default for MigrationSettings {
     fn default() -> Self {
         MigrationSettings {
+            demote: true,
             demote_after_secs: 86_400,
             promote_after_reads: 3,
             interval_secs: 60,
@@ -57,6 +60,6 @@ impl MigrationSettings {
 
     /// The demotion age, if demotion is on.
     pub fn demote_after(&self) -> Option<Duration> {
-        (self.demote_after_secs > 0).then(|| Duration::from_secs(self.demote_after_secs))
+        self.demote.then(|| Duration::from_secs(self.demote_after_secs))
     }
 }
