@@ -3,5 +3,6 @@
 
 mod cache;
 mod custom;
+mod health;
 mod redundant;
 mod tiered;

@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ pub struct HealthStorage {
     inner: Arc<dyn Storage>,
     options: HealthOptions,
     state: Mutex<State>,
+    /// Mirrors `state` so the healthy path takes no lock.
+    healthy: AtomicBool,
     metrics: Option<Arc<StorageMetrics>>,
 }
 
@@ -80,7 +83,13 @@ impl HealthStorage {
         options: HealthOptions,
         metrics: Option<Arc<StorageMetrics>>,
     ) -> Self {
-        HealthStorage { inner, options, state: Mutex::new(State::Healthy), metrics }
+        HealthStorage {
+            inner,
+            options,
+            state: Mutex::new(State::Healthy),
+            healthy: AtomicBool::new(true),
+            metrics,
+        }
     }
 
     /// Probes an unhealthy backend whose backoff has passed; returns whether
@@ -96,11 +105,11 @@ impl HealthStorage {
         match result {
             Ok(Ok(_)) => {
                 tracing::info!(backend = self.inner.name(), "backend is reachable again");
-                *self.state.lock() = State::Healthy;
+                self.set_healthy();
                 true
             }
             Ok(Err(e)) if e.kind() != ErrorKind::Unavailable => {
-                *self.state.lock() = State::Healthy;
+                self.set_healthy();
                 true
             }
             Ok(Err(e)) => {
@@ -114,8 +123,15 @@ impl HealthStorage {
         }
     }
 
+    fn set_healthy(&self) {
+        let mut state = self.state.lock();
+        *state = State::Healthy;
+        self.healthy.store(true, Ordering::Release);
+    }
+
     fn mark_unhealthy(&self, error: &str, after_probe: bool) {
         let mut state = self.state.lock();
+        self.healthy.store(false, Ordering::Release);
         let now = Instant::now();
         let (since, backoff) = match &*state {
             State::Unhealthy { since, backoff, .. } if after_probe => {
@@ -131,6 +147,9 @@ impl HealthStorage {
     }
 
     fn fail_fast(&self, op: &'static str, key: &str) -> Result<()> {
+        if self.healthy.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.state.lock() {
             State::Healthy => Ok(()),
             State::Unhealthy { since, next_probe, last_error, .. } => Err(Error::new(
@@ -199,7 +218,7 @@ impl Storage for HealthStorage {
     }
 
     fn is_healthy(&self) -> bool {
-        matches!(*self.state.lock(), State::Healthy)
+        self.healthy.load(Ordering::Acquire)
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
