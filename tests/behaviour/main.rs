@@ -84,3 +84,19 @@ mod manager_tiered {
          [policy]\ntype = \"tiered\"\nhot = \"hot\"\ncold = \"cold\"\n"
     ));
 }
+
+mod manager_prefer_cache {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.main]\ntype = \"local\"\npath = \"{dir}/main\"\n\
+         [policy]\ntype = \"prefer_cache\"\nprimary = \"main\"\ncache = { capacity_mib = 16 }\n"
+    ));
+}
+
+mod manager_prefer_cache_write_back {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.main]\ntype = \"memory\"\n\
+         [policy]\ntype = \"prefer_cache\"\nprimary = \"main\"\ncache = { capacity_mib = 16, write = \"back\", max_dirty_mib = 2 }\n"
+    ));
+}

@@ -4,5 +4,6 @@
 mod cache;
 mod custom;
 mod health;
+mod manager;
 mod redundant;
 mod tiered;

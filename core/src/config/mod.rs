@@ -188,7 +188,7 @@ impl Config {
     pub fn describe_source(&self) -> String {
         match &self.source {
             Some(p) => p.display().to_string(),
-            None => "embedded default configuration".into(),
+            None => "configuration".into(),
         }
     }
 

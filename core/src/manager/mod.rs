@@ -195,9 +195,13 @@ impl StorageManager {
         state.sync().await
     }
 
-    /// Flushes everything; background tasks end when the last handle drops.
+    /// Flushes everything and turns write-back off (later writes go
+    /// straight to the backends); background tasks end when the last
+    /// handle drops. Call it before dropping a manager with write-back
+    /// caches: unflushed data does not survive the drop.
     pub async fn shutdown(&self) -> Result<()> {
-        self.sync().await
+        let state = self.shared.state.read().clone();
+        state.retire().await
     }
 }
 
@@ -212,7 +216,7 @@ impl Shared {
         *self.state.write() = Arc::new(new);
         self.set_security(security);
         // Write-back data of the old stacks reaches the backends.
-        old.sync().await
+        old.retire().await
     }
 
     /// Swaps the access rules and audit log in.

@@ -3,7 +3,7 @@
 //! A reload builds a new state and swaps it in whole.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -13,6 +13,7 @@ use crate::config::{parse_table, BackendConfig, Config, PolicyConfig};
 use crate::error::Result;
 use crate::layers::HealthStorage;
 use crate::metrics::{MetricsStorage, StorageMetrics};
+use crate::policies::cache::{CacheConfig, CacheStorage};
 use crate::policies::custom::PolicyContext;
 use crate::policies::tiered::{MigrationSettings, TieredStorage};
 use crate::registry::StorageRegistry;
@@ -38,6 +39,8 @@ pub(crate) struct ManagerState {
     pub config: Config,
     pub backends: BTreeMap<String, Backend>,
     pub router: Router,
+    /// Caches, shut down (flushed, write-back off) when this state retires.
+    caches: Vec<Arc<CacheStorage>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -78,9 +81,11 @@ impl ManagerState {
         }
 
         let mut tasks = Vec::new();
+        let mut caches = Vec::new();
+        let mut built = Built { tasks: &mut tasks, caches: &mut caches };
         let default_policy = config.default_policy();
         let default_stack =
-            build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut tasks).await?;
+            build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut built).await?;
         let default = Route {
             prefix: String::new(),
             backends: default_policy.backends(&config),
@@ -92,7 +97,7 @@ impl ManagerState {
             let policy = route.policy();
             let field = format!("routes[{i}].policy");
             let stack =
-                build_stack(&config, &field, &policy, &backends, registry, metrics, &mut tasks).await?;
+                build_stack(&config, &field, &policy, &backends, registry, metrics, &mut built).await?;
             routes.push(Route {
                 prefix: route.prefix.clone(),
                 backends: policy.backends(&config),
@@ -101,7 +106,23 @@ impl ManagerState {
             });
         }
         tasks.push(spawn_prober(backends.values().map(|b| b.health.clone()).collect()));
-        Ok(ManagerState { config, backends, router: Router::new(routes, default), tasks })
+        Ok(ManagerState { config, backends, router: Router::new(routes, default), caches, tasks })
+    }
+
+    /// Ends this state's write-back: every cache flushes and passes later
+    /// writes straight to its primary, so operations still running on a
+    /// replaced configuration lose nothing.
+    pub async fn retire(&self) -> Result<()> {
+        let mut first_error = None;
+        for cache in &self.caches {
+            if let Err(e) = cache.shutdown().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.sync().await {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Flushes every stack (write-back caches) and backend.
@@ -116,6 +137,12 @@ impl ManagerState {
     }
 }
 
+/// What building stacks leaves for the state to own.
+struct Built<'a> {
+    tasks: &'a mut Vec<JoinHandle<()>>,
+    caches: &'a mut Vec<Arc<CacheStorage>>,
+}
+
 async fn build_stack(
     config: &Config,
     field: &str,
@@ -123,7 +150,7 @@ async fn build_stack(
     backends: &BTreeMap<String, Backend>,
     registry: &StorageRegistry,
     metrics: &Arc<StorageMetrics>,
-    tasks: &mut Vec<JoinHandle<()>>,
+    built: &mut Built<'_>,
 ) -> Result<Arc<dyn Storage>> {
     let members: Vec<Arc<dyn Storage>> = policy
         .backends(config)
@@ -148,7 +175,7 @@ async fn build_stack(
                 settings,
                 metrics.clone(),
             );
-            tasks.push(tiered.spawn_migrator());
+            built.tasks.push(tiered.spawn_migrator());
             Ok(tiered)
         }
         PolicyConfig::Custom { name, settings, .. } => {
@@ -160,25 +187,42 @@ async fn build_stack(
                 backends: members,
                 settings,
                 metrics: metrics.clone(),
-                tasks,
+                tasks: built.tasks,
             };
             plugin.build(context).await
         }
-        PolicyConfig::PreferCache { .. } | PolicyConfig::Redundant { .. } => {
+        PolicyConfig::PreferCache { cache, .. } => {
+            let cache_field = format!("{field}.cache");
+            let settings: CacheConfig = parse_table(config, &cache_field, cache)?;
+            let options = settings.to_options().map_err(|e| config.error(&cache_field, e.message()))?;
+            let storage = CacheStorage::with_lru(members[0].clone(), options, metrics.clone());
+            built.tasks.push(storage.spawn_flusher());
+            built.caches.push(storage.clone());
+            Ok(storage)
+        }
+        PolicyConfig::Redundant { .. } => {
             Err(config
                 .error(field, &format!("the `{}` policy is not available in this build", policy.kind())))
         }
     }
 }
 
+/// Probes unhealthy backends. Holds only weak references, so a retired
+/// state's backends close as soon as the state is dropped.
 fn spawn_prober(backends: Vec<Arc<HealthStorage>>) -> JoinHandle<()> {
+    let backends: Vec<Weak<HealthStorage>> = backends.iter().map(Arc::downgrade).collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(PROBE_TICK).await;
-            for backend in &backends {
+            let mut alive = false;
+            for backend in backends.iter().filter_map(Weak::upgrade) {
+                alive = true;
                 if !backend.is_healthy() {
                     backend.probe().await;
                 }
+            }
+            if !alive {
+                return;
             }
         }
     })

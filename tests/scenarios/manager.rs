@@ -1,0 +1,72 @@
+//! The manager end to end: write-back through a configured `prefer_cache`
+//! policy flushed on shutdown and on reconfiguration, lost on nothing.
+
+use bytes::Bytes;
+use tierfs_core::{Config, Key, LocalStorage, Storage, StorageManager};
+
+fn config(dir: &std::path::Path, write: &str) -> Config {
+    let interval = if write == "back" { ", flush_interval_ms = 3600000" } else { "" };
+    let text = format!(
+        "[backends.main]\ntype = \"local\"\npath = {:?}\n\
+         [policy]\ntype = \"prefer_cache\"\nprimary = \"main\"\n\
+         cache = {{ write = \"{write}\"{interval} }}\n",
+        dir.join("store")
+    );
+    Config::parse(&text, None).unwrap()
+}
+
+#[tokio::test]
+async fn write_back_is_flushed_on_shutdown_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = StorageManager::open(config(dir.path(), "back")).await.unwrap();
+    let store = manager.session("t");
+    for i in 0..200 {
+        store
+            .put(&Key::new(format!("k/{i}")).unwrap(), Bytes::from(format!("v{i}")), Default::default())
+            .await
+            .unwrap();
+    }
+    // The flush timer is an hour: nothing has reached the disk yet.
+    let on_disk = manager.backend("main").unwrap();
+    assert!(on_disk.get(&Key::new("k/0").unwrap()).await.is_err(), "write-back wrote through");
+    manager.shutdown().await.unwrap();
+    drop(store);
+    drop(on_disk);
+    drop(manager);
+    let reopened = LocalStorage::open("main", &dir.path().join("store"), Default::default()).unwrap();
+    for i in 0..200 {
+        assert_eq!(
+            reopened.get(&Key::new(format!("k/{i}")).unwrap()).await.unwrap(),
+            Bytes::from(format!("v{i}"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconfiguring_flushes_the_old_write_back_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = StorageManager::open(config(dir.path(), "back")).await.unwrap();
+    let store = manager.session("t");
+    let k = Key::new("x").unwrap();
+    store.put(&k, Bytes::from_static(b"dirty"), Default::default()).await.unwrap();
+    manager.reconfigure(config(dir.path(), "through")).await.unwrap();
+    assert_eq!(manager.backend("main").unwrap().get(&k).await.unwrap(), Bytes::from_static(b"dirty"));
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from_static(b"dirty"));
+    assert!(manager.metrics().backends["main"]["put"].count >= 1);
+}
+
+#[tokio::test]
+async fn a_cache_hit_does_not_touch_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = StorageManager::open(config(dir.path(), "through")).await.unwrap();
+    let store = manager.session("t");
+    let k = Key::new("hot").unwrap();
+    store.put(&k, Bytes::from_static(b"v"), Default::default()).await.unwrap();
+    for _ in 0..10 {
+        store.get(&k).await.unwrap();
+    }
+    let m = manager.metrics();
+    let backend_gets = m.backends["main"].get("get").map_or(0, |s| s.count);
+    assert!(backend_gets <= 1, "{backend_gets} gets reached the backend");
+    assert!(m.cache_hits >= 9, "{} hits", m.cache_hits);
+}
