@@ -70,3 +70,27 @@ async fn a_cache_hit_does_not_touch_the_backend() {
     assert!(backend_gets <= 1, "{backend_gets} gets reached the backend");
     assert!(m.cache_hits >= 9, "{} hits", m.cache_hits);
 }
+
+#[tokio::test]
+async fn explain_says_whether_the_cache_would_serve_a_read() {
+    use tierfs_core::access::{Principal, StorageOperationType};
+    use tierfs_core::manager::CacheVerdict;
+    let dir = tempfile::tempdir().unwrap();
+    let manager = StorageManager::open(config(dir.path(), "through")).await.unwrap();
+    let who = Principal::new("t");
+    let k = Key::new("doc").unwrap();
+    manager.backend("main").unwrap().put(&k, Bytes::from_static(b"v"), Default::default()).await.unwrap();
+    let e = manager.explain(&who, StorageOperationType::Read, "doc").unwrap();
+    assert_eq!(e.cache, CacheVerdict::Miss);
+    assert!(e.allowed);
+    manager.session("t").get(&k).await.unwrap();
+    let e = manager.explain(&who, StorageOperationType::Read, "doc").unwrap();
+    assert_eq!(e.cache, CacheVerdict::Hit);
+    assert!(e.to_string().contains("served by the cache"), "{e}");
+    assert_eq!(e.route.policy, "prefer_cache");
+
+    let plain = StorageManager::open(Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(plain.explain(&who, StorageOperationType::Read, "doc").unwrap().cache, CacheVerdict::NoCache);
+}

@@ -25,6 +25,21 @@ pub struct Explanation {
     pub rule: Option<AccessRule>,
     /// Where the key routes.
     pub route: RouteInfo,
+    /// Whether a cache would serve a read of the key now.
+    pub cache: CacheVerdict,
+}
+
+/// What the cache of a route would do with a read, now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheVerdict {
+    /// The route has no cache.
+    NoCache,
+    /// The cache holds the key (or its unflushed write): no backend is read.
+    Hit,
+    /// The cache does not hold it: the read goes to the backend.
+    Miss,
+    /// The cache cannot tell without a round trip (a remote cache).
+    Unknown,
 }
 
 impl fmt::Display for Explanation {
@@ -41,12 +56,19 @@ impl fmt::Display for Explanation {
         } else {
             format!("route `{}`", self.route.prefix)
         };
-        write!(
+        writeln!(
             f,
             "  routes to: {route}, policy {}, backends {}",
             self.route.policy,
             self.route.backends.join(", ")
-        )
+        )?;
+        let cache = match self.cache {
+            CacheVerdict::NoCache => "no cache on this route",
+            CacheVerdict::Hit => "a read would be served by the cache",
+            CacheVerdict::Miss => "a read would miss the cache and go to the backend",
+            CacheVerdict::Unknown => "the cache cannot tell without asking it",
+        };
+        write!(f, "  cache: {cache}")
     }
 }
 
@@ -85,6 +107,18 @@ impl StorageManager {
             validate_key(key)?;
         }
         let route = self.route_of(key);
+        let cache = {
+            let state = self.shared.state.read();
+            match (&state.router.route(key).cache, crate::key::Key::new(key)) {
+                (None, _) => CacheVerdict::NoCache,
+                (Some(_), Err(_)) => CacheVerdict::Unknown,
+                (Some(c), Ok(k)) => match c.serves_now(&k) {
+                    Some(true) => CacheVerdict::Hit,
+                    Some(false) => CacheVerdict::Miss,
+                    None => CacheVerdict::Unknown,
+                },
+            }
+        };
         let security = self.shared.security.read().clone();
         let target = if list {
             Target::Prefix { prefix: key, backends: &route.backends }
@@ -100,6 +134,7 @@ impl StorageManager {
             level: decision.level,
             rule: decision.rule,
             route,
+            cache,
         })
     }
 }

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-pub use explain::Explanation;
+pub use explain::{CacheVerdict, Explanation};
 pub use router::Route;
 pub use session::Session;
 

@@ -18,6 +18,8 @@ pub struct Route {
     pub backends: Vec<String>,
     /// The policy stack.
     pub stack: Arc<dyn Storage>,
+    /// The cache of a `prefer_cache` policy, for `explain`.
+    pub cache: Option<Arc<crate::policies::cache::CacheStorage>>,
 }
 
 /// Routes, longest prefix first, then the default.

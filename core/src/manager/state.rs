@@ -87,6 +87,7 @@ impl ManagerState {
         let default_stack =
             build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut built).await?;
         let default = Route {
+            cache: built.last_cache(&default_stack),
             prefix: String::new(),
             backends: default_policy.backends(&config),
             policy: default_policy,
@@ -99,6 +100,7 @@ impl ManagerState {
             let stack =
                 build_stack(&config, &field, &policy, &backends, registry, metrics, &mut built).await?;
             routes.push(Route {
+                cache: built.last_cache(&stack),
                 prefix: route.prefix.clone(),
                 backends: policy.backends(&config),
                 policy,
@@ -141,6 +143,13 @@ impl ManagerState {
 struct Built<'a> {
     tasks: &'a mut Vec<JoinHandle<()>>,
     caches: &'a mut Vec<Arc<CacheStorage>>,
+}
+
+impl Built<'_> {
+    /// The cache just built, if `stack` is it.
+    fn last_cache(&self, stack: &Arc<dyn Storage>) -> Option<Arc<CacheStorage>> {
+        self.caches.last().filter(|c| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(stack))).cloned()
+    }
 }
 
 async fn build_stack(

@@ -124,6 +124,11 @@ impl CacheTier for LruCacheTier {
         "lru"
     }
 
+    fn holds_now(&self, key: &Key) -> Option<bool> {
+        let state = self.state.lock();
+        Some(state.map.peek(key.as_str()).is_some_and(|slot| !slot.expired(Instant::now)))
+    }
+
     async fn get(&self, key: &Key) -> Result<Option<CachedValue>> {
         let mut state = self.state.lock();
         match state.map.get(key.as_str()) {

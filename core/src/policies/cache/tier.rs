@@ -67,4 +67,11 @@ pub trait CacheTier: Send + Sync + Debug {
 
     /// Drops every entry.
     async fn clear(&self) -> Result<()>;
+
+    /// Whether a live entry of `key` is held, answered at once without
+    /// touching recency; `None` when the tier cannot tell without a round
+    /// trip (a remote tier). Used by `explain`.
+    fn holds_now(&self, _key: &Key) -> Option<bool> {
+        None
+    }
 }
