@@ -100,3 +100,11 @@ mod manager_prefer_cache_write_back {
          [policy]\ntype = \"prefer_cache\"\nprimary = \"main\"\ncache = { capacity_mib = 16, write = \"back\", max_dirty_mib = 2 }\n"
     ));
 }
+
+mod manager_redundant {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.a]\ntype = \"local\"\npath = \"{dir}/a\"\n[backends.b]\ntype = \"memory\"\n\
+         [policy]\ntype = \"redundant\"\nbackends = [\"a\", \"b\"]\nwrite_quorum = 2\n"
+    ));
+}

@@ -15,6 +15,7 @@ use crate::layers::HealthStorage;
 use crate::metrics::{MetricsStorage, StorageMetrics};
 use crate::policies::cache::{CacheConfig, CacheStorage};
 use crate::policies::custom::PolicyContext;
+use crate::policies::redundant::RedundantStorage;
 use crate::policies::tiered::{MigrationSettings, TieredStorage};
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
@@ -209,9 +210,16 @@ async fn build_stack(
             built.caches.push(storage.clone());
             Ok(storage)
         }
-        PolicyConfig::Redundant { .. } => {
-            Err(config
-                .error(field, &format!("the `{}` policy is not available in this build", policy.kind())))
+        PolicyConfig::Redundant { write_quorum, scrub_interval_secs, .. } => {
+            let name = format!("redundant({})", policy.backends(config).join(", "));
+            let quorum = write_quorum.unwrap_or(members.len());
+            let storage = RedundantStorage::new(name, members, quorum, metrics.clone())
+                .map_err(|e| config.error(field, e.message()))?;
+            let interval = scrub_interval_secs.unwrap_or(60);
+            if interval > 0 {
+                built.tasks.push(storage.spawn_scrubber(Duration::from_secs(interval)));
+            }
+            Ok(storage)
         }
     }
 }
