@@ -6,6 +6,7 @@ pub mod behaviour;
 pub mod crash;
 pub mod data;
 pub mod plugins;
+pub mod services;
 
 use std::any::Any;
 use std::sync::Arc;

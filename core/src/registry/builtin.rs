@@ -84,3 +84,22 @@ impl StoragePlugin for LocalPlugin {
         Ok(Arc::new(storage))
     }
 }
+
+/// The `s3` type: [`S3Storage`](crate::backends::s3::S3Storage), any
+/// S3-compatible object store. Settings: [`S3Settings`](crate::backends::s3::S3Settings).
+#[derive(Debug)]
+pub struct S3Plugin;
+
+#[async_trait]
+impl StoragePlugin for S3Plugin {
+    fn type_name(&self) -> &str {
+        "s3"
+    }
+
+    async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>> {
+        let parsed: crate::backends::s3::S3Settings = settings.parse()?;
+        let storage =
+            crate::backends::s3::S3Storage::connect(settings.name, &parsed, Some(&settings)).await?;
+        Ok(Arc::new(storage))
+    }
+}

@@ -14,7 +14,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let registry = StorageRegistry::with_builtins();
-//! assert_eq!(registry.types(), ["local", "memory"]);
+//! assert_eq!(registry.types(), ["local", "memory", "s3"]);
 //!
 //! let config = Config::parse("[backends.scratch]\ntype = \"memory\"\n", None)?;
 //! let backends = registry.build(&config).await?;
@@ -22,7 +22,7 @@
 //!
 //! let bad = Config::parse("[backends.x]\ntype = \"nfs\"\n", None)?;
 //! let err = registry.build(&bad).await.unwrap_err();
-//! assert!(err.to_string().contains("registered types are: local, memory"), "{err}");
+//! assert!(err.to_string().contains("registered types are: local, memory, s3"), "{err}");
 //! # Ok::<_, tierfs_core::Error>(())
 //! # }).unwrap();
 //! ```
@@ -37,7 +37,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-pub use builtin::{LocalPlugin, LocalSettings, MemoryPlugin, MemorySettings};
+pub use builtin::{LocalPlugin, LocalSettings, MemoryPlugin, MemorySettings, S3Plugin};
 pub use dynamic::PLUGIN_ABI_VERSION;
 
 use crate::config::{BackendSettings, Config};
@@ -71,11 +71,12 @@ impl StorageRegistry {
         StorageRegistry::default()
     }
 
-    /// A registry holding the built-in types, `memory` and `local`.
+    /// A registry holding the built-in types, `memory`, `local` and `s3`.
     pub fn with_builtins() -> Self {
         let registry = StorageRegistry::empty();
         registry.register(Arc::new(MemoryPlugin)).expect("fresh registry");
         registry.register(Arc::new(LocalPlugin)).expect("fresh registry");
+        registry.register(Arc::new(S3Plugin)).expect("fresh registry");
         registry
     }
 

@@ -77,7 +77,7 @@ fn appendlog_config(dir: &Path, extra: &str) -> Config {
 async fn open_log(dir: &Path) -> Arc<dyn Storage> {
     let registry = StorageRegistry::with_builtins();
     let mut backends = registry.build(&appendlog_config(dir, "")).await.unwrap();
-    assert_eq!(registry.types(), ["appendlog", "local", "memory"]);
+    assert_eq!(registry.types(), ["appendlog", "local", "memory", "s3"]);
     backends.remove("log").unwrap()
 }
 
@@ -312,7 +312,7 @@ fn a_library_that_is_no_plugin_is_refused() {
             && e.message().contains("does not export `tierfs_plugin_abi_version`"),
         "{e}"
     );
-    assert_eq!(registry.types(), ["local", "memory"]);
+    assert_eq!(registry.types(), ["local", "memory", "s3"]);
 }
 
 #[test]

@@ -1,0 +1,126 @@
+//! Listings: recursive ones stream `list_with_offset` pages; directory
+//! listings use the delimiter and keep the last directory for a few
+//! seconds, so that following pages of one listing do not fetch it again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parking_lot::Mutex;
+
+use super::{meta, path, S3Storage};
+use crate::error::Result;
+use crate::key::Key;
+use crate::storage::{ListEntry, ListOptions, ListPage, ListPageBuilder};
+
+/// How long a fetched directory serves the following pages of its listing.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// The last directory fetched with the delimiter.
+#[derive(Debug, Default)]
+pub(super) struct DirCache {
+    last: Mutex<Option<(String, Instant, Arc<Vec<ListEntry>>)>>,
+}
+
+impl DirCache {
+    /// Forgets the cached directory (after any write).
+    pub fn clear(&self) {
+        *self.last.lock() = None;
+    }
+
+    fn get(&self, dir: &str) -> Option<Arc<Vec<ListEntry>>> {
+        match &*self.last.lock() {
+            Some((d, at, entries)) if d == dir && at.elapsed() < FRESH => Some(entries.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, dir: String, entries: Arc<Vec<ListEntry>>) {
+        *self.last.lock() = Some((dir, Instant::now(), entries));
+    }
+}
+
+pub(super) async fn list(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
+    if options.recursive {
+        recursive(s, options).await
+    } else {
+        directory(s, options).await
+    }
+}
+
+async fn recursive(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
+    let inner = &s.inner;
+    let (dir, _) = path::dir_and_partial(&inner.prefix, &options.prefix);
+    let offset =
+        options.start_after.as_deref().map(|a| path::to_path(&inner.prefix, a.trim_end_matches('/')));
+    let mut objects = match &offset {
+        Some(o) => inner.store.list_with_offset(Some(&dir), o),
+        None => inner.store.list(Some(&dir)),
+    };
+    let mut page = ListPageBuilder::new(options);
+    while let Some(object) = objects.try_next().await.map_err(|e| s.err(e, "list", &options.prefix))? {
+        let Some(name) = path::to_key(&inner.prefix, &object.location) else { continue };
+        if name.as_str() < options.prefix.as_str() {
+            continue;
+        }
+        let meta = || {
+            let key = Key::new(name.clone())?;
+            Ok(meta::object_meta(key, &object, &Default::default()))
+        };
+        if !page.push(&name, meta)? {
+            break;
+        }
+    }
+    Ok(page.finish())
+}
+
+async fn directory(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
+    let inner = &s.inner;
+    let (dir, _) = path::dir_and_partial(&inner.prefix, &options.prefix);
+    let cached = options.start_after.as_ref().and_then(|_| inner.listings.get(dir.as_ref()));
+    let entries = match cached {
+        Some(entries) => entries,
+        None => {
+            let result = inner
+                .store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(|e| s.err(e, "list", &options.prefix))?;
+            let mut entries = Vec::with_capacity(result.common_prefixes.len() + result.objects.len());
+            for p in &result.common_prefixes {
+                if let Some(name) = path::to_key(&inner.prefix, p) {
+                    entries.push(ListEntry::Prefix(format!("{name}/")));
+                }
+            }
+            for object in &result.objects {
+                if let Some(name) = path::to_key(&inner.prefix, &object.location) {
+                    let key = Key::new(name)?;
+                    entries.push(ListEntry::Object(meta::object_meta(key, object, &Default::default())));
+                }
+            }
+            entries.sort_by(|a, b| a.name().cmp(b.name()));
+            let entries = Arc::new(entries);
+            inner.listings.put(dir.as_ref().to_owned(), entries.clone());
+            entries
+        }
+    };
+    let mut page = ListPageBuilder::new(options);
+    for entry in entries.iter() {
+        let name = entry.name();
+        if name < options.prefix.as_str() {
+            continue;
+        }
+        let meta = || match entry {
+            ListEntry::Object(meta) => Ok(meta.clone()),
+            ListEntry::Prefix(p) => Err(crate::Error::new(
+                crate::ErrorKind::Unavailable,
+                format!("the directory listing returned `{p}` as an object; list again"),
+            )),
+        };
+        if !page.push(name, meta)? {
+            break;
+        }
+    }
+    Ok(page.finish())
+}
