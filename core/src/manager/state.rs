@@ -205,7 +205,10 @@ async fn build_stack(
             let cache_field = format!("{field}.cache");
             let settings: CacheConfig = parse_table(config, &cache_field, cache)?;
             let options = settings.to_options().map_err(|e| config.error(&cache_field, e.message()))?;
-            let storage = CacheStorage::with_lru(members[0].clone(), options, metrics.clone());
+            let tier = settings
+                .build_tier(&options, metrics.clone())
+                .map_err(|e| config.error(&cache_field, e.message()))?;
+            let storage = CacheStorage::new(members[0].clone(), tier, options, metrics.clone());
             built.tasks.push(storage.spawn_flusher());
             built.caches.push(storage.clone());
             Ok(storage)

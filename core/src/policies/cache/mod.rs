@@ -68,6 +68,7 @@
 mod coherence;
 mod lru;
 mod options;
+mod redis;
 mod storage;
 mod tier;
 mod writeback;
@@ -76,9 +77,10 @@ mod writer;
 pub use self::coherence::{MAX_PENDING, STRIPES};
 pub use self::lru::{LruCacheTier, ENTRY_OVERHEAD_BYTES};
 pub use self::options::{
-    CacheConfig, CacheOptions, WriteConfig, WriteMode, DEFAULT_CAPACITY_BYTES, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_DIRTY_BYTES, MAX_ENTRY_CEILING_BYTES,
+    CacheConfig, CacheOptions, RedisUrls, TierConfig, WriteConfig, WriteMode, DEFAULT_CAPACITY_BYTES,
+    DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_DIRTY_BYTES, MAX_ENTRY_CEILING_BYTES,
 };
+pub use self::redis::{RedisCacheTier, RedisTierOptions};
 pub use self::storage::{CacheStorage, STAT_FILL_LIMIT_BYTES};
 pub use self::tier::{CacheTier, CachedValue};
 pub use self::writeback::DIRTY_ENTRY_OVERHEAD_BYTES;

@@ -203,6 +203,36 @@ pub struct CacheConfig {
     pub max_dirty_mib: Option<u64>,
     /// Period of the flusher in milliseconds (write-back).
     pub flush_interval_ms: Option<u64>,
+    /// Where entries live: `"lru"` (in process, default) or `"redis"`.
+    pub tier: Option<TierConfig>,
+    /// Redis URL(s) (`redis://host:port`), one or a list of cluster nodes.
+    pub redis_url: Option<RedisUrls>,
+    /// Whether the Redis URLs are nodes of a Redis Cluster (default false).
+    pub redis_cluster: Option<bool>,
+    /// Prefix of the Redis keys (default `tierfs:`).
+    pub redis_key_prefix: Option<String>,
+    /// Bound of every Redis call in milliseconds (default 250).
+    pub redis_timeout_ms: Option<u64>,
+}
+
+/// The tier as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierConfig {
+    /// [`LruCacheTier`](super::LruCacheTier).
+    Lru,
+    /// [`RedisCacheTier`](super::RedisCacheTier).
+    Redis,
+}
+
+/// One Redis URL or several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RedisUrls {
+    /// One URL.
+    One(String),
+    /// Several (cluster nodes).
+    Many(Vec<String>),
 }
 
 /// Checks that an optional `value` of `field` lies in `min..=max`.
@@ -226,6 +256,28 @@ impl CacheConfig {
         in_range("max_entry_kib", self.max_entry_kib, 1, capacity_kib, "KiB, at most the capacity")?;
         in_range("max_dirty_mib", self.max_dirty_mib, 1, 1 << 16, "MiB")?;
         in_range("flush_interval_ms", self.flush_interval_ms, 1, 3_600_000, "milliseconds")?;
+        in_range("redis_timeout_ms", self.redis_timeout_ms, 1, 60_000, "milliseconds")?;
+        if self.tier == Some(TierConfig::Redis) {
+            if self.redis_url.is_none() {
+                return Err(Error::new(ErrorKind::Config, "`cache.redis_url` is required with `tier = \"redis\"`; write it like redis://127.0.0.1:6379"));
+            }
+        } else {
+            for (field, set) in [
+                ("redis_url", self.redis_url.is_some()),
+                ("redis_cluster", self.redis_cluster.is_some()),
+                ("redis_key_prefix", self.redis_key_prefix.is_some()),
+                ("redis_timeout_ms", self.redis_timeout_ms.is_some()),
+            ] {
+                if set {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "`cache.{field}` applies only to `tier = \"redis\"`; set it or remove the field"
+                        ),
+                    ));
+                }
+            }
+        }
         if self.write != Some(WriteConfig::Back) {
             for (field, set) in [
                 ("max_dirty_mib", self.max_dirty_mib.is_some()),
@@ -265,6 +317,35 @@ impl CacheConfig {
         };
         options.validate()?;
         Ok(options)
+    }
+}
+
+impl CacheConfig {
+    /// The tier this configuration asks for.
+    pub fn build_tier(
+        &self,
+        options: &CacheOptions,
+        metrics: std::sync::Arc<crate::metrics::StorageMetrics>,
+    ) -> Result<std::sync::Arc<dyn super::CacheTier>> {
+        match self.tier.unwrap_or(TierConfig::Lru) {
+            TierConfig::Lru => Ok(std::sync::Arc::new(super::LruCacheTier::new(options, metrics))),
+            TierConfig::Redis => {
+                let urls = match &self.redis_url {
+                    Some(RedisUrls::One(u)) => vec![u.clone()],
+                    Some(RedisUrls::Many(v)) => v.clone(),
+                    None => Vec::new(),
+                };
+                let tier = super::RedisCacheTier::new(super::RedisTierOptions {
+                    cluster: self.redis_cluster.unwrap_or(urls.len() > 1),
+                    urls,
+                    key_prefix: self.redis_key_prefix.clone().unwrap_or_else(|| "tierfs:".into()),
+                    ttl: options.ttl,
+                    max_entry_bytes: options.max_entry_bytes,
+                    timeout: Duration::from_millis(self.redis_timeout_ms.unwrap_or(250)),
+                })?;
+                Ok(tier)
+            }
+        }
     }
 }
 
