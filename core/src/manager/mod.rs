@@ -189,6 +189,17 @@ impl StorageManager {
         self.shared.reconfigure(config).await
     }
 
+    /// Runs one scrub of every redundant set now (catch-up of lagging
+    /// copies and a full comparison), returning each set's report.
+    pub async fn scrub(&self) -> Result<Vec<crate::policies::redundant::ScrubReport>> {
+        let state = self.shared.state.read().clone();
+        let mut reports = Vec::new();
+        for set in &state.redundant {
+            reports.push(set.scrub_once().await?);
+        }
+        Ok(reports)
+    }
+
     /// Flushes write-back caches and makes acknowledged writes durable.
     pub async fn sync(&self) -> Result<()> {
         let state = self.shared.state.read().clone();

@@ -42,6 +42,8 @@ pub(crate) struct ManagerState {
     pub router: Router,
     /// Caches, shut down (flushed, write-back off) when this state retires.
     caches: Vec<Arc<CacheStorage>>,
+    /// Redundant sets, for scrubs on demand.
+    pub redundant: Vec<Arc<RedundantStorage>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -83,7 +85,8 @@ impl ManagerState {
 
         let mut tasks = Vec::new();
         let mut caches = Vec::new();
-        let mut built = Built { tasks: &mut tasks, caches: &mut caches };
+        let mut redundant = Vec::new();
+        let mut built = Built { tasks: &mut tasks, caches: &mut caches, redundant: &mut redundant };
         let default_policy = config.default_policy();
         let default_stack =
             build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut built).await?;
@@ -109,7 +112,7 @@ impl ManagerState {
             });
         }
         tasks.push(spawn_prober(backends.values().map(|b| b.health.clone()).collect()));
-        Ok(ManagerState { config, backends, router: Router::new(routes, default), caches, tasks })
+        Ok(ManagerState { config, backends, router: Router::new(routes, default), caches, redundant, tasks })
     }
 
     /// Ends this state's write-back: every cache flushes and passes later
@@ -144,6 +147,7 @@ impl ManagerState {
 struct Built<'a> {
     tasks: &'a mut Vec<JoinHandle<()>>,
     caches: &'a mut Vec<Arc<CacheStorage>>,
+    redundant: &'a mut Vec<Arc<RedundantStorage>>,
 }
 
 impl Built<'_> {
@@ -222,6 +226,7 @@ async fn build_stack(
             if interval > 0 {
                 built.tasks.push(storage.spawn_scrubber(Duration::from_secs(interval)));
             }
+            built.redundant.push(storage.clone());
             Ok(storage)
         }
     }

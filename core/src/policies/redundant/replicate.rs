@@ -1,7 +1,8 @@
 //! The write path shared by put, delete, batch, rename and streamed writes:
 //! one member operation per healthy member, run concurrently by a spawned
 //! supervisor; the caller returns once `write_quorum` of them succeeded and
-//! the rest finish in the background.
+//! the first member in configured order has answered (so reads, which start
+//! there, find the copy), and the rest finish in the background.
 
 use std::sync::Arc;
 
@@ -56,6 +57,10 @@ impl Shared {
             self.keys.dispatched(key, rev, *delete, &skipped_members);
         }
         let subject = writes.first().map(|(k, _)| k.to_string()).unwrap_or_default();
+        // The first member in configured order that takes part: reads go to
+        // it first, so an acknowledged write waits for its answer too, and
+        // a read right after the write finds the copy there.
+        let preferred = targets.iter().map(|(m, _)| *m).min();
 
         let mut running = FuturesUnordered::new();
         let mut pending: Vec<usize> = Vec::with_capacity(targets.len());
@@ -82,6 +87,7 @@ impl Shared {
             let hold = after_all.is_some();
             let mut kept = Vec::new();
             let mut succeeded = Vec::new();
+            let mut acknowledged = false;
             while let Some((m, mut held, live, result)) = running.next().await {
                 pending.retain(|p| *p != m);
                 match &result {
@@ -93,14 +99,6 @@ impl Shared {
                             shared.keys.caught_up(key, m, rev);
                         }
                         succeeded.push(m);
-                        if succeeded.len() == quorum {
-                            // Acknowledged now: whoever has not finished lags until it does.
-                            for p in &pending {
-                                for (key, delete) in &writes {
-                                    shared.keys.lagging(key, *p, rev, *delete);
-                                }
-                            }
-                        }
                     }
                     Err(e) => {
                         tracing::warn!(
@@ -109,6 +107,16 @@ impl Shared {
                         );
                         for (key, delete) in &writes {
                             shared.keys.lagging(key, m, rev, *delete);
+                        }
+                    }
+                }
+                let preferred_done = preferred.is_none_or(|p| !pending.contains(&p));
+                if !acknowledged && succeeded.len() >= quorum && preferred_done {
+                    // Acknowledged now: whoever has not finished lags until it does.
+                    acknowledged = true;
+                    for p in &pending {
+                        for (key, delete) in &writes {
+                            shared.keys.lagging(key, *p, rev, *delete);
                         }
                     }
                 }
@@ -136,21 +144,26 @@ impl Shared {
         let mut failures = skipped;
         let mut ok = 0;
         let mut meta = None;
+        let mut preferred_done = preferred.is_none();
         loop {
-            if ok >= self.quorum {
+            if ok >= self.quorum && preferred_done {
                 return Ok(meta);
             }
             if total - failures.len() < self.quorum {
                 return Err(self.quorum_error(op, &subject, ok, &failures));
             }
             match rx.recv().await {
-                Some((_, Ok(stored))) => {
+                Some((m, Ok(stored))) => {
+                    preferred_done |= Some(m) == preferred;
                     ok += 1;
                     if meta.is_none() {
                         meta = stored;
                     }
                 }
-                Some((m, Err(e))) => failures.push((m, e)),
+                Some((m, Err(e))) => {
+                    preferred_done |= Some(m) == preferred;
+                    failures.push((m, e));
+                }
                 None => {
                     // The supervisor ended early (a member operation panicked).
                     let e = Error::new(ErrorKind::Unavailable, "a member operation ended without an answer");
