@@ -175,19 +175,22 @@ impl HealthStorage {
         self.fail_fast(op, key)?;
         let mut attempt = 0;
         loop {
-            let result = match tokio::time::timeout(self.options.timeout, f()).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "no answer within {:?}; the backend may be down or overloaded",
-                        self.options.timeout
-                    ),
-                )
-                .with_key(key)
-                .with_backend(self.inner.name())
-                .with_operation(op)
-                .retryable(true)),
+            // Most calls of an in-process backend finish on their first
+            // poll: arm the timer only for those that do not.
+            let mut call = std::pin::pin!(f());
+            let result = match futures::poll!(call.as_mut()) {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => match tokio::time::timeout(self.options.timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("no answer within {:?}; the backend may be down or overloaded", self.options.timeout),
+                    )
+                    .with_key(key)
+                    .with_backend(self.inner.name())
+                    .with_operation(op)
+                    .retryable(true)),
+                },
             };
             match result {
                 Err(e) if e.is_retryable() && attempt < self.options.retries => {

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use quanta::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
