@@ -13,6 +13,8 @@
 #   FUZZ_SECONDS     seconds of fuzzing per fuzz target (default 30)
 #   FUZZ_SANITIZER   cargo-fuzz sanitizer: none (default) or address
 #   FUZZ_TARGETS     space-separated fuzz targets (default: all of `cargo fuzz list`)
+#   FSX_OPS          fsx operations in the fuse stage (default 100000)
+#   FSX_SEED         fsx seed (default: random, printed so a failure can be repeated)
 #
 # It continues past a failed stage so that one run reports every stage, exits
 # non-zero if any stage failed, and ends with a summary and a plain
@@ -25,8 +27,7 @@ cd "$ROOT"
 # ---------------------------------------------------------------------------
 # STAGES, in run order. To add a stage, write a function `stage_NAME` below
 # and add NAME here; nothing else changes.
-# Still to come (each its own stage): fuse, python, node, services (garage, redis).
-STAGES=(setup lint rust fuzz)
+STAGES=(setup lint rust services fuzz python)
 # ---------------------------------------------------------------------------
 
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -134,6 +135,155 @@ stage_rust() {
     fi
 }
 
+# services: TierFS on real distributed components. A three-node Garage
+# cluster on 127.0.0.1 (replication factor 3; `cargo install garage` once per
+# machine, about 15 minutes on 2 cores, then reused from ~/.cargo/bin) and a
+# redis-server on a free port, both started here and stopped at the end.
+# The behaviour suite runs against the cluster bare and behind both caches,
+# then the fault tests stop nodes and Redis under load, one at a time.
+stage_services() {
+    apt_need redis-server redis-tools
+    cargo_tool_need garage@2.5.0 garage
+    local dir
+    dir="$(mktemp -d /tmp/tierfs-services.XXXXXX)"
+    # shellcheck disable=SC2064 # expand now: stop exactly these services
+    trap "bash '$ROOT/scripts/services/garage.sh' stop '$dir/garage'; bash '$ROOT/scripts/services/redis.sh' stop '$dir/redis'; rm -rf '$dir'" EXIT
+    run bash "$ROOT/scripts/services/garage.sh" start "$dir/garage"
+    run bash "$ROOT/scripts/services/redis.sh" start "$dir/redis"
+    set -a
+    # shellcheck disable=SC1091
+    . "$dir/garage/env"
+    # shellcheck disable=SC1091
+    . "$dir/redis/env"
+    set +a
+    run cargo test -p tierfs-tests --features services --test distributed
+    run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
+}
+
+# fuse: the FUSE front end mounted for real (needs root and /dev/fuse).
+# 1. The crate's tests with every tool required (cp, tar, rsync, git,
+#    sqlite3, two Unix users, remounts, SIGKILL), the 4 GiB bounded-memory
+#    test included.
+# 2. pjdfstest against a mount with --allow-other; the expected failures and
+#    their reasons are in fuse-mount/tests/pjdfstest.toml (and
+#    docs/semantics.md). pjdfstest itself fails the run on an unexpected
+#    failure and on an expected failure that passes.
+# 3. fsx for FSX_OPS operations with a printed seed.
+stage_fuse() {
+    apt_need fuse3 rsync sqlite3 libacl1-dev git
+    cargo_tool_need pjdfstest
+    cargo_tool_need fsx
+    if ((EUID != 0)) || [[ ! -e /dev/fuse ]]; then
+        log "the fuse stage mounts for real: it needs root and /dev/fuse"
+        return 1
+    fi
+    local failed=()
+    TIERFS_REQUIRE_TOOLS=1 run cargo test -p tierfs-fuse -- --include-ignored || failed+=(tests)
+    # pjdfstest and fsx run against the optimised daemon (the debug build
+    # makes fsx take minutes).
+    run cargo build -p tierfs-fuse --release || return 1
+    FUSE_WORK="$(mktemp -d /tmp/tierfs-fuse-stage.XXXXXX)"
+    chmod 755 "$FUSE_WORK" # pjdfstest's users must reach the mount
+    trap fuse_cleanup EXIT
+    fuse_pjdfstest || failed+=(pjdfstest)
+    fuse_fsx || failed+=(fsx)
+    fuse_cleanup
+    trap - EXIT
+    if ((${#failed[@]} > 0)); then
+        log "fuse failed: ${failed[*]}"
+        return 1
+    fi
+}
+
+FUSE_WORK=""
+FUSE_PID=""
+
+# fuse_mount DIR [ARGS...]: a fresh store in DIR/data mounted at DIR/mnt.
+fuse_mount() {
+    local dir="$1" i
+    shift
+    mkdir -p "$dir/mnt" "$dir/data"
+    chmod 755 "$dir" "$dir/mnt"
+    "$ROOT/target/release/tierfs" mount --root "$dir/data" "$@" "$dir/mnt" 2>"$dir/tierfs.log" &
+    FUSE_PID=$!
+    for i in $(seq 1 500); do
+        if awk -v m="$dir/mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; then
+            return 0
+        fi
+        if ! kill -0 "$FUSE_PID" 2>/dev/null; then
+            log "tierfs exited before mounting:"
+            cat "$dir/tierfs.log"
+            return 1
+        fi
+        sleep 0.02
+    done
+    log "no mount at $dir/mnt after 10 s"
+    return 1
+}
+
+# fuse_unmount DIR: unmounts and waits for the daemon; fails if it failed.
+fuse_unmount() {
+    local dir="$1" rc=0
+    "$ROOT/target/release/tierfs" unmount "$dir/mnt" || umount -l "$dir/mnt" || true
+    wait "$FUSE_PID" || rc=$?
+    FUSE_PID=""
+    if ((rc != 0)); then
+        log "tierfs exited with $rc; its log:"
+        tail -n 50 "$dir/tierfs.log"
+    fi
+    return "$rc"
+}
+
+# Leaves no mount and no daemon behind, whatever happened.
+fuse_cleanup() {
+    [[ -n "$FUSE_WORK" ]] || return 0
+    local m
+    while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done < <(awk -v w="$FUSE_WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts)
+    if [[ -n "$FUSE_PID" ]]; then
+        kill "$FUSE_PID" 2>/dev/null || true
+        wait "$FUSE_PID" 2>/dev/null || true
+        FUSE_PID=""
+    fi
+    rm -rf "$FUSE_WORK"
+    FUSE_WORK=""
+}
+
+fuse_pjdfstest() {
+    local dir="$FUSE_WORK/pjdfstest" out rc=0
+    id tests >/dev/null 2>&1 || echo 'tests:x:::Dummy User for pjdfstest:/:/usr/sbin/nologin' | newusers
+    fuse_mount "$dir" --allow-other || return 1
+    out="$FUSE_WORK/pjdfstest.out"
+    log "+ pjdfstest -c fuse-mount/tests/pjdfstest.toml -p $dir/mnt (full output: last lines below on failure)"
+    (cd "$dir/mnt" && pjdfstest -c "$ROOT/fuse-mount/tests/pjdfstest.toml" -p "$dir/mnt") >"$out" 2>&1 || rc=$?
+    fuse_unmount "$dir" || rc=1
+    # Strip colours before reading the results.
+    sed -i 's/\x1b\[[0-9;]*m//g' "$out"
+    grep -E '(FAILED|PASSED UNEXPECTEDLY)$' "$out" || true
+    log "pjdfstest: $(grep -E '^Summary' "$out" || echo 'no summary')"
+    if ((rc != 0)); then
+        tail -n 40 "$out"
+        return 1
+    fi
+}
+
+fuse_fsx() {
+    local dir="$FUSE_WORK/fsx" ops="${FSX_OPS:-100000}" seed="${FSX_SEED:-$(((RANDOM << 15) | RANDOM))}" rc=0
+    fuse_mount "$dir" || return 1
+    mkdir -p "$dir/artifacts"
+    log "fsx: $ops operations, seed $seed (repeat with FSX_SEED=$seed scripts/test.sh fuse)"
+    fsx -f "$ROOT/fuse-mount/tests/fsx.toml" -N "$ops" -S "$seed" -P "$dir/artifacts" "$dir/mnt/fsx.bin" \
+        >"$FUSE_WORK/fsx.out" 2>&1 || rc=$?
+    fuse_unmount "$dir" || rc=1
+    if ((rc != 0)) || ! grep -q 'All operations completed A-OK' "$FUSE_WORK/fsx.out"; then
+        tail -n 40 "$FUSE_WORK/fsx.out"
+        log "!! fsx FAILED with seed $seed"
+        return 1
+    fi
+    log "fsx: $ops operations with seed $seed: A-OK"
+}
+
 # fuzz: each cargo-fuzz target for FUZZ_SECONDS, starting from the committed
 # seeds in fuzz/seeds/<target>; new inputs go to fuzz/corpus/<target>
 # (ignored by git). Fails if any target crashes, leaks, times out or runs out
@@ -203,6 +353,34 @@ stage_fuzz() {
         log "fuzz failed: ${failed[*]}"
         return 1
     fi
+}
+
+# python: the `tierfs` Python package as a user gets it: a fresh virtual
+# environment (target/python-venv), `pip install` of the package by its
+# absolute path from another directory (pip builds the abi3 wheel with
+# maturin, fetched through [build-system] requires), then the pytest suite
+# in bindings-python/tests (fsspec and pandas come with the `test` extra).
+stage_python() {
+    cmd_need python3 python3
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_need python3-venv
+    local venv="$ROOT/target/python-venv" elsewhere
+    rm -rf "$venv"
+    run python3 -m venv "$venv"
+    elsewhere="$(mktemp -d)"
+    (cd "$elsewhere" && run "$venv/bin/python" -m pip install --quiet "$ROOT/bindings-python[test]")
+    rm -rf "$elsewhere"
+    (cd "$ROOT/bindings-python" && run "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE tests)
+}
+
+# node: the `tierfs` npm package as a user gets it: a fresh project in a
+# temporary directory outside the repository runs `npm install` of
+# bindings-node by its path (the install script builds the module with
+# cargo), then `node --test` runs bindings-node/tests there (with typescript
+# installed for the `tsc --noEmit` check) and prints node's summary.
+stage_node() {
+    cmd_need node nodejs
+    cmd_need npm npm
+    run bash "$ROOT/bindings-node/scripts/test-package.sh"
 }
 
 # ---- driver ----------------------------------------------------------------

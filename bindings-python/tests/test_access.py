@@ -1,0 +1,191 @@
+"""Access control and audit through ``as_principal``: a configuration with
+``[access]`` rules and an ``[audit]`` log, administration at run time."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import pytest
+
+import tierfs
+
+CONFIG = """
+[backends.main]
+type = "memory"
+
+[access]
+default = "none"
+
+[[access.rules]]
+principal = "*"
+resource = "public/"
+level = "read"
+
+[[access.rules]]
+principal = "role:staff"
+resource = "*"
+level = "full"
+
+[[access.rules]]
+principal = "role:staff"
+resource = "public/"
+level = "write"
+
+[[access.rules]]
+principal = "carol"
+resource = "public/salaries.csv"
+level = "none"
+
+[[access.rules]]
+principal = "lead"
+resource = "team/"
+level = "full"
+
+[[access.rules]]
+principal = "root"
+resource = "*"
+level = "full"
+
+# The most specific resource decides: root needs its grant at each level.
+[[access.rules]]
+principal = "root"
+resource = "public/"
+level = "full"
+
+[[access.rules]]
+principal = "root"
+resource = "public/salaries.csv"
+level = "full"
+
+[[access.rules]]
+principal = "root"
+resource = "team/"
+level = "full"
+
+[audit]
+path = "{dir}/audit/audit.log"
+"""
+
+
+@pytest.fixture
+def admin(write_config) -> tierfs.Store:
+    store = tierfs.open(write_config(CONFIG), principal="root")
+    yield store
+    store.close()
+
+
+def test_worked_example(admin: tierfs.Store) -> None:
+    admin.put("public/a.txt", b"hello")
+    admin.put("public/salaries.csv", b"secret")
+    admin.put("home/x", b"home")
+    bob = admin.as_principal("bob")
+    carol = admin.as_principal("carol", roles=["staff"])
+
+    assert bob.get("public/a.txt") == b"hello"
+    with pytest.raises(tierfs.PermissionDenied) as info:
+        bob.put("public/a.txt", b"defaced")
+    assert info.value.key == "public/a.txt"
+    with pytest.raises(PermissionError):
+        bob.get("home/x")
+
+    carol.put("public/a.txt", b"edited")
+    carol.delete("home/x")
+    with pytest.raises(tierfs.PermissionDenied):
+        carol.get("public/salaries.csv")
+    assert admin.get("public/a.txt") == b"edited"
+
+
+def test_listing_hides_what_cannot_be_read(admin: tierfs.Store) -> None:
+    for k in ["public/a.txt", "public/salaries.csv", "home/x"]:
+        admin.put(k, b"x")
+    carol = admin.as_principal("carol", roles=["staff"])
+    assert [e.key for e in carol.list("public/")] == ["public/a.txt"]
+    bob = admin.as_principal("bob")
+    assert [e.key for e in bob.list("", recursive=False)] == ["public/"]
+    with pytest.raises(tierfs.PermissionDenied):
+        list(bob.list("home/"))
+
+
+def test_batch_is_checked_whole(admin: tierfs.Store) -> None:
+    staff = admin.as_principal("dan", roles=["staff"])
+    carol = admin.as_principal("carol", roles=["staff"])
+    staff.batch([("put", "home/1", b"1")])
+    with pytest.raises(tierfs.PermissionDenied):
+        carol.batch([("put", "home/2", b"2"), ("put", "public/salaries.csv", b"x")])
+    assert not admin.exists("home/2")
+
+
+def test_audit_records_allowed_and_denied(admin: tierfs.Store) -> None:
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    admin.put("public/a.txt", b"hello")
+    bob = admin.as_principal("bob")
+    bob.get("public/a.txt")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.put("public/a.txt", b"nope")
+    records = admin.audit_log(principal="bob")
+    assert [(r["operation"], r["result"]) for r in records] == [("read", "allowed"), ("write", "denied")]
+    denied = admin.audit_log(principal="bob", result="denied")
+    assert len(denied) == 1 and denied[0]["keys"] == ["public/a.txt"]
+    r = denied[0]
+    assert set(r) >= {"seq", "time", "timestamp", "principal", "operation", "keys", "result", "detail", "prev", "hash"}
+    assert r["timestamp"] >= start
+    assert admin.audit_log(since=time.time() + 60) == []
+    assert len(admin.audit_log(key_prefix="public/", limit=1)) == 1
+    with pytest.raises(tierfs.InvalidInput):
+        admin.audit_log(result="maybe")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.audit_log()
+
+
+def test_rules_at_run_time_and_delegation(admin: tierfs.Store) -> None:
+    admin.put("shared/doc", b"doc")
+    bob = admin.as_principal("bob")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.get("shared/doc")
+    admin.add_rule("bob", "shared/", "*", "read")
+    assert bob.get("shared/doc") == b"doc"
+    rules = admin.access_policy()["rules"]
+    assert {"principal": "bob", "resource": "shared/", "operation": "*", "level": "read"} in rules
+    admin.remove_rule("bob", "shared/", "*", "read")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.get("shared/doc")
+    with pytest.raises(tierfs.NotFound):
+        admin.remove_rule("bob", "shared/", "*", "read")
+
+    lead = admin.as_principal("lead")
+    admin.put("team/doc", b"team")
+    lead.add_rule("bob", "team/doc", level="read")
+    assert bob.get("team/doc") == b"team"
+    with pytest.raises(tierfs.PermissionDenied):
+        lead.add_rule("bob", "other/", level="read")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.add_rule("bob", "*", level="full")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.access_policy()
+    admin_ops = [r["operation"] for r in admin.audit_log(principal="lead")]
+    assert "admin:add_rule" in admin_ops or any(op.startswith("admin:") for op in admin_ops)
+
+
+def test_set_access_policy_and_explain(admin: tierfs.Store) -> None:
+    e = admin.explain("read", "public/salaries.csv", principal="carol")
+    assert not e["allowed"] and e["rule"]["principal"] == "carol"
+    policy = admin.access_policy()
+    policy["rules"].append({"principal": "bob", "resource": "home/", "level": "write"})
+    admin.set_access_policy(policy)
+    bob = admin.as_principal("bob")
+    bob.put("home/bob.txt", b"mine")
+    assert admin.get("home/bob.txt") == b"mine"
+    with pytest.raises(tierfs.InvalidInput):
+        admin.set_access_policy({"rules": [{"principal": "x"}]})
+
+
+def test_admin_needs_admin(admin: tierfs.Store) -> None:
+    bob = admin.as_principal("bob")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.add_backend("scratch", "memory")
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.set_policy({"type": "always_local", "backend": "main"})
+    admin.add_backend("scratch", "memory")
+    assert "scratch" in admin.backends()

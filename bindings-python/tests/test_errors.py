@@ -1,0 +1,110 @@
+"""Every exception type: its classes, attributes and message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tierfs
+
+CASES = [
+    (tierfs.NotFound, KeyError),
+    (tierfs.PermissionDenied, PermissionError),
+    (tierfs.InvalidKey, ValueError),
+    (tierfs.InvalidInput, ValueError),
+    (tierfs.AlreadyExists, FileExistsError),
+    (tierfs.Unsupported, NotImplementedError),
+    (tierfs.Unavailable, OSError),
+    (tierfs.ConfigError, ValueError),
+]
+
+
+@pytest.mark.parametrize("cls,builtin", CASES)
+def test_hierarchy(cls: type, builtin: type) -> None:
+    assert issubclass(cls, tierfs.Error) and issubclass(cls, builtin)
+    assert cls.__module__ == "tierfs" and cls.__doc__
+    e = cls("message")
+    assert e.key is None and e.backend is None and e.operation is None and e.retryable is False
+    assert str(e) == "message"
+
+
+def test_not_found(local_store: tierfs.Store) -> None:
+    with pytest.raises(KeyError) as info:
+        local_store.get("missing/key")
+    e = info.value
+    assert isinstance(e, tierfs.NotFound)
+    assert (e.key, e.backend, e.operation, e.kind, e.retryable) == ("missing/key", "local", "get", "not_found", False)
+    assert str(e).startswith("not found: get `missing/key` on backend `local`")
+
+
+def test_permission_denied(write_config) -> None:
+    path = write_config('[backends.m]\ntype = "memory"\n[access]\ndefault = "none"\n')
+    with tierfs.open(path, principal="eve") as store:
+        with pytest.raises(PermissionError) as info:
+            store.put("secret", b"x")
+    e = info.value
+    assert isinstance(e, tierfs.PermissionDenied) and e.kind == "permission_denied"
+    assert e.key == "secret" and "eve" in str(e)
+
+
+def test_invalid_key_and_input(local_store: tierfs.Store) -> None:
+    with pytest.raises(tierfs.InvalidKey) as info:
+        local_store.get("a//b")
+    assert info.value.kind == "invalid_key" and "a//b" in str(info.value)
+    local_store.put("x", b"0123456789")
+    with pytest.raises(tierfs.InvalidKey) as info2:  # InvalidInput is an InvalidKey
+        local_store.get_range("x", 5, 1)
+    assert type(info2.value) is tierfs.InvalidInput and info2.value.kind == "invalid_input"
+
+
+def test_already_exists(local_store: tierfs.Store) -> None:
+    local_store.put("once", b"1")
+    with pytest.raises(FileExistsError) as info:
+        local_store.put("once", b"2", if_absent=True)
+    assert isinstance(info.value, tierfs.AlreadyExists) and info.value.key == "once"
+    assert info.value.kind == "already_exists"
+
+
+def test_unsupported(write_config) -> None:
+    path = write_config('[backends.main]\ntype = "pyminimal"\n')
+    with tierfs.open(path) as store:
+        with pytest.raises(NotImplementedError) as info:
+            store.batch([("put", "a", b"1")])
+    e = info.value
+    assert isinstance(e, tierfs.Unsupported) and e.backend == "main" and e.kind == "unsupported"
+
+
+def test_unavailable(tmp_path: Path, write_config) -> None:
+    path = write_config('[backends.main]\ntype = "pyfailing"\nraises = "OSError"\n[health]\nretries = 0\n')
+    store = tierfs.open(path)
+    store.put("k", b"v")
+    with pytest.raises(OSError) as info:
+        store.get("k")
+    # The backend is now marked unhealthy, so the flush at close fails fast too.
+    with pytest.raises(tierfs.Unavailable):
+        store.close()
+    assert store.closed
+    e = info.value
+    assert isinstance(e, tierfs.Unavailable) and e.backend == "main" and e.key == "k"
+    assert "disk on fire" in str(e) and e.kind == "unavailable"
+
+
+def test_config_errors(tmp_path: Path, write_config) -> None:
+    with pytest.raises(tierfs.ConfigError) as info:
+        tierfs.open(tmp_path / "missing.toml")
+    assert "missing.toml" in str(info.value) and isinstance(info.value, ValueError)
+    bad = write_config('[backends.main]\ntype = "memory"\ncolour = 1\n')
+    with pytest.raises(tierfs.ConfigError) as info:
+        tierfs.open(bad)
+    assert str(bad) in str(info.value) and "colour" in str(info.value)
+    unknown = write_config('[backends.main]\ntype = "nfs"\n')
+    with pytest.raises(tierfs.ConfigError) as info:
+        tierfs.open(unknown)
+    assert "registered types are" in str(info.value) and "pydict" in str(info.value)
+    assert info.value.kind == "config"
+
+
+def test_errors_are_catchable_as_base(local_store: tierfs.Store) -> None:
+    with pytest.raises(tierfs.Error):
+        local_store.stat("nope")
