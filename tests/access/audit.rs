@@ -81,7 +81,8 @@ async fn edits_removals_and_reorderings_are_detected() {
     let pristine = std::fs::read_to_string(&log).unwrap();
     assert_eq!(verify(&log).unwrap().records, 10);
 
-    let tampered: [(&str, Box<dyn FnOnce(&mut Vec<String>)>, usize); 4] = [
+    type Tamper = Box<dyn FnOnce(&mut Vec<String>)>;
+    let tampered: [(&str, Tamper, usize); 4] = [
         ("edit", Box::new(|l: &mut Vec<String>| l[4] = l[4].replace("alice", "mallory")), 5),
         ("delete", Box::new(|l: &mut Vec<String>| drop(l.remove(6))), 7),
         ("reorder", Box::new(|l: &mut Vec<String>| l.swap(2, 3)), 3),
@@ -167,7 +168,7 @@ async fn an_audit_directory_that_cannot_be_created_refuses_to_start() {
     let config =
         tierfs_core::Config::parse(&text.replace("{dir}", dir.path().to_str().unwrap()), None).unwrap();
     let e =
-        tierfs_core::StorageManager::open(config).await.err().expect("opened with an impossible audit path");
+        tierfs_core::StorageManager::open(config).await.expect_err("opened with an impossible audit path");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("audit.path"), "{e}");
 }

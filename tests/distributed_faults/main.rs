@@ -248,6 +248,8 @@ async fn killing_redis_leaves_operations_on_the_primary() {
     // Bring Redis back on its port for any later test.
     let port = required_env("TIERFS_REDIS_PORT");
     let log = std::fs::File::create(format!("{redis_dir}/log2")).unwrap();
+    // The server outlives this test on purpose; the stage stops it by pid.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("redis-server")
         .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(log.try_clone().unwrap())

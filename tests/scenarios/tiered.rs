@@ -49,7 +49,7 @@ async fn migration_under_concurrent_reads_and_writes() {
             while !stop.load(Ordering::Relaxed) {
                 let i = w + 4 * (n as usize % (KEYS / 4));
                 truth.lock().get_mut(&i).unwrap().started += 1;
-                let value = if n % 7 == 0 {
+                let value = if n.is_multiple_of(7) {
                     t.delete(&key(i)).await.unwrap();
                     None
                 } else {

@@ -184,7 +184,10 @@ impl HealthStorage {
                     Ok(result) => result,
                     Err(_) => Err(Error::new(
                         ErrorKind::Unavailable,
-                        format!("no answer within {:?}; the backend may be down or overloaded", self.options.timeout),
+                        format!(
+                            "no answer within {:?}; the backend may be down or overloaded",
+                            self.options.timeout
+                        ),
                     )
                     .with_key(key)
                     .with_backend(self.inner.name())

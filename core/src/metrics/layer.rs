@@ -2,9 +2,9 @@
 //! [`BackendMetrics`]. The manager puts one directly around each backend,
 //! so the figures are per backend whatever policy calls it.
 
+use quanta::Instant;
 use std::ops::Range;
 use std::sync::Arc;
-use quanta::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -17,10 +17,13 @@ use crate::storage::{ListEntry, ListOptions, ListPage, ListPageBuilder};
 /// How long a fetched directory serves the following pages of its listing.
 const FRESH: Duration = Duration::from_secs(5);
 
+/// A fetched directory: its path, when, and its entries in name order.
+type Fetched = (String, Instant, Arc<Vec<ListEntry>>);
+
 /// The last directory fetched with the delimiter.
 #[derive(Debug, Default)]
 pub(super) struct DirCache {
-    last: Mutex<Option<(String, Instant, Arc<Vec<ListEntry>>)>>,
+    last: Mutex<Option<Fetched>>,
 }
 
 impl DirCache {
