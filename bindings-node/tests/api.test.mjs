@@ -1,0 +1,238 @@
+// The Store API, async and sync, from ESM and CommonJS.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+
+import tierfsDefault, { open, Store, backendTypes } from 'tierfs';
+
+import { memoryConfig, tempDir } from './helpers.mjs';
+
+const require = createRequire(import.meta.url);
+
+test('ESM and CommonJS entries are the same module', () => {
+  const cjs = require('tierfs');
+  assert.equal(cjs.open, open);
+  assert.equal(cjs.Store, Store);
+  assert.equal(tierfsDefault.open, open);
+  assert.deepEqual(backendTypes().filter((t) => t === 'local' || t === 'memory'), ['local', 'memory']);
+});
+
+test('put, get, getRange, stat, exists, delete', async (t) => {
+  const store = await open({ config: memoryConfig, principal: 'alice' });
+  t.after(() => store.close());
+  assert.ok(store instanceof Store);
+  assert.equal(store.principal, 'alice');
+
+  const stat = await store.put('docs/a.txt', 'hello world', { metadata: { lang: 'en' } });
+  assert.equal(stat.key, 'docs/a.txt');
+  assert.equal(stat.size, 11);
+  assert.ok(stat.modified instanceof Date);
+  assert.equal(typeof stat.version, 'string');
+  assert.deepEqual(stat.metadata, { lang: 'en' });
+
+  const value = await store.get('docs/a.txt');
+  assert.ok(Buffer.isBuffer(value));
+  assert.equal(value.toString(), 'hello world');
+  assert.equal((await store.getRange('docs/a.txt', 6, 11)).toString(), 'world');
+  assert.equal((await store.getRange('docs/a.txt', 6)).toString(), 'world');
+  assert.equal((await store.getRange('docs/a.txt', 6, 1000)).toString(), 'world', 'clamped to the size');
+  assert.equal((await store.getRange('docs/a.txt', 50, 60)).length, 0);
+
+  const s = await store.stat('docs/a.txt');
+  assert.equal(s.size, 11);
+  assert.deepEqual(s.metadata, { lang: 'en' });
+  assert.equal(s.version, stat.version);
+  assert.equal(await store.exists('docs/a.txt'), true);
+  assert.equal(await store.exists('docs/b.txt'), false);
+
+  const again = await store.put('docs/a.txt', 'changed');
+  assert.notEqual(again.version, stat.version);
+  assert.deepEqual(again.metadata, {}, 'put replaces the metadata whole');
+
+  await store.delete('docs/a.txt');
+  assert.equal(await store.exists('docs/a.txt'), false);
+  await store.delete('docs/a.txt'); // deleting a missing key succeeds
+});
+
+test('put takes Buffers, typed arrays, ArrayBuffers and strings, and copies them', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  const buf = Buffer.from('abc');
+  await store.put('k/buffer', buf);
+  buf.fill(0x7a); // the stored value is a copy
+  assert.equal((await store.get('k/buffer')).toString(), 'abc');
+
+  const big = Buffer.alloc(1 << 20, 1); // copied off the JavaScript thread
+  await store.put('k/big', big);
+  big.fill(2);
+  assert.ok((await store.get('k/big')).every((b) => b === 1));
+
+  const bytes = new Uint8Array([0, 1, 2, 3, 4, 5]).subarray(2, 5);
+  await store.put('k/u8', bytes);
+  assert.deepEqual([...(await store.get('k/u8'))], [2, 3, 4]);
+  await store.put('k/ab', new Uint16Array([0x0102]).buffer);
+  assert.equal((await store.get('k/ab')).length, 2);
+  await store.put('k/str', 'héllo');
+  assert.equal((await store.get('k/str')).toString('utf8'), 'héllo');
+  await store.put('k/empty', '');
+  assert.equal((await store.get('k/empty')).length, 0);
+
+  const got = await store.get('k/str');
+  got.fill(0); // a returned buffer belongs to the caller
+  assert.equal((await store.get('k/str')).toString('utf8'), 'héllo');
+
+  await assert.rejects(store.put('k/x', 42), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  await assert.rejects(store.get(7), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('list streams children and subtrees page by page', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  for (const k of ['a/1', 'a/2', 'a/sub/3', 'a/sub/deep/4', 'b']) await store.put(k, k);
+
+  const children = [];
+  for await (const e of store.list('a/')) children.push(`${e.kind}:${e.key}`);
+  assert.deepEqual(children, ['object:a/1', 'object:a/2', 'prefix:a/sub/']);
+
+  const tree = [];
+  for await (const e of store.list('a/', { recursive: true })) tree.push(e.key);
+  assert.deepEqual(tree, ['a/1', 'a/2', 'a/sub/3', 'a/sub/deep/4']);
+
+  const top = [];
+  for await (const e of store.list()) top.push(e.key);
+  assert.deepEqual(top, ['a/', 'b']);
+
+  for (let i = 0; i < 250; i++) await store.put(`many/${String(i).padStart(3, '0')}`, 'x');
+  const keys = [];
+  for await (const e of store.list('many/', { pageSize: 7 })) {
+    assert.equal(e.kind, 'object');
+    assert.equal(e.size, 1);
+    assert.ok(e.modified instanceof Date);
+    keys.push(e.key);
+  }
+  assert.equal(keys.length, 250);
+  assert.deepEqual(keys, [...keys].sort());
+
+  // Breaking out of the loop early is fine.
+  let seen = 0;
+  for await (const e of store.list('many/', { pageSize: 10 })) {
+    assert.ok(e.key);
+    if (++seen === 3) break;
+  }
+  assert.equal(seen, 3);
+});
+
+test('batch applies every operation or none', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  await store.put('b/old', 'old');
+  await store.batch([
+    { op: 'put', key: 'b/1', data: 'one', metadata: { n: '1' } },
+    { op: 'put', key: 'b/2', data: Buffer.from('two') },
+    { op: 'delete', key: 'b/old' },
+  ]);
+  assert.equal((await store.get('b/1')).toString(), 'one');
+  assert.deepEqual((await store.stat('b/1')).metadata, { n: '1' });
+  assert.equal(await store.exists('b/old'), false);
+
+  await assert.rejects(
+    store.batch([
+      { op: 'put', key: 'b/3', data: 'three' },
+      { op: 'put', key: 'b/1', data: 'again', ifNotExists: true },
+    ]),
+    { code: 'EEXIST' },
+  );
+  assert.equal(await store.exists('b/3'), false, 'nothing of a failed batch is applied');
+  await store.batch([]);
+});
+
+test('rename moves value and metadata', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  await store.put('r/from', 'v', { metadata: { m: 'x' } });
+  await store.rename('r/from', 'r/to');
+  assert.equal(await store.exists('r/from'), false);
+  assert.equal((await store.get('r/to')).toString(), 'v');
+  assert.deepEqual((await store.stat('r/to')).metadata, { m: 'x' });
+});
+
+test('sync twins', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  const stat = store.putSync('s/a', 'sync value', { metadata: { k: 'v' } });
+  assert.equal(stat.size, 10);
+  assert.equal(store.getSync('s/a').toString(), 'sync value');
+  assert.equal(store.statSync('s/a').size, 10);
+  assert.deepEqual(store.statSync('s/a').metadata, { k: 'v' });
+  assert.equal(store.existsSync('s/a'), true);
+  store.putSync('s/d/b', new Uint8Array([1]));
+  assert.deepEqual(
+    store.listSync('s/').map((e) => `${e.kind}:${e.key}`),
+    ['object:s/a', 'prefix:s/d/'],
+  );
+  assert.deepEqual(
+    store.listSync('s/', { recursive: true }).map((e) => e.key),
+    ['s/a', 's/d/b'],
+  );
+  store.deleteSync('s/a');
+  assert.equal(store.existsSync('s/a'), false);
+  assert.equal(await store.exists('s/d/b'), true, 'sync and async calls see the same store');
+});
+
+test('the embedded default store persists in its root across close and reopen', async (t) => {
+  const root = tempDir(t);
+  const store = await open({ root });
+  await store.put('notes/today.txt', 'persisted');
+  await store.close();
+  await store.close(); // closing twice is harmless
+
+  const again = await open({ root });
+  t.after(() => again.close());
+  assert.equal((await again.get('notes/today.txt')).toString(), 'persisted');
+});
+
+test('a configuration file routes prefixes to backends', async (t) => {
+  const dir = tempDir(t);
+  const { writeFileSync } = await import('node:fs');
+  const file = `${dir}/tierfs.toml`;
+  writeFileSync(
+    file,
+    `[backends.main]\ntype = "local"\npath = "data"\n\n[backends.scratch]\ntype = "memory"\n\n` +
+      `[policy]\ntype = "always_local"\nbackend = "main"\n\n[[routes]]\nprefix = "tmp/"\nbackend = "scratch"\n`,
+  );
+  const store = await open({ config: file });
+  t.after(() => store.close());
+  await store.put('tmp/x', 'scratch');
+  await store.put('keep/y', 'kept');
+  const m = store.metrics();
+  assert.equal(m.backends.scratch.put.count, 1);
+  assert.equal(m.backends.main.put.count, 1);
+  assert.equal(store.explain('read', 'tmp/x').route.backends[0], 'scratch');
+  assert.match(store.metricsPrometheus(), /tierfs_operations_total\{backend="scratch",op="put"\} 1/);
+});
+
+test('backends are added and removed at run time', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  const dir = tempDir(t);
+  await store.addBackend('archive', { type: 'local', path: dir });
+  await store.addBackend('scratch', { type: 'memory' });
+  await assert.rejects(store.addBackend('scratch', { type: 'memory' }), { code: 'EEXIST' });
+  await store.removeBackend('scratch');
+  await assert.rejects(store.removeBackend('scratch'), { code: 'ENOENT' });
+  await assert.rejects(store.addBackend('bad', { type: 'nfs' }), (err) => {
+    assert.equal(err.code, 'EINVAL');
+    assert.match(err.message, /registered types are: .*local.*memory/);
+    return true;
+  });
+});
+
+test('explicit resource management closes the store', async () => {
+  const store = await open({ config: memoryConfig });
+  if (typeof Symbol.asyncDispose === 'symbol') {
+    await store[Symbol.asyncDispose]();
+    await assert.rejects(store.get('x'), { code: 'EIO' });
+  } else {
+    await store.close();
+  }
+});

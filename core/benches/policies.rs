@@ -1,0 +1,111 @@
+//! Policies against the backend alone, same run:
+//! - a cache hit (target under 2 µs);
+//! - `PreferCache` over local on a 90 % hit workload against local alone
+//!   (target at least 3x the ops/s);
+//! - `Redundant` with 2 copies (two local stores) against one local store,
+//!   4 KiB puts (target at least 0.45x).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use tierfs_core::metrics::StorageMetrics;
+use tierfs_core::policies::cache::{CacheOptions, CacheStorage};
+use tierfs_core::policies::redundant::RedundantStorage;
+use tierfs_core::{Key, LocalStorage, Storage};
+
+mod common;
+
+const HOT: usize = 1_000;
+const COLD: usize = 20_000;
+
+fn cache_hit(c: &mut Criterion) {
+    let rt = common::runtime();
+    let dir = common::temp_dir();
+    let local: Arc<dyn Storage> =
+        Arc::new(LocalStorage::open("local", dir.path(), Default::default()).unwrap());
+    let cache = CacheStorage::with_lru(local, CacheOptions::default(), StorageMetrics::new());
+    let key = Key::new("hot/0").unwrap();
+    rt.block_on(async {
+        cache.put(&key, Bytes::from(vec![1u8; 4096]), Default::default()).await.unwrap();
+        cache.get(&key).await.unwrap();
+    });
+    let mut group = c.benchmark_group("cache");
+    group.bench_function("hit_4KiB", |b| {
+        b.to_async(&rt).iter(|| async { black_box(cache.get(&key).await.unwrap()) })
+    });
+    group.finish();
+}
+
+/// Nine reads of hot keys and one of a cold key, per iteration.
+async fn mixed(store: &dyn Storage, hot: &[Key], cold: &[Key], i: &mut usize) {
+    for j in 0..9 {
+        black_box(store.get(&hot[(*i * 9 + j) % hot.len()]).await.unwrap());
+    }
+    black_box(store.get(&cold[*i % cold.len()]).await.unwrap());
+    *i += 1;
+}
+
+fn prefer_cache(c: &mut Criterion) {
+    let rt = common::runtime();
+    let dir = common::temp_dir();
+    let local = Arc::new(LocalStorage::open("local", dir.path(), Default::default()).unwrap());
+    let hot = common::keys("hot", HOT);
+    let cold = common::keys("cold", COLD);
+    let value = common::value(4096);
+    rt.block_on(async {
+        common::populate(&*local, &hot, &value).await;
+        common::populate(&*local, &cold, &value).await;
+    });
+    // Room for the hot set and a share of the cold keys passing through.
+    let options = CacheOptions::with_capacity(16 << 20);
+    let cache = CacheStorage::with_lru(local.clone(), options, StorageMetrics::new());
+    let mut group = c.benchmark_group("prefer_cache_90pct_hits");
+    let (mut i, mut j) = (0, 0);
+    group.bench_function("local_alone", |b| b.iter(|| rt.block_on(mixed(&*local, &hot, &cold, &mut i))));
+    group.bench_function("prefer_cache", |b| b.iter(|| rt.block_on(mixed(&*cache, &hot, &cold, &mut j))));
+    group.finish();
+}
+
+fn redundant(c: &mut Criterion) {
+    let rt = common::runtime();
+    let dirs = [common::temp_dir(), common::temp_dir(), common::temp_dir()];
+    let single: Arc<dyn Storage> =
+        Arc::new(LocalStorage::open("single", dirs[0].path(), Default::default()).unwrap());
+    let members: Vec<Arc<dyn Storage>> = dirs[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Arc::new(LocalStorage::open(format!("m{i}"), d.path(), Default::default()).unwrap())
+                as Arc<dyn Storage>
+        })
+        .collect();
+    let set = rt.block_on(async { RedundantStorage::new("set", members, 2, StorageMetrics::new()) }).unwrap();
+    let keys = common::keys("r", 1000);
+    let value = common::value(4096);
+    let mut group = c.benchmark_group("redundant_put_4KiB");
+    group.sample_size(20);
+    let mut i = 0;
+    group.bench_function("single_local", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(single.put(&keys[i % keys.len()], value.clone(), Default::default())).unwrap()
+        })
+    });
+    let mut j = 0;
+    group.bench_function("two_copies", |b| {
+        b.iter(|| {
+            j += 1;
+            rt.block_on(set.put(&keys[j % keys.len()], value.clone(), Default::default())).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = cache_hit, prefer_cache, redundant
+}
+criterion_main!(benches);
