@@ -8,7 +8,10 @@
 //! everyone. The cost depends on the depth of the key and the number of
 //! roles held, not on the number of rules.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 use super::types::{AccessLevel, AccessPolicy, AccessRule, PrincipalPattern, Resource, StorageOperationType};
 use super::Principal;
@@ -45,7 +48,7 @@ pub struct Decision {
     pub level: AccessLevel,
     /// The deciding rule: the denying one, or the first granting one at the
     /// winning specificity; `None` when the default decided.
-    pub rule: Option<AccessRule>,
+    pub rule: Option<Arc<AccessRule>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +61,9 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Bucket {
     keys: HashMap<String, Vec<Entry>>,
+    /// Directory rules by prefix without its trailing `/` (`a/b/` is
+    /// stored as `a/b`), so a check looks slices of the key up without
+    /// allocating.
     prefixes: HashMap<String, Vec<Entry>>,
     backends: HashMap<String, Vec<Entry>>,
     all: Vec<Entry>,
@@ -69,7 +75,9 @@ impl Bucket {
     fn insert(&mut self, resource: &Resource, entry: Entry) {
         match resource {
             Resource::Key(k) => self.keys.entry(k.clone()).or_default().push(entry),
-            Resource::Prefix(p) => self.prefixes.entry(p.clone()).or_default().push(entry),
+            Resource::Prefix(p) => {
+                self.prefixes.entry(p.trim_end_matches('/').to_owned()).or_default().push(entry)
+            }
             Resource::Backend(b) => self.backends.entry(b.clone()).or_default().push(entry),
             Resource::All => self.all.push(entry),
         }
@@ -78,6 +86,38 @@ impl Bucket {
                 self.readable.insert(r.clone());
             }
         }
+    }
+}
+
+/// The rules matched at one specificity.
+#[derive(Default)]
+struct Found {
+    first: Option<Entry>,
+    deny: Option<Entry>,
+    grant: Option<Entry>,
+}
+
+impl Found {
+    fn add(&mut self, e: Entry, op: StorageOperationType) {
+        self.first.get_or_insert(e);
+        if e.level == AccessLevel::None {
+            self.deny.get_or_insert(e);
+        } else if e.level.covers(op) {
+            self.grant.get_or_insert(e);
+        }
+    }
+
+    /// The decision of the rules found, if any: an explicit `None` denies;
+    /// otherwise the union of the levels decides.
+    fn settle(&self, eval: &AccessEvaluator) -> Option<Decision> {
+        let first = self.first?;
+        if let Some(deny) = self.deny {
+            let rule = Some(eval.rules[deny.rule].clone());
+            return Some(Decision { allowed: false, level: AccessLevel::None, rule });
+        }
+        let level = self.grant.map_or(first.level, |e| e.level);
+        let rule = Some(eval.rules[self.grant.unwrap_or(first).rule].clone());
+        Some(Decision { allowed: self.grant.is_some(), level, rule })
     }
 }
 
@@ -107,7 +147,7 @@ impl Bucket {
 /// ```
 #[derive(Debug, Default)]
 pub struct AccessEvaluator {
-    rules: Vec<AccessRule>,
+    rules: Vec<Arc<AccessRule>>,
     default: AccessLevel,
     users: HashMap<String, Bucket>,
     roles: HashMap<String, Bucket>,
@@ -117,8 +157,8 @@ pub struct AccessEvaluator {
 impl AccessEvaluator {
     /// Indexes `policy`.
     pub fn new(policy: &AccessPolicy) -> Self {
-        let mut eval =
-            AccessEvaluator { rules: policy.rules.clone(), default: policy.default, ..Default::default() };
+        let rules = policy.rules.iter().cloned().map(Arc::new).collect();
+        let mut eval = AccessEvaluator { rules, default: policy.default, ..Default::default() };
         for (i, rule) in policy.rules.iter().enumerate() {
             let entry = Entry { operation: rule.operation, level: rule.level, rule: i };
             let bucket = match &rule.principal {
@@ -133,7 +173,7 @@ impl AccessEvaluator {
 
     /// The policy this evaluator was built from.
     pub fn policy(&self) -> AccessPolicy {
-        AccessPolicy { rules: self.rules.clone(), default: self.default }
+        AccessPolicy { rules: self.rules.iter().map(|r| (**r).clone()).collect(), default: self.default }
     }
 
     /// Whether there are no rules and the default allows everything.
@@ -141,9 +181,9 @@ impl AccessEvaluator {
         self.rules.is_empty() && self.default == AccessLevel::Full
     }
 
-    fn buckets<'a>(&'a self, principal: &Principal) -> impl Iterator<Item = &'a Bucket> + 'a {
+    fn buckets<'a>(&'a self, principal: &'a Principal) -> impl Iterator<Item = &'a Bucket> + 'a {
         let user = self.users.get(principal.id());
-        let roles: Vec<&Bucket> = principal.roles().iter().filter_map(|r| self.roles.get(r)).collect();
+        let roles = principal.roles().iter().filter_map(|r| self.roles.get(r));
         user.into_iter().chain(roles).chain(std::iter::once(&self.everyone))
     }
 
@@ -152,41 +192,40 @@ impl AccessEvaluator {
         if self.rules.is_empty() {
             return self.by_default(op);
         }
-        let buckets: Vec<&Bucket> = self.buckets(principal).collect();
-        let matching = |entries: Option<&Vec<Entry>>, found: &mut Vec<Entry>| {
-            if let Some(entries) = entries {
-                found.extend(entries.iter().filter(|e| e.operation.is_none_or(|o| o == op)));
+        // Candidates from the most specific down; the first level with a
+        // matching rule decides.
+        let mut found = Found::default();
+        let mut gather = |pick: &dyn Fn(&Bucket) -> Option<&Vec<Entry>>| {
+            for bucket in self.buckets(principal) {
+                if let Some(entries) = pick(bucket) {
+                    for e in entries.iter().filter(|e| e.operation.is_none_or(|o| o == op)) {
+                        found.add(*e, op);
+                    }
+                }
             }
+            found.settle(self)
         };
-        let mut found = Vec::new();
-        // Exact key.
         if let Target::Key { key, .. } = target {
-            for b in &buckets {
-                matching(b.keys.get(key), &mut found);
-            }
-            if let Some(d) = self.settle(&found, op) {
+            if let Some(d) = gather(&|b| b.keys.get(key)) {
                 return d;
             }
         }
-        // Directory prefixes, longest first. A key `a/b` is also inside `a/b/`.
+        // Directory prefixes, longest first; a key `a/b` is also inside `a/b/`.
         let path = match target {
             Target::Key { key, .. } => Some((key, true)),
             Target::Prefix { prefix, .. } => Some((prefix, false)),
             _ => None,
         };
         if let Some((path, is_key)) = path {
-            let own_dir = is_key.then(|| format!("{path}/"));
-            let cuts = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| &path[..=i]).rev();
-            for prefix in own_dir.as_deref().into_iter().chain(cuts) {
-                for b in &buckets {
-                    matching(b.prefixes.get(prefix), &mut found);
-                }
-                if let Some(d) = self.settle(&found, op) {
+            let own = is_key.then_some(path);
+            let cuts = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| &path[..i]).rev();
+            for dir in own.into_iter().chain(cuts) {
+                if let Some(d) = gather(&|b| b.prefixes.get(dir)) {
                     return d;
                 }
             }
         }
-        // Backends.
+        // Every backend the target routes to is one specificity level.
         let backends: &[String] = match target {
             Target::Key { backends, .. } | Target::Prefix { backends, .. } => backends,
             _ => &[],
@@ -195,39 +234,14 @@ impl AccessEvaluator {
             Target::Backend(b) => Some(b),
             _ => None,
         };
-        for b in &buckets {
-            for name in backends.iter().map(String::as_str).chain(single) {
-                matching(b.backends.get(name), &mut found);
-            }
+        let mut decided = None;
+        for name in backends.iter().map(String::as_str).chain(single) {
+            decided = gather(&|b| b.backends.get(name));
         }
-        if let Some(d) = self.settle(&found, op) {
+        if let Some(d) = decided {
             return d;
         }
-        // Everything.
-        for b in &buckets {
-            matching(Some(&b.all), &mut found);
-        }
-        self.settle(&found, op).unwrap_or_else(|| self.by_default(op))
-    }
-
-    /// The decision of the rules found at one specificity, if any: an
-    /// explicit `None` denies; otherwise the union of the levels decides.
-    fn settle(&self, found: &[Entry], op: StorageOperationType) -> Option<Decision> {
-        let first = found.first()?;
-        if let Some(deny) = found.iter().find(|e| e.level == AccessLevel::None) {
-            return Some(Decision {
-                allowed: false,
-                level: AccessLevel::None,
-                rule: Some(self.rules[deny.rule].clone()),
-            });
-        }
-        let granting = found.iter().find(|e| e.level.covers(op));
-        let level = granting.map_or(first.level, |e| e.level);
-        Some(Decision {
-            allowed: granting.is_some(),
-            level,
-            rule: Some(self.rules[granting.unwrap_or(first).rule].clone()),
-        })
+        gather(&|b| Some(&b.all)).unwrap_or_else(|| self.by_default(op))
     }
 
     fn by_default(&self, op: StorageOperationType) -> Decision {

@@ -132,7 +132,7 @@ impl StorageManager {
             key: key.to_owned(),
             allowed: decision.allowed,
             level: decision.level,
-            rule: decision.rule,
+            rule: decision.rule.map(|r| (*r).clone()),
             route,
             cache,
         })
