@@ -27,7 +27,7 @@ cd "$ROOT"
 # ---------------------------------------------------------------------------
 # STAGES, in run order. To add a stage, write a function `stage_NAME` below
 # and add NAME here; nothing else changes.
-STAGES=(setup lint rust services fuzz python node)
+STAGES=(setup lint rust services fuse fuzz python node)
 # ---------------------------------------------------------------------------
 
 export PATH="$HOME/.cargo/bin:$PATH"

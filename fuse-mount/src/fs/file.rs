@@ -1,0 +1,436 @@
+//! Open files: one shared state per inode, one handle per `open`.
+//!
+//! Every handle of an inode shares its [`OpenFile`], so two processes with
+//! the file open see one content. The content is `Clean` (the store has
+//! it; reads are ranged reads with read-ahead) until the first write or
+//! truncation copies it into a [`Spool`]; from then on reads and writes go
+//! to the spool, and a commit (on `fsync`, and when the last handle is
+//! released) writes the spool to the store. Attribute changes of an open
+//! file are kept here and written with the next commit.
+//!
+//! A file written from empty strictly sequentially (`cp`, `dd`, `tar`)
+//! switches, once it outgrows the memory spool, to `Streaming`: the bytes go
+//! straight into a store [`ValueWriter`] instead of a spool file, so a large
+//! copy is written once, not spooled and copied again. The writer gets the
+//! metadata known when it starts, without times: the store's modification
+//! time (when the value is published) then serves as mtime and ctime. Any
+//! other access (a read, a write elsewhere, a truncation, `fsync`, the last
+//! close) first *settles* the stream: the value is published, and if the
+//! mode, owner or explicitly set times changed meanwhile, the metadata is
+//! written again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tierfs_core::{Key, Metadata, ObjectMeta, PutOptions, Session, Storage, ValueWriter};
+
+use super::attr::{self, PosixMeta};
+use super::journal::MAX_VALUE;
+use super::spool::{Spool, SpoolDir};
+use super::store::Store;
+use crate::errno::{FsError, FsResult};
+
+/// What the content of an open file is.
+#[derive(Debug)]
+pub enum Content {
+    /// The store holds it; `size` bytes.
+    Clean {
+        /// Size in bytes.
+        size: u64,
+    },
+    /// A local copy holds it (and may be ahead of the store).
+    Spooled(Spool),
+    /// Being written sequentially straight into the store.
+    Streaming(Stream),
+}
+
+/// A sequential write going straight to the store.
+pub struct Stream {
+    writer: Box<dyn ValueWriter>,
+    len: u64,
+    /// The metadata the writer will store.
+    stored: Metadata,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`.
+    pub async fn append(&mut self, data: &[u8]) -> tierfs_core::Result<()> {
+        self.writer.write(Bytes::copy_from_slice(data)).await?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// The mutable state of an open file.
+#[derive(Debug)]
+pub struct FileState {
+    /// Current attributes.
+    pub posix: PosixMeta,
+    /// The metadata map as stored (entries other than `posix.*` are kept).
+    pub metadata: Metadata,
+    /// The content.
+    pub content: Content,
+    /// Whether content or attributes differ from the store.
+    pub dirty: bool,
+    /// Unlinked while open: never committed again.
+    pub unlinked: bool,
+    /// Who changed the file last (commits run as this principal).
+    pub writer: Option<Session>,
+    /// Written only at its end since it was empty (may stream).
+    pub sequential: bool,
+    /// Times were set explicitly (`utimensat`), so they must be stored.
+    pub times_explicit: bool,
+}
+
+impl FileState {
+    /// A state for a file the store holds.
+    pub fn clean(posix: PosixMeta, metadata: Metadata, size: u64) -> Self {
+        FileState {
+            posix,
+            metadata,
+            content: Content::Clean { size },
+            dirty: false,
+            unlinked: false,
+            writer: None,
+            sequential: size == 0,
+            times_explicit: false,
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        match &self.content {
+            Content::Clean { size } => *size,
+            Content::Spooled(spool) => spool.len(),
+            Content::Streaming(stream) => stream.len,
+        }
+    }
+
+    /// The content as a spool, copying it in from the store first if needed.
+    pub async fn spool(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        dir: &Arc<SpoolDir>,
+    ) -> FsResult<&mut Spool> {
+        self.settle(store, session, key).await?;
+        if let Content::Clean { size } = self.content {
+            let spool = copy_in(store, session, key, size, dir).await?;
+            self.content = Content::Spooled(spool);
+            self.sequential = size == 0;
+        }
+        match &mut self.content {
+            Content::Spooled(spool) => Ok(spool),
+            _ => Err(FsError::new(libc::EIO, format!("`{key}` could not be spooled"))),
+        }
+    }
+
+    /// Replaces the content with an empty spool (truncation to zero); a
+    /// stream in progress is abandoned (the store keeps its previous value).
+    pub async fn truncate_to_zero(&mut self, dir: &Arc<SpoolDir>) {
+        let old = std::mem::replace(&mut self.content, Content::Spooled(Spool::new(dir)));
+        if let Content::Streaming(stream) = old {
+            if let Err(e) = stream.writer.abort().await {
+                tracing::debug!(error = %e, "abandoning a stream failed");
+            }
+        }
+        self.sequential = true;
+    }
+
+    /// Starts streaming: `spool` (in memory, written from empty in order)
+    /// and then `data` go to a store writer for `key`.
+    pub async fn start_stream(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        data: &[u8],
+    ) -> FsResult<()> {
+        let Content::Spooled(spool) = &self.content else {
+            return Err(FsError::new(libc::EIO, "only a spooled file can start streaming"));
+        };
+        let head = spool.to_bytes().unwrap_or_default();
+        // Queued changes of this key (its creation) must land before the value.
+        store.flush().await?;
+        let mut stored = self.metadata.clone();
+        self.posix.write_to(&mut stored);
+        if !self.times_explicit {
+            for name in [attr::ATIME, attr::MTIME, attr::CTIME] {
+                stored.remove(name);
+            }
+        }
+        let writer = session.write(key, PutOptions::with_metadata(stored.clone())).await?;
+        let mut stream = Stream { writer, len: 0, stored };
+        if !head.is_empty() {
+            stream.append(&head).await?;
+        }
+        stream.append(data).await?;
+        self.content = Content::Streaming(stream);
+        self.writer = Some(session.clone());
+        Ok(())
+    }
+
+    /// Publishes a stream in progress; the content is then `Clean`. If the
+    /// attributes changed beyond what the writer stores, the file stays
+    /// dirty so the next commit writes the metadata again.
+    pub async fn settle(&mut self, store: &Store, session: &Session, key: &Key) -> FsResult<()> {
+        if !matches!(self.content, Content::Streaming(_)) {
+            return Ok(());
+        }
+        let Content::Streaming(stream) = std::mem::replace(&mut self.content, Content::Clean { size: 0 })
+        else {
+            return Ok(());
+        };
+        let len = stream.len;
+        let published: ObjectMeta = match stream.writer.finish().await {
+            Ok(meta) => meta,
+            Err(e) => {
+                // The store keeps the value it had; what was streamed is lost.
+                let size = store.stat(session, key).await.map_or(0, |m| m.size);
+                self.content = Content::Clean { size };
+                self.dirty = false;
+                return Err(e.into());
+            }
+        };
+        self.content = Content::Clean { size: len };
+        let mut wanted = stream.stored.clone();
+        self.posix.write_to(&mut wanted);
+        let times = [attr::ATIME, attr::MTIME, attr::CTIME];
+        let times_stored = stream.stored.contains_key(attr::MTIME);
+        let same = wanted
+            .iter()
+            .all(|(k, v)| (!times_stored && times.contains(&k.as_str())) || stream.stored.get(k) == Some(v));
+        self.metadata = published.metadata;
+        if same && (times_stored || !self.times_explicit) {
+            if !times_stored {
+                self.posix.atime = published.modified;
+                self.posix.mtime = published.modified;
+                self.posix.ctime = published.modified;
+            }
+            self.dirty = false;
+        } else {
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Writes what changed to the store under `key`.
+    pub async fn commit(&mut self, store: &Store, session: &Session, key: &Key) -> FsResult<()> {
+        if !self.dirty || self.unlinked {
+            return Ok(());
+        }
+        let writer = self.writer.clone().unwrap_or_else(|| session.clone());
+        self.settle(store, &writer, key).await?;
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut metadata = self.metadata.clone();
+        self.posix.write_to(&mut metadata);
+        let session = self.writer.clone().unwrap_or_else(|| session.clone());
+        let result = match &self.content {
+            Content::Spooled(spool) => store.write_spool(&session, key, metadata.clone(), spool).await,
+            Content::Clean { size } => store.set_metadata(&session, key, *size, metadata.clone()).await,
+            Content::Streaming(_) => return Err(FsError::new(libc::EIO, "a settled stream is still open")),
+        };
+        result?;
+        self.metadata = metadata;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Copies `size` bytes of `key` into a new spool.
+async fn copy_in(
+    store: &Store,
+    session: &Session,
+    key: &Key,
+    size: u64,
+    dir: &Arc<SpoolDir>,
+) -> FsResult<Spool> {
+    let mut spool = Spool::new(dir);
+    if size == 0 {
+        return Ok(spool);
+    }
+    if size <= MAX_VALUE as u64 {
+        let bytes = store.get_range(session, key, 0..size).await?;
+        spool.write_at(0, &bytes)?;
+        return Ok(spool);
+    }
+    let mut stream = store.read(session, key).await?;
+    let mut offset = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        spool.write_at(offset, &chunk)?;
+        offset += chunk.len() as u64;
+    }
+    Ok(spool)
+}
+
+/// The state shared by every handle of one inode.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The state; held across store calls, so waits are async.
+    pub state: tokio::sync::Mutex<FileState>,
+    /// Attributes and size, readable without waiting for a commit.
+    snapshot: Mutex<(PosixMeta, u64, bool)>,
+    /// Bumped on every content change (read-ahead buffers check it).
+    generation: AtomicU64,
+}
+
+impl OpenFile {
+    /// An open file in `state`.
+    pub fn new(state: FileState) -> Arc<Self> {
+        let snapshot = Mutex::new((state.posix.clone(), state.size(), state.unlinked));
+        Arc::new(OpenFile { state: tokio::sync::Mutex::new(state), snapshot, generation: AtomicU64::new(0) })
+    }
+
+    /// Records the attributes of `state` for readers of the snapshot; with
+    /// `content_changed`, invalidates read-ahead buffers.
+    pub fn publish(&self, state: &FileState, content_changed: bool) {
+        *self.snapshot.lock() = (state.posix.clone(), state.size(), state.unlinked);
+        if content_changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Attributes, size and whether the file was unlinked.
+    pub fn snapshot(&self) -> (PosixMeta, u64, bool) {
+        self.snapshot.lock().clone()
+    }
+
+    /// The content generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Smallest read-ahead window.
+const WINDOW_MIN: u64 = 256 * 1024;
+/// Largest read-ahead window.
+const WINDOW_MAX: u64 = 8 << 20;
+/// How far from the last read a read may land and still count as sequential
+/// (the kernel sends read-ahead requests in parallel, slightly out of order).
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
+
+/// Read-ahead of one handle over a clean file: after two sequential reads,
+/// reads fetch a window that doubles up to 8 MiB, and the next
+/// window is fetched in the background while the current one is served.
+#[derive(Debug, Default)]
+pub struct ReadAhead {
+    next: u64,
+    streak: u32,
+    window: u64,
+    buffer: Option<(u64, u64, Bytes)>,
+    prefetch: Option<(u64, u64, u64, tokio::task::JoinHandle<tierfs_core::Result<Bytes>>)>,
+}
+
+impl ReadAhead {
+    /// Reads `size` bytes at `offset` of `key` (of `file_size` bytes, in
+    /// content generation `generation`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read(
+        &mut self,
+        store: &Arc<Store>,
+        session: &Session,
+        key: &Key,
+        offset: u64,
+        size: u64,
+        file_size: u64,
+        generation: u64,
+    ) -> FsResult<Bytes> {
+        let end = (offset + size).min(file_size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let sequential =
+            offset.abs_diff(self.next) <= SEQUENTIAL_SLACK && (self.streak > 0 || offset == self.next);
+        self.next = end;
+        if let Some(bytes) = self.buffered(offset, end, generation) {
+            return Ok(bytes);
+        }
+        if let Some((gen, start, stop, _)) = &self.prefetch {
+            if *gen == generation && *start <= offset && end <= *stop {
+                let (_, start, _, task) = self.prefetch.take().expect("just seen");
+                if let Ok(Ok(bytes)) = task.await {
+                    self.buffer = Some((generation, start, bytes));
+                    if let Some(bytes) = self.buffered(offset, end, generation) {
+                        self.spawn_next(store, session, key, start + self.window, file_size, generation);
+                        return Ok(bytes);
+                    }
+                }
+            }
+        }
+        if !sequential {
+            self.streak = 0;
+            self.window = 0;
+            return Ok(store.get_range(session, key, offset..end).await?);
+        }
+        self.streak += 1;
+        if self.streak < 2 {
+            return Ok(store.get_range(session, key, offset..end).await?);
+        }
+        self.window = (self.window * 2).clamp(WINDOW_MIN, WINDOW_MAX).max(end - offset);
+        let stop = (offset + self.window).min(file_size);
+        let bytes = store.get_range(session, key, offset..stop).await?;
+        self.buffer = Some((generation, offset, bytes));
+        self.spawn_next(store, session, key, stop, file_size, generation);
+        self.buffered(offset, end, generation)
+            .ok_or_else(|| FsError::new(libc::EIO, format!("`{key}` shrank while being read")))
+    }
+
+    fn buffered(&self, offset: u64, end: u64, generation: u64) -> Option<Bytes> {
+        let (gen, start, bytes) = self.buffer.as_ref()?;
+        if *gen != generation || offset < *start || end > start + bytes.len() as u64 {
+            return None;
+        }
+        Some(bytes.slice((offset - start) as usize..(end - start) as usize))
+    }
+
+    fn spawn_next(
+        &mut self,
+        store: &Arc<Store>,
+        session: &Session,
+        key: &Key,
+        start: u64,
+        file_size: u64,
+        gen: u64,
+    ) {
+        if start >= file_size || self.window == 0 {
+            return;
+        }
+        let stop = (start + self.window).min(file_size);
+        let (store, session, key) = (store.clone(), session.clone(), key.clone());
+        let task = tokio::spawn(async move { store.get_range(&session, &key, start..stop).await });
+        if let Some((_, _, _, old)) = self.prefetch.replace((gen, start, stop, task)) {
+            old.abort();
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some((_, _, _, task)) = self.prefetch.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,1169 @@
+//! The file system, without a kernel: [`TierFs`] turns POSIX operations on
+//! inodes and handles into store operations through the storage manager.
+//!
+//! The FUSE adapter (`crate::fuse`) only converts kernel requests into
+//! calls of this type and replies; everything here is unit-tested with an
+//! in-memory store.
+//!
+//! Paths are keys (`/a/b.txt` is `a/b.txt`). A directory is a prefix: it
+//! exists when a marker object (`posix.type = dir`, empty value) is stored
+//! under its key or when keys exist below it. Attributes live in each
+//! object's metadata (see [`attr`]). Semantics and limits are described in
+//! `docs/semantics.md`.
+
+pub mod attr;
+pub mod file;
+pub mod inode;
+pub mod journal;
+pub mod spool;
+pub mod store;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tierfs_core::access::StorageOperationType as Op;
+use tierfs_core::{Key, Session};
+
+use crate::errno::{FsError, FsResult};
+use crate::identity::{Caller, Identities, IdentityMap};
+use attr::{Attr, Defaults, Kind, PosixMeta};
+use file::{Content, FileState, OpenFile, ReadAhead};
+use inode::{InodeTable, ROOT};
+use spool::SpoolDir;
+use store::{is_not_found, Child, Store};
+
+pub use inode::ROOT as ROOT_INO;
+
+/// Settings of the file system layer.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// How long the kernel may cache attributes and names.
+    pub attr_ttl: Duration,
+    /// Owner and mode of objects without `posix.*` metadata.
+    pub defaults: Defaults,
+    /// Queue small changes and commit them in groups (see [`journal`]).
+    pub group_commit: bool,
+    /// Mode of the root directory.
+    pub root_mode: u32,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            attr_ttl: Duration::from_secs(1),
+            defaults: Defaults::default(),
+            group_commit: true,
+            root_mode: 0o755,
+        }
+    }
+}
+
+/// A name resolved to an inode, with attributes and how long to cache them.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The attributes.
+    pub attr: Attr,
+    /// Cache lifetime for the kernel.
+    pub ttl: Duration,
+}
+
+/// An opened file.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+}
+
+/// Attribute changes of `setattr`.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate or extend).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<TimeSpec>,
+    /// New modification time.
+    pub mtime: Option<TimeSpec>,
+    /// New change time.
+    pub ctime: Option<SystemTime>,
+    /// The handle the change came through, if any.
+    pub fh: Option<u64>,
+}
+
+/// A time to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    /// The current time.
+    Now,
+    /// A given time.
+    At(SystemTime),
+}
+
+impl TimeSpec {
+    fn resolve(self) -> SystemTime {
+        match self {
+            TimeSpec::Now => SystemTime::now(),
+            TimeSpec::At(t) => t,
+        }
+    }
+}
+
+/// One directory entry for `readdir`.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// Inode number (for `readdirplus` the kernel now holds a lookup on it).
+    pub ino: u64,
+    /// Offset of the entry after this one.
+    pub offset: u64,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Attributes (`readdirplus` only).
+    pub entry: Option<Entry>,
+}
+
+/// Receives directory entries; `add` returns `true` when the reply is full
+/// (the entry was not taken).
+pub trait DirReplier {
+    /// Offers one entry.
+    fn add(&mut self, entry: DirEntry) -> bool;
+}
+
+/// File system statistics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Statfs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks available to unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+/// A node `make_node` creates.
+struct NewNode {
+    kind: Kind,
+    mode: u32,
+    rdev: u32,
+    target: Option<String>,
+}
+
+#[derive(Debug)]
+struct Handle {
+    ino: u64,
+    file: Arc<OpenFile>,
+    session: Session,
+    writable: bool,
+    append: bool,
+    readahead: tokio::sync::Mutex<ReadAhead>,
+}
+
+#[derive(Debug)]
+struct DirHandle {
+    ino: u64,
+    parent: u64,
+    prefix: String,
+    session: Session,
+    listing: tokio::sync::Mutex<(bool, Vec<Child>)>,
+}
+
+/// The file system; see the module documentation.
+#[derive(Debug)]
+pub struct TierFs {
+    store: Arc<Store>,
+    inodes: InodeTable,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    next_fh: AtomicU64,
+    identities: Identities,
+    spool: Arc<SpoolDir>,
+    options: FsOptions,
+    root: Mutex<PosixMeta>,
+}
+
+fn utf8(name: &OsStr) -> FsResult<&str> {
+    name.to_str()
+        .ok_or_else(|| FsError::new(libc::EINVAL, format!("{name:?} is not UTF-8; TierFS keys are UTF-8")))
+}
+
+fn key(s: String) -> FsResult<Key> {
+    Ok(Key::new(s)?)
+}
+
+impl TierFs {
+    /// A file system over `store`, spooling writes in `spool`. Must run
+    /// inside a tokio runtime when the store uses group commit.
+    pub fn new(store: Arc<Store>, spool: Arc<SpoolDir>, identities: IdentityMap, options: FsOptions) -> Self {
+        let mut root = PosixMeta::implicit_dir(&options.defaults);
+        root.mode = options.root_mode & 0o7777;
+        TierFs {
+            identities: Identities::new(store.manager().clone(), identities),
+            store,
+            inodes: InodeTable::new(),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            spool,
+            options,
+            root: Mutex::new(root),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The inode table.
+    pub fn inodes(&self) -> &InodeTable {
+        &self.inodes
+    }
+
+    /// Call after the manager was reconfigured.
+    pub fn reconfigured(&self) {
+        self.store.refresh_access();
+        self.identities.clear();
+    }
+
+    fn session(&self, caller: &Caller) -> Session {
+        self.identities.session(caller, self.store.open_access())
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(libc::EBADF, format!("no open file {fh}")))
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How long the kernel may cache an entry. The same for open files:
+    /// the kernel invalidates its cached size and times itself after every
+    /// write it sends, and every other change passes through a reply that
+    /// carries the new attributes.
+    fn ttl(&self) -> Duration {
+        self.options.attr_ttl
+    }
+
+    /// What is stored at `key`: the object, or an implicit directory.
+    async fn resolve(&self, session: &Session, key: &Key) -> FsResult<Option<(PosixMeta, u64)>> {
+        match self.store.stat(session, key).await {
+            Ok(meta) => Ok(Some((PosixMeta::from_object(&meta, &self.options.defaults), meta.size))),
+            Err(e) if is_not_found(&e) => {
+                if self.store.has_children(session, &format!("{key}/")).await? {
+                    Ok(Some((PosixMeta::implicit_dir(&self.options.defaults), 0)))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The entry for inode `ino` with stored attributes `posix`, preferring
+    /// the live state of an open file.
+    fn entry(&self, ino: u64, posix: PosixMeta, size: u64) -> Entry {
+        match self.inodes.open_file(ino) {
+            Some(file) => {
+                let (posix, size, unlinked) = file.snapshot();
+                let mut attr = Attr::new(ino, posix, size);
+                if unlinked {
+                    attr.nlink = 0;
+                }
+                Entry { attr, ttl: self.ttl() }
+            }
+            None => Entry { attr: Attr::new(ino, posix, size), ttl: self.ttl() },
+        }
+    }
+
+    fn root_entry(&self) -> Entry {
+        Entry { attr: Attr::new(ROOT, self.root.lock().clone(), 0), ttl: self.options.attr_ttl }
+    }
+
+    /// The attributes of directory `ino`.
+    async fn dir_posix(&self, session: &Session, ino: u64) -> FsResult<PosixMeta> {
+        if ino == ROOT {
+            return Ok(self.root.lock().clone());
+        }
+        let k = key(self.inodes.key_of(ino)?)?;
+        match self.resolve(session, &k).await? {
+            Some((posix, _)) if posix.kind == Kind::Dir => Ok(posix),
+            Some(_) => Err(FsError::new(libc::ENOTDIR, format!("`{k}` is not a directory"))),
+            None => Err(FsError::not_found(&k)),
+        }
+    }
+
+    /// Sets the mtime and ctime of directory `ino` to now (its entries
+    /// changed), storing its marker. A failure only loses the times.
+    async fn touch_dir(&self, session: &Session, ino: u64, mut posix: PosixMeta) {
+        posix.touch_content();
+        if ino == ROOT {
+            let mut root = self.root.lock();
+            root.mtime = posix.mtime;
+            root.ctime = posix.ctime;
+            return;
+        }
+        let Ok(k) = self.inodes.key_of(ino).and_then(key) else { return };
+        if !self.store.open_access()
+            && !self.store.manager().explain(session.principal(), Op::Write, &k).is_ok_and(|e| e.allowed)
+        {
+            return;
+        }
+        if let Err(e) = self.store.put(session, &k, Bytes::new(), posix.to_metadata()).await {
+            tracing::debug!(key = %k, error = %e, "could not update the directory's times");
+        }
+    }
+
+    /// Owner, group and mode of a new node in a directory with `parent`
+    /// attributes (set-group-id directories pass their group on).
+    fn owner_for_new(caller: &Caller, parent: &PosixMeta, kind: Kind, mode: u32) -> (u32, u32, u32) {
+        let mut mode = mode & 0o7777;
+        let mut gid = caller.gid;
+        if parent.mode & libc::S_ISGID != 0 {
+            gid = parent.gid;
+            if kind == Kind::Dir {
+                mode |= libc::S_ISGID;
+            }
+        }
+        (caller.uid, gid, mode)
+    }
+
+    // ---- names ---------------------------------------------------------------
+
+    /// Looks `name` up in directory `parent`.
+    pub async fn lookup(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<Entry> {
+        let name = utf8(name)?;
+        let k = key(self.inodes.child_key(parent, name)?)?;
+        let session = self.session(caller);
+        let (posix, size) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+        let ino = self.inodes.lookup(parent, name, posix.kind);
+        Ok(self.entry(ino, posix, size))
+    }
+
+    /// Drops `n` kernel lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    /// The attributes of `ino` (through handle `fh` if given).
+    pub async fn getattr(&self, caller: &Caller, ino: u64, fh: Option<u64>) -> FsResult<Entry> {
+        if ino == ROOT {
+            return Ok(self.root_entry());
+        }
+        let open = fh.and_then(|fh| self.handles.lock().get(&fh).map(|h| h.file.clone()));
+        if let Some(file) = open.or_else(|| self.inodes.open_file(ino)) {
+            let (posix, size, unlinked) = file.snapshot();
+            let mut attr = Attr::new(ino, posix, size);
+            if unlinked {
+                attr.nlink = 0;
+            }
+            return Ok(Entry { attr, ttl: self.ttl() });
+        }
+        let k = key(self.inodes.key_of(ino)?)?;
+        let session = self.session(caller);
+        let (posix, size) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+        Ok(self.entry(ino, posix, size))
+    }
+
+    /// Changes attributes: truncation, mode, owner, times.
+    pub async fn setattr(&self, caller: &Caller, ino: u64, set: SetAttr) -> FsResult<Entry> {
+        let now = SystemTime::now();
+        let apply = |posix: &mut PosixMeta| {
+            if let Some(mode) = set.mode {
+                posix.mode = mode & 0o7777;
+            }
+            if let Some(uid) = set.uid {
+                posix.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                posix.gid = gid;
+            }
+            if let Some(t) = set.atime {
+                posix.atime = t.resolve();
+            }
+            if let Some(t) = set.mtime {
+                posix.mtime = t.resolve();
+            }
+            posix.ctime = set.ctime.unwrap_or(now);
+        };
+        if ino == ROOT {
+            if set.size.is_some() {
+                return Err(FsError::new(libc::EISDIR, "the root is a directory"));
+            }
+            apply(&mut self.root.lock());
+            return Ok(self.root_entry());
+        }
+        let session = self.session(caller);
+        let k = key(self.inodes.key_of(ino)?)?;
+        let kind = match self.inodes.kind(ino) {
+            Some(kind) => kind,
+            None => return Err(FsError::not_found(&k)),
+        };
+        if kind != Kind::File {
+            if set.size.is_some() {
+                let errno = if kind == Kind::Dir { libc::EISDIR } else { libc::EINVAL };
+                return Err(FsError::new(errno, format!("`{k}` is not a regular file")));
+            }
+            let (mut posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+            apply(&mut posix);
+            self.store.put(&session, &k, Bytes::new(), posix.to_metadata()).await?;
+            return Ok(self.entry(ino, posix, 0));
+        }
+        self.store.check(&session, Op::Write, &k).await?;
+        let file = self.attach(ino, &session, &k).await?;
+        let result = async {
+            let mut state = file.state.lock().await;
+            if let Some(size) = set.size {
+                if size == 0 {
+                    state.truncate_to_zero(&self.spool).await;
+                } else if size != state.size() {
+                    state.spool(&self.store, &session, &k, &self.spool).await?.set_len(size)?;
+                    state.sequential = false;
+                }
+                state.posix.touch_content();
+            }
+            apply(&mut state.posix);
+            if set.atime.is_some() || set.mtime.is_some() {
+                state.times_explicit = true;
+            }
+            if set.size.is_some() && set.mtime.is_none() {
+                state.posix.mtime = now;
+            }
+            state.dirty = true;
+            state.writer = Some(session.clone());
+            file.publish(&state, set.size.is_some());
+            Ok::<_, FsError>(())
+        }
+        .await;
+        let released = self.close_file(ino, &file, &session).await;
+        result?;
+        released?;
+        let (posix, size, _) = file.snapshot();
+        Ok(self.entry(ino, posix, size))
+    }
+
+    /// The target of symlink `ino`.
+    pub async fn readlink(&self, caller: &Caller, ino: u64) -> FsResult<Vec<u8>> {
+        let k = key(self.inodes.key_of(ino)?)?;
+        let session = self.session(caller);
+        let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+        match (posix.kind, posix.target) {
+            (Kind::Symlink, Some(target)) => Ok(target.into_bytes()),
+            _ => Err(FsError::new(libc::EINVAL, format!("`{k}` is not a symbolic link"))),
+        }
+    }
+
+    /// Creates `node` named `name` in `parent`.
+    async fn make_node(&self, caller: &Caller, parent: u64, name: &OsStr, node: NewNode) -> FsResult<Entry> {
+        let NewNode { kind, mode, rdev, target } = node;
+        let name = utf8(name)?;
+        let k = key(self.inodes.child_key(parent, name)?)?;
+        let session = self.session(caller);
+        let parent_posix = self.dir_posix(&session, parent).await?;
+        if self.resolve(&session, &k).await?.is_some() {
+            return Err(FsError::new(libc::EEXIST, format!("`{k}` exists")));
+        }
+        let (uid, gid, mode) = Self::owner_for_new(caller, &parent_posix, kind, mode);
+        let mut posix = PosixMeta::new(kind, mode, uid, gid);
+        posix.rdev = rdev;
+        posix.target = target;
+        self.store.put(&session, &k, Bytes::new(), posix.to_metadata()).await?;
+        self.touch_dir(&session, parent, parent_posix).await;
+        let ino = self.inodes.lookup(parent, name, kind);
+        Ok(self.entry(ino, posix, 0))
+    }
+
+    /// Creates a regular file, fifo, socket or device node.
+    pub async fn mknod(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> FsResult<Entry> {
+        let kind = Kind::from_mode(mode)
+            .filter(|k| *k != Kind::Dir && *k != Kind::Symlink)
+            .ok_or_else(|| FsError::new(libc::EINVAL, format!("mknod cannot make mode {mode:o}")))?;
+        self.make_node(caller, parent, name, NewNode { kind, mode, rdev, target: None }).await
+    }
+
+    /// Creates a directory.
+    pub async fn mkdir(&self, caller: &Caller, parent: u64, name: &OsStr, mode: u32) -> FsResult<Entry> {
+        self.make_node(caller, parent, name, NewNode { kind: Kind::Dir, mode, rdev: 0, target: None }).await
+    }
+
+    /// Creates a symbolic link to `target`.
+    pub async fn symlink(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+    ) -> FsResult<Entry> {
+        let target = target
+            .to_str()
+            .ok_or_else(|| FsError::new(libc::EINVAL, "the symlink target is not UTF-8"))?
+            .to_owned();
+        if target.len() >= libc::PATH_MAX as usize {
+            return Err(FsError::new(libc::ENAMETOOLONG, "the symlink target is longer than PATH_MAX"));
+        }
+        self.make_node(
+            caller,
+            parent,
+            name,
+            NewNode { kind: Kind::Symlink, mode: 0o777, rdev: 0, target: Some(target) },
+        )
+        .await
+    }
+
+    /// Removes a file (not a directory).
+    pub async fn unlink(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+        let name = utf8(name)?;
+        let k = key(self.inodes.child_key(parent, name)?)?;
+        let session = self.session(caller);
+        let parent_posix = self.dir_posix(&session, parent).await?;
+        let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+        if posix.kind == Kind::Dir {
+            return Err(FsError::new(libc::EISDIR, format!("`{k}` is a directory")));
+        }
+        let open = self.inodes.child(parent, name).and_then(|ino| self.inodes.open_file(ino));
+        let mut guard = match &open {
+            Some(file) => Some(file.state.lock().await),
+            None => None,
+        };
+        if let Some(state) = guard.as_mut() {
+            // Handles still open keep reading the content after the key goes.
+            if !matches!(state.content, Content::Spooled(_)) {
+                state.spool(&self.store, &session, &k, &self.spool).await?;
+            }
+        }
+        self.store.delete(&session, &k).await?;
+        if let (Some(state), Some(file)) = (guard.as_mut(), &open) {
+            state.unlinked = true;
+            file.publish(state, false);
+        }
+        drop(guard);
+        self.inodes.unlink(parent, name);
+        self.touch_dir(&session, parent, parent_posix).await;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+        let name = utf8(name)?;
+        let k = key(self.inodes.child_key(parent, name)?)?;
+        let session = self.session(caller);
+        let parent_posix = self.dir_posix(&session, parent).await?;
+        let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
+        if posix.kind != Kind::Dir {
+            return Err(FsError::new(libc::ENOTDIR, format!("`{k}` is not a directory")));
+        }
+        if self.store.has_children(&session, &format!("{k}/")).await? {
+            return Err(FsError::new(libc::ENOTEMPTY, format!("`{k}` is not empty")));
+        }
+        self.store.delete(&session, &k).await?;
+        self.inodes.unlink(parent, name);
+        self.touch_dir(&session, parent, parent_posix).await;
+        Ok(())
+    }
+
+    /// Renames `name` in `parent` to `new_name` in `new_parent`.
+    /// `flags` are `renameat2` flags: `RENAME_NOREPLACE` is honoured,
+    /// `RENAME_EXCHANGE` and `RENAME_WHITEOUT` are refused with `EINVAL`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rename(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::new(libc::EINVAL, "RENAME_EXCHANGE and RENAME_WHITEOUT are not supported"));
+        }
+        let (name, new_name) = (utf8(name)?, utf8(new_name)?);
+        let from = key(self.inodes.child_key(parent, name)?)?;
+        let to = key(self.inodes.child_key(new_parent, new_name)?)?;
+        let session = self.session(caller);
+        let parent_posix = self.dir_posix(&session, parent).await?;
+        let new_parent_posix = if new_parent == parent {
+            parent_posix.clone()
+        } else {
+            self.dir_posix(&session, new_parent).await?
+        };
+        let (src, _) = self.resolve(&session, &from).await?.ok_or_else(|| FsError::not_found(&from))?;
+        if from == to {
+            return Ok(());
+        }
+        let dst = self.resolve(&session, &to).await?;
+        if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
+            return Err(FsError::new(libc::EEXIST, format!("`{to}` exists")));
+        }
+        let src_ino = self.inodes.child(parent, name);
+        if src.kind == Kind::Dir {
+            if to.as_str().starts_with(&format!("{from}/")) {
+                return Err(FsError::new(libc::EINVAL, format!("cannot move `{from}` into itself")));
+            }
+            if let Some((dst, _)) = &dst {
+                if dst.kind != Kind::Dir {
+                    return Err(FsError::new(libc::ENOTDIR, format!("`{to}` is not a directory")));
+                }
+                if self.store.has_children(&session, &format!("{to}/")).await? {
+                    return Err(FsError::new(libc::ENOTEMPTY, format!("`{to}` is not empty")));
+                }
+            }
+            // Commits of files open below wait, then use the new paths.
+            let open = src_ino.map(|ino| self.inodes.open_files_within(ino)).unwrap_or_default();
+            let mut guards = Vec::with_capacity(open.len());
+            for (ino, file) in &open {
+                let mut state = file.state.lock().await;
+                // A stream publishes under the key it started with: finish it first.
+                if let Ok(k) = self.inodes.key_of(*ino).and_then(key) {
+                    state.settle(&self.store, &session, &k).await?;
+                }
+                guards.push(state);
+            }
+            self.store.check(&session, Op::Write, &to).await?;
+            if dst.is_some() {
+                self.store.delete(&session, &to).await?;
+            }
+            for old in self.store.subtree(&session, &from).await? {
+                let new = key(format!("{to}{}", &old.as_str()[from.len()..]))?;
+                self.store.rename(&session, &old, &new).await?;
+            }
+            self.inodes.rename(parent, name, new_parent, new_name);
+            drop(guards);
+        } else {
+            if let Some((dst, _)) = &dst {
+                if dst.kind == Kind::Dir {
+                    return Err(FsError::new(libc::EISDIR, format!("`{to}` is a directory")));
+                }
+            }
+            let src_file = src_ino.and_then(|ino| self.inodes.open_file(ino));
+            let dst_file = self.inodes.child(new_parent, new_name).and_then(|ino| self.inodes.open_file(ino));
+            let mut src_guard = match &src_file {
+                Some(file) => Some(file.state.lock().await),
+                None => None,
+            };
+            let mut dst_guard = match &dst_file {
+                Some(file) if !src_file.as_ref().is_some_and(|s| Arc::ptr_eq(s, file)) => {
+                    Some(file.state.lock().await)
+                }
+                _ => None,
+            };
+            if let Some(state) = dst_guard.as_mut() {
+                if !matches!(state.content, Content::Spooled(_)) {
+                    state.spool(&self.store, &session, &to, &self.spool).await?;
+                }
+            }
+            // A file created but not yet in the store is written first.
+            if let Some(state) = src_guard.as_mut() {
+                state.commit(&self.store, &session, &from).await?;
+            }
+            self.store.rename(&session, &from, &to).await?;
+            if let (Some(state), Some(file)) = (dst_guard.as_mut(), &dst_file) {
+                state.unlinked = true;
+                file.publish(state, false);
+            }
+            self.inodes.rename(parent, name, new_parent, new_name);
+            drop(src_guard);
+            drop(dst_guard);
+        }
+        self.touch_dir(&session, parent, parent_posix).await;
+        if new_parent != parent {
+            self.touch_dir(&session, new_parent, new_parent_posix).await;
+        }
+        Ok(())
+    }
+
+    /// Hard links are not supported: every key has one name.
+    pub async fn link(
+        &self,
+        _caller: &Caller,
+        _ino: u64,
+        _new_parent: u64,
+        _new_name: &OsStr,
+    ) -> FsResult<Entry> {
+        Err(FsError::new(libc::ENOTSUP, "hard links are not supported: a key has exactly one name"))
+    }
+
+    // ---- files ---------------------------------------------------------------
+
+    /// The open-file state of `ino`, loading it from the store if no handle
+    /// has it; the open count goes up by one (undo with `close_file`).
+    async fn attach(&self, ino: u64, session: &Session, k: &Key) -> FsResult<Arc<OpenFile>> {
+        if let Some(file) = self.inodes.open_existing(ino) {
+            return Ok(file);
+        }
+        let meta = self.store.stat(session, k).await?;
+        let posix = PosixMeta::from_object(&meta, &self.options.defaults);
+        if posix.kind != Kind::File {
+            let errno = if posix.kind == Kind::Dir { libc::EISDIR } else { libc::EINVAL };
+            return Err(FsError::new(errno, format!("`{k}` is not a regular file")));
+        }
+        let state = FileState::clean(posix, meta.metadata, meta.size);
+        self.inodes.open(ino, || OpenFile::new(state))
+    }
+
+    /// Drops one open of `ino`; the last one commits unsaved changes and
+    /// detaches the state.
+    async fn close_file(&self, ino: u64, file: &Arc<OpenFile>, session: &Session) -> FsResult<()> {
+        let result = {
+            let mut state = file.state.lock().await;
+            if self.inodes.close(ino) && state.dirty && !state.unlinked {
+                let committed = match self.inodes.key_of(ino).and_then(key) {
+                    Ok(k) => state.commit(&self.store, session, &k).await,
+                    Err(e) => Err(e),
+                };
+                file.publish(&state, false);
+                committed
+            } else {
+                Ok(())
+            }
+        };
+        self.inodes.detach_if_closed(ino);
+        result
+    }
+
+    /// Opens file `ino` with open(2) `flags`.
+    pub async fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
+        let k = key(self.inodes.key_of(ino)?)?;
+        let session = self.session(caller);
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let fresh = self.inodes.open_file(ino).is_none();
+        if writable {
+            self.store.check(&session, Op::Write, &k).await?;
+        }
+        let file = self.attach(ino, &session, &k).await?;
+        let checked = async {
+            if !fresh && flags & libc::O_ACCMODE != libc::O_WRONLY {
+                self.store.check(&session, Op::Read, &k).await?;
+            }
+            if writable && flags & libc::O_TRUNC != 0 {
+                let mut state = file.state.lock().await;
+                if state.size() != 0 || matches!(state.content, Content::Clean { .. }) {
+                    state.truncate_to_zero(&self.spool).await;
+                    state.posix.touch_content();
+                    state.dirty = true;
+                    state.writer = Some(session.clone());
+                    file.publish(&state, true);
+                }
+            }
+            Ok::<_, FsError>(())
+        }
+        .await;
+        if let Err(e) = checked {
+            self.close_file(ino, &file, &session).await?;
+            return Err(e);
+        }
+        Ok(self.add_handle(ino, file, session, flags))
+    }
+
+    fn add_handle(&self, ino: u64, file: Arc<OpenFile>, session: Session, flags: i32) -> Opened {
+        let fh = self.new_fh();
+        let handle = Handle {
+            ino,
+            file,
+            session,
+            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            append: flags & libc::O_APPEND != 0,
+            readahead: tokio::sync::Mutex::new(ReadAhead::default()),
+        };
+        self.handles.lock().insert(fh, Arc::new(handle));
+        Opened { fh }
+    }
+
+    /// Creates and opens a regular file.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> FsResult<(Entry, Opened)> {
+        let name = utf8(name)?;
+        let k = key(self.inodes.child_key(parent, name)?)?;
+        let session = self.session(caller);
+        let parent_posix = self.dir_posix(&session, parent).await?;
+        if flags & libc::O_EXCL != 0 && self.resolve(&session, &k).await?.is_some() {
+            return Err(FsError::new(libc::EEXIST, format!("`{k}` exists")));
+        }
+        let (uid, gid, mode) = Self::owner_for_new(caller, &parent_posix, Kind::File, mode);
+        let posix = PosixMeta::new(Kind::File, mode, uid, gid);
+        let metadata = posix.to_metadata();
+        self.store.put(&session, &k, Bytes::new(), metadata.clone()).await?;
+        self.touch_dir(&session, parent, parent_posix).await;
+        let ino = self.inodes.lookup(parent, name, Kind::File);
+        let mut state = FileState::clean(posix, metadata, 0);
+        state.truncate_to_zero(&self.spool).await;
+        let file = self.inodes.open(ino, || OpenFile::new(state))?;
+        {
+            let mut state = file.state.lock().await;
+            if state.size() != 0 {
+                state.truncate_to_zero(&self.spool).await;
+                state.dirty = true;
+                file.publish(&state, true);
+            }
+        }
+        let (posix, size, _) = file.snapshot();
+        let entry = Entry { attr: Attr::new(ino, posix, size), ttl: self.ttl() };
+        Ok((entry, self.add_handle(ino, file, session, flags)))
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        let handle = self.handle(fh)?;
+        let (file_size, generation) = {
+            let mut state = handle.file.state.lock().await;
+            if matches!(state.content, Content::Streaming(_)) {
+                let k = key(self.inodes.key_of(handle.ino)?)?;
+                let session = state.writer.clone().unwrap_or_else(|| handle.session.clone());
+                state.settle(&self.store, &session, &k).await?;
+                handle.file.publish(&state, true);
+            }
+            match &state.content {
+                Content::Spooled(spool) => return Ok(spool.read_at(offset, size as usize)?),
+                _ => (state.size(), handle.file.generation()),
+            }
+        };
+        if offset >= file_size {
+            return Ok(Bytes::new());
+        }
+        let k = key(self.inodes.key_of(handle.ino)?)?;
+        let mut readahead = handle.readahead.lock().await;
+        readahead.read(&self.store, &handle.session, &k, offset, u64::from(size), file_size, generation).await
+    }
+
+    /// Writes `data` at `offset` (at the end for `O_APPEND` handles).
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let handle = self.handle(fh)?;
+        if !handle.writable {
+            return Err(FsError::new(libc::EBADF, "the file is not open for writing"));
+        }
+        let mut state = handle.file.state.lock().await;
+        self.write_locked(&handle, &mut state, offset, data).await?;
+        state.dirty = true;
+        state.posix.touch_content();
+        if state.writer.is_none() {
+            state.writer = Some(handle.session.clone());
+        }
+        handle.file.publish(&state, true);
+        Ok(data.len() as u32)
+    }
+
+    async fn write_locked(
+        &self,
+        handle: &Handle,
+        state: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<()> {
+        let file_key = || self.inodes.key_of(handle.ino).and_then(key);
+        if let Content::Streaming(stream) = &mut state.content {
+            if handle.append || offset == stream.len() {
+                if let Err(e) = stream.append(data).await {
+                    // The writer is broken: drop what it holds, keep the store's value.
+                    let k = file_key()?;
+                    state.truncate_to_zero(&self.spool).await;
+                    let size = self.store.stat(&handle.session, &k).await.map_or(0, |m| m.size);
+                    state.content = Content::Clean { size };
+                    state.dirty = false;
+                    return Err(e.into());
+                }
+                return Ok(());
+            }
+            state.settle(&self.store, &handle.session, &file_key()?).await?;
+        }
+        if let Content::Clean { size: 0 } = state.content {
+            state.content = Content::Spooled(spool::Spool::new(&self.spool));
+        }
+        if let Content::Spooled(spool) = &state.content {
+            let at = if handle.append { spool.len() } else { offset };
+            let outgrows = spool.in_memory()
+                && at == spool.len()
+                && spool.len() + data.len() as u64 > self.spool.memory_limit() as u64;
+            if state.sequential && outgrows {
+                return state.start_stream(&self.store, &handle.session, &file_key()?, data).await;
+            }
+        }
+        let spool = match &mut state.content {
+            Content::Spooled(spool) => spool,
+            _ => state.spool(&self.store, &handle.session, &file_key()?, &self.spool).await?,
+        };
+        let at = if handle.append { spool.len() } else { offset };
+        let in_order = at == spool.len();
+        spool.write_at(at, data)?;
+        if !in_order {
+            state.sequential = false;
+        }
+        Ok(())
+    }
+
+    /// `close` of one descriptor. Nothing to do: changes reach the store
+    /// when the kernel releases the file (`release`) or on `fsync`, and the
+    /// adapter asks the kernel not to send flushes at all.
+    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        self.handle(fh).map(drop)
+    }
+
+    /// Makes the file's content and attributes durable in the store.
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        let mut state = handle.file.state.lock().await;
+        if state.dirty && !state.unlinked {
+            let k = key(self.inodes.key_of(handle.ino)?)?;
+            state.commit(&self.store, &handle.session, &k).await?;
+        }
+        drop(state);
+        Ok(self.store.sync().await?)
+    }
+
+    /// The last close of one `open`: commits unsaved changes when it is the
+    /// inode's last handle.
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let Some(handle) = self.handles.lock().remove(&fh) else {
+            return Err(FsError::new(libc::EBADF, format!("no open file {fh}")));
+        };
+        let result = self.close_file(handle.ino, &handle.file, &handle.session).await;
+        if let Err(e) = &result {
+            tracing::error!(ino = handle.ino, error = %e, "changes of a closed file could not be saved");
+        }
+        result
+    }
+
+    /// Preallocates: mode 0 extends the file to `offset + length`;
+    /// `FALLOC_FL_KEEP_SIZE` does nothing (space is not reserved); other
+    /// modes are refused with `EOPNOTSUPP`.
+    pub async fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(FsError::new(libc::EOPNOTSUPP, "only plain fallocate is supported"));
+        }
+        let handle = self.handle(fh)?;
+        if mode & libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return Ok(());
+        }
+        let end = offset + length;
+        let mut state = handle.file.state.lock().await;
+        if end > state.size() {
+            let k = key(self.inodes.key_of(handle.ino)?)?;
+            state.spool(&self.store, &handle.session, &k, &self.spool).await?.set_len(end)?;
+            state.sequential = false;
+            state.dirty = true;
+            state.posix.touch_content();
+            handle.file.publish(&state, true);
+        }
+        Ok(())
+    }
+
+    // ---- directories ---------------------------------------------------------
+
+    /// Opens directory `ino` for reading; lists it.
+    pub async fn opendir(&self, caller: &Caller, ino: u64) -> FsResult<Opened> {
+        let session = self.session(caller);
+        let prefix = if ino == ROOT {
+            String::new()
+        } else {
+            let k = self.inodes.key_of(ino)?;
+            if self.inodes.kind(ino) != Some(Kind::Dir) {
+                return Err(FsError::new(libc::ENOTDIR, format!("`{k}` is not a directory")));
+            }
+            format!("{k}/")
+        };
+        let children = self.store.children(&session, &prefix).await?;
+        let parent = self.parent_of(ino);
+        let fh = self.new_fh();
+        let handle =
+            DirHandle { ino, parent, prefix, session, listing: tokio::sync::Mutex::new((true, children)) };
+        self.dirs.lock().insert(fh, Arc::new(handle));
+        Ok(Opened { fh })
+    }
+
+    fn parent_of(&self, ino: u64) -> u64 {
+        let Ok(k) = self.inodes.key_of(ino) else { return ROOT };
+        match k.rfind('/') {
+            Some(i) => self.ino_of_key(&k[..i]).unwrap_or(ROOT),
+            None => ROOT,
+        }
+    }
+
+    fn ino_of_key(&self, k: &str) -> Option<u64> {
+        let mut ino = ROOT;
+        for segment in k.split('/') {
+            ino = self.inodes.child(ino, segment)?;
+        }
+        Some(ino)
+    }
+
+    /// Lists directory handle `fh` from `offset` into `replier`; with
+    /// `plus`, entries carry attributes and count as lookups.
+    pub async fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        replier: &mut dyn DirReplier,
+    ) -> FsResult<()> {
+        let dir = self
+            .dirs
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(libc::EBADF, "no open directory"))?;
+        let mut listing = dir.listing.lock().await;
+        if offset == 0 && !listing.0 {
+            listing.1 = self.store.children(&dir.session, &dir.prefix).await?;
+        }
+        listing.0 = false;
+        let dots = [(".", dir.ino), ("..", dir.parent)];
+        let total = listing.1.len() as u64 + 2;
+        for index in offset..total {
+            let next = index + 1;
+            if index < 2 {
+                let (name, ino) = dots[index as usize];
+                let entry = plus.then(|| self.dot_entry(ino));
+                let full =
+                    replier.add(DirEntry { ino, offset: next, name: name.into(), kind: Kind::Dir, entry });
+                if full {
+                    return Ok(());
+                }
+                continue;
+            }
+            let child = &listing.1[(index - 2) as usize];
+            let (posix, size) = self.child_posix(child);
+            let kind = posix.kind;
+            if plus {
+                let ino = self.inodes.lookup(dir.ino, &child.name, kind);
+                let entry = self.entry(ino, posix, size);
+                let full = replier.add(DirEntry {
+                    ino,
+                    offset: next,
+                    name: child.name.clone(),
+                    kind,
+                    entry: Some(entry),
+                });
+                if full {
+                    self.inodes.forget(ino, 1);
+                    return Ok(());
+                }
+            } else {
+                let ino = self.inodes.child(dir.ino, &child.name).unwrap_or_else(|| {
+                    let mut h = DefaultHasher::new();
+                    (&dir.prefix, &child.name).hash(&mut h);
+                    h.finish() | (1 << 63)
+                });
+                if replier.add(DirEntry { ino, offset: next, name: child.name.clone(), kind, entry: None }) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dot_entry(&self, ino: u64) -> Entry {
+        if ino == ROOT {
+            return self.root_entry();
+        }
+        Entry {
+            attr: Attr::new(ino, PosixMeta::implicit_dir(&self.options.defaults), 0),
+            ttl: Duration::ZERO,
+        }
+    }
+
+    fn child_posix(&self, child: &Child) -> (PosixMeta, u64) {
+        match &child.object {
+            Some(meta) => (PosixMeta::from_object(meta, &self.options.defaults), meta.size),
+            None => (PosixMeta::implicit_dir(&self.options.defaults), 0),
+        }
+    }
+
+    /// Closes directory handle `fh`.
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().remove(&fh);
+    }
+
+    /// Space of the file system holding the spool directory, and no inode limit.
+    pub fn statfs(&self) -> FsResult<Statfs> {
+        let path = std::ffi::CString::new(self.spool.dir().as_os_str().as_encoded_bytes())
+            .map_err(|_| FsError::new(libc::EIO, "the spool path contains NUL"))?;
+        // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is NUL-terminated and `st` is valid for writes.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(Statfs {
+            blocks: st.f_blocks,
+            bfree: st.f_bfree,
+            bavail: st.f_bavail,
+            files: u64::from(u32::MAX),
+            ffree: u64::from(u32::MAX) - self.inodes.len() as u64,
+            bsize: st.f_bsize as u32,
+            namelen: inode::MAX_NAME_LEN as u32,
+            frsize: st.f_frsize as u32,
+        })
+    }
+
+    /// Commits every open file with unsaved changes and every queued change
+    /// (unmount: the kernel may drop releases still queued when it unmounts).
+    pub async fn shutdown(&self) -> FsResult<()> {
+        let mut first_error = None;
+        for (ino, file) in self.inodes.all_open_files() {
+            let mut state = file.state.lock().await;
+            if !state.dirty || state.unlinked {
+                continue;
+            }
+            let session = match &state.writer {
+                Some(s) => s.clone(),
+                None => self.store.manager().session("root"),
+            };
+            let result = match self.inodes.key_of(ino).and_then(key) {
+                Ok(k) => state.commit(&self.store, &session, &k).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::error!(ino, error = %e, "unsaved changes of an open file could not be written at unmount");
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.store.close().await {
+            tracing::error!(error = %e, "queued changes could not be written at unmount");
+            first_error.get_or_insert(e.into());
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

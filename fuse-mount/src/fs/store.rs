@@ -1,0 +1,386 @@
+//! `Store`: every access of the file system layer to the storage manager.
+//!
+//! All calls go through a [`Session`], so the manager's policies, access
+//! control and audit apply to each. Small changes go through the
+//! [`Journal`] when group commit is on; every read consults the journal
+//! first, so the mount always sees its own changes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tierfs_core::access::StorageOperationType as Op;
+use tierfs_core::{
+    ByteStream, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata, ObjectMeta, PutOptions, Result,
+    Session, Storage, StorageExt, StorageManager,
+};
+
+use super::journal::{Change, Journal, JournalLimits, MAX_VALUE};
+use super::spool::Spool;
+
+/// Chunk size of streamed writes.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// One entry of a directory listing: a name with the object stored under
+/// it and whether keys exist below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    /// The last path segment.
+    pub name: String,
+    /// The object named exactly so, if any.
+    pub object: Option<ObjectMeta>,
+    /// Whether keys exist below `name/`.
+    pub prefix: bool,
+}
+
+/// The file system's view of the storage manager.
+#[derive(Debug)]
+pub struct Store {
+    manager: StorageManager,
+    journal: Option<Arc<Journal>>,
+    open_access: AtomicBool,
+}
+
+impl Store {
+    /// A store over `manager`; with `group_commit`, small changes are
+    /// queued in a [`Journal`] (its task runs on the current runtime).
+    pub fn new(manager: StorageManager, group_commit: bool) -> Self {
+        let journal = group_commit.then(|| Journal::start(manager.clone(), JournalLimits::default()));
+        let store = Store { manager, journal, open_access: AtomicBool::new(false) };
+        store.refresh_access();
+        store
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &StorageManager {
+        &self.manager
+    }
+
+    /// Whether no access rule and no audit log are configured (checks and
+    /// principals then do not matter).
+    pub fn open_access(&self) -> bool {
+        self.open_access.load(Ordering::Acquire)
+    }
+
+    /// Re-reads whether access is open, after a reconfiguration.
+    pub fn refresh_access(&self) {
+        let config = self.manager.config();
+        let open = config.audit.is_none()
+            && config
+                .access_policy()
+                .is_ok_and(|p| p.rules.is_empty() && p.default == tierfs_core::access::AccessLevel::Full);
+        self.open_access.store(open, Ordering::Release);
+    }
+
+    /// Whether `session` may do `op` on `key`, without performing or
+    /// auditing anything.
+    fn allowed(&self, session: &Session, op: Op, key: &str) -> bool {
+        self.open_access() || self.manager.explain(session.principal(), op, key).is_ok_and(|e| e.allowed)
+    }
+
+    /// Checks that `session` may do `op` (Read or Write) on `key` before an
+    /// operation that reaches the store later (a write kept until close).
+    /// A refusal comes from core, which audits it.
+    pub async fn check(&self, session: &Session, op: Op, key: &Key) -> Result<()> {
+        if self.allowed(session, op, key) {
+            return Ok(());
+        }
+        match op {
+            Op::Read | Op::List => session.stat(key).await.map(drop),
+            _ => match session.write(key, PutOptions::default()).await {
+                // Allowed after all (the rules changed meanwhile): nothing was written.
+                Ok(writer) => writer.abort().await,
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The pending change of `key`, if the session may read it. A refused
+    /// read goes to core, which refuses it again and audits the refusal.
+    async fn pending(&self, session: &Session, key: &Key) -> Result<Option<Change>> {
+        let Some(journal) = &self.journal else { return Ok(None) };
+        let Some(change) = journal.pending(key) else { return Ok(None) };
+        if !self.allowed(session, Op::Read, key) {
+            session.stat(key).await?;
+        }
+        Ok(Some(change))
+    }
+
+    /// Size, time and metadata of `key`.
+    pub async fn stat(&self, session: &Session, key: &Key) -> Result<ObjectMeta> {
+        match self.pending(session, key).await? {
+            Some(change) => Journal::meta_of(key, &change).ok_or_else(|| Error::not_found(key.as_str())),
+            None => session.stat(key).await,
+        }
+    }
+
+    /// Bytes `range` of `key`.
+    pub async fn get_range(&self, session: &Session, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        match self.pending(session, key).await? {
+            Some(Change::Put { value, .. }) => {
+                let r = tierfs_core::clamp_range(&range, value.len() as u64)?;
+                Ok(value.slice(r))
+            }
+            Some(Change::Delete) => Err(Error::not_found(key.as_str())),
+            None => session.get_range(key, range).await,
+        }
+    }
+
+    /// The whole value of `key`, streamed.
+    pub async fn read(&self, session: &Session, key: &Key) -> Result<ByteStream> {
+        match self.pending(session, key).await? {
+            Some(Change::Put { value, .. }) => Ok(futures::stream::iter([Ok(value)]).boxed()),
+            Some(Change::Delete) => Err(Error::not_found(key.as_str())),
+            None => session.read(key, None).await,
+        }
+    }
+
+    /// The direct children of directory `prefix` (`""` or ending in `/`),
+    /// in name order.
+    pub async fn children(&self, session: &Session, prefix: &str) -> Result<Vec<Child>> {
+        let mut children: BTreeMap<String, Child> = BTreeMap::new();
+        let mut stream = session.list_stream(ListOptions::children(prefix));
+        while let Some(item) = stream.next().await {
+            match item? {
+                ListEntry::Object(meta) => {
+                    let name = meta.key.as_str()[prefix.len()..].to_owned();
+                    child_mut(&mut children, &name).object = Some(meta);
+                }
+                ListEntry::Prefix(p) => child_mut(&mut children, &p[prefix.len()..p.len() - 1]).prefix = true,
+            }
+        }
+        drop(stream);
+        let Some(journal) = &self.journal else {
+            return Ok(children.into_values().collect());
+        };
+        let mut put_groups = HashSet::new();
+        let mut delete_groups = HashSet::new();
+        for (key, change) in journal.pending_under(prefix) {
+            let rest = &key[prefix.len()..];
+            match rest.find('/') {
+                Some(i) => {
+                    let group = rest[..i].to_owned();
+                    match change {
+                        Change::Put { .. } => put_groups.insert(group),
+                        Change::Delete => delete_groups.insert(group),
+                    };
+                }
+                None => {
+                    let key = Key::new(key.clone())?;
+                    if !self.allowed(session, Op::Read, &key) {
+                        continue;
+                    }
+                    let object = Journal::meta_of(&key, &change);
+                    match (object, children.get_mut(rest)) {
+                        (object, Some(child)) => child.object = object,
+                        (Some(object), None) => {
+                            children.insert(
+                                rest.to_owned(),
+                                Child { name: rest.to_owned(), object: Some(object), prefix: false },
+                            );
+                        }
+                        (None, None) => {}
+                    }
+                }
+            }
+        }
+        for group in &put_groups {
+            child_mut(&mut children, group).prefix = true;
+        }
+        for group in delete_groups.difference(&put_groups) {
+            if children.get(group).is_some_and(|c| c.prefix) {
+                let live = self.has_children(session, &format!("{prefix}{group}/")).await?;
+                if let Some(child) = children.get_mut(group) {
+                    child.prefix = live;
+                }
+            }
+        }
+        Ok(children.into_values().filter(|c| c.object.is_some() || c.prefix).collect())
+    }
+
+    /// Whether any key exists below `prefix` (ending in `/`).
+    pub async fn has_children(&self, session: &Session, prefix: &str) -> Result<bool> {
+        let mut deleted = HashSet::new();
+        if let Some(journal) = &self.journal {
+            for (key, change) in journal.pending_under(prefix) {
+                match change {
+                    Change::Put { .. } => return Ok(true),
+                    Change::Delete => deleted.insert(key),
+                };
+            }
+        }
+        let options =
+            ListOptions { limit: Some(deleted.len().clamp(1, 1000) + 1), ..ListOptions::recursive(prefix) };
+        let mut stream = session.list_stream(options);
+        while let Some(item) = stream.next().await {
+            if let ListEntry::Object(meta) = item? {
+                if !deleted.contains(meta.key.as_str()) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every key at or below directory `key` in the store (after a flush).
+    pub async fn subtree(&self, session: &Session, key: &Key) -> Result<Vec<Key>> {
+        self.flush().await?;
+        let mut keys = Vec::new();
+        if session.stat(key).await.is_ok() {
+            keys.push(key.clone());
+        }
+        let mut stream = session.list_stream(ListOptions::recursive(format!("{key}/")));
+        while let Some(item) = stream.next().await {
+            if let ListEntry::Object(meta) = item? {
+                keys.push(meta.key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Stores a small value (queued when group commit is on).
+    pub async fn put(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
+        match &self.journal {
+            Some(journal) if value.len() <= MAX_VALUE && self.allowed(session, Op::Write, key) => {
+                let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
+                journal.enqueue(session, key.clone(), change).await;
+                Ok(())
+            }
+            Some(_) => {
+                self.flush().await?;
+                session.put(key, value, PutOptions::with_metadata(metadata)).await.map(drop)
+            }
+            None => session.put(key, value, PutOptions::with_metadata(metadata)).await.map(drop),
+        }
+    }
+
+    /// Removes `key` (queued when group commit is on).
+    pub async fn delete(&self, session: &Session, key: &Key) -> Result<()> {
+        match &self.journal {
+            Some(journal) if self.allowed(session, Op::Delete, key) => {
+                journal.enqueue(session, key.clone(), Change::Delete).await;
+                Ok(())
+            }
+            Some(_) => {
+                self.flush().await?;
+                session.delete(key).await
+            }
+            None => session.delete(key).await,
+        }
+    }
+
+    /// Stores the content of `spool` under `key`: queued whole when small,
+    /// else streamed in chunks, never holding the value in memory.
+    pub async fn write_spool(
+        &self,
+        session: &Session,
+        key: &Key,
+        metadata: Metadata,
+        spool: &Spool,
+    ) -> Result<()> {
+        if spool.len() <= MAX_VALUE as u64 {
+            let bytes = match spool.to_bytes() {
+                Some(bytes) => bytes,
+                None => spool
+                    .read_at(0, spool.len() as usize)
+                    .map_err(|e| Error::io("cannot read the spool file", e).with_key(key.as_str()))?,
+            };
+            return self.put(session, key, bytes, metadata).await;
+        }
+        self.flush().await?;
+        let mut writer = session.write(key, PutOptions::with_metadata(metadata)).await?;
+        let mut offset = 0;
+        while offset < spool.len() {
+            let chunk = match spool.read_at(offset, WRITE_CHUNK) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    writer.abort().await?;
+                    return Err(Error::io("cannot read the spool file", e).with_key(key.as_str()));
+                }
+            };
+            offset += chunk.len() as u64;
+            writer.write(chunk).await?;
+        }
+        writer.finish().await.map(drop)
+    }
+
+    /// Replaces the metadata of `key`, keeping its value (core has no
+    /// metadata-only update: small values are rewritten whole, large ones
+    /// streamed into a new value).
+    pub async fn set_metadata(
+        &self,
+        session: &Session,
+        key: &Key,
+        size: u64,
+        metadata: Metadata,
+    ) -> Result<()> {
+        if size <= MAX_VALUE as u64 {
+            let value = match self.pending(session, key).await? {
+                Some(Change::Put { value, .. }) => value,
+                Some(Change::Delete) => return Err(Error::not_found(key.as_str())),
+                None => session.get(key).await?,
+            };
+            return self.put(session, key, value, metadata).await;
+        }
+        self.flush().await?;
+        let mut stream = session.read(key, None).await?;
+        let mut writer = session.write(key, PutOptions::with_metadata(metadata)).await?;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => writer.write(chunk).await?,
+                Err(e) => {
+                    writer.abort().await?;
+                    return Err(e);
+                }
+            }
+        }
+        writer.finish().await.map(drop)
+    }
+
+    /// Moves `from` to `to`, replacing `to` (after a flush, so no queued
+    /// change of either key is overtaken).
+    pub async fn rename(&self, session: &Session, from: &Key, to: &Key) -> Result<()> {
+        self.flush().await?;
+        session.rename(from, to).await
+    }
+
+    /// Waits until every queued change is committed.
+    pub async fn flush(&self) -> Result<()> {
+        match &self.journal {
+            Some(journal) => journal.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, then makes every acknowledged write durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.flush().await?;
+        self.manager.sync().await
+    }
+
+    /// Flushes and stops the journal, then flushes the manager.
+    pub async fn close(&self) -> Result<()> {
+        let journal = match &self.journal {
+            Some(journal) => journal.close().await,
+            None => Ok(()),
+        };
+        let manager = self.manager.shutdown().await;
+        journal.and(manager)
+    }
+}
+
+fn child_mut<'a>(children: &'a mut BTreeMap<String, Child>, name: &str) -> &'a mut Child {
+    children.entry(name.to_owned()).or_insert_with(|| Child {
+        name: name.to_owned(),
+        object: None,
+        prefix: false,
+    })
+}
+
+/// Whether `e` says the key does not exist.
+pub fn is_not_found(e: &Error) -> bool {
+    e.kind() == ErrorKind::NotFound
+}

@@ -1,0 +1,479 @@
+//! The FUSE adapter: each kernel callback converts its arguments, blocks on
+//! one method of [`TierFs`] through the tokio runtime handle, and replies.
+//! No file system logic lives here.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::errno::FsError;
+use crate::fs::attr::{Attr, Kind, BLOCK_SIZE};
+use crate::fs::{DirEntry, DirReplier, Entry, SetAttr, TierFs, TimeSpec};
+use crate::identity::Caller;
+
+/// Largest write the kernel sends in one request.
+pub const MAX_WRITE: u32 = 1 << 20;
+/// Background requests (read-ahead, releases) the kernel keeps in flight.
+const MAX_BACKGROUND: u16 = 64;
+
+/// The `fuser::Filesystem` over a [`TierFs`].
+#[derive(Debug)]
+pub struct FuseAdapter {
+    fs: Arc<TierFs>,
+    rt: Handle,
+}
+
+impl FuseAdapter {
+    /// An adapter running `fs` on runtime `rt`.
+    pub fn new(fs: Arc<TierFs>, rt: Handle) -> Self {
+        FuseAdapter { fs, rt }
+    }
+
+    fn run<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T, FsError>>,
+    ) -> Result<T, Errno> {
+        self.rt.block_on(fut).map_err(|e| log_error(op, e))
+    }
+}
+
+fn log_error(op: &'static str, e: FsError) -> Errno {
+    match e.errno() {
+        libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTDIR | libc::EISDIR => {
+            tracing::trace!(op, error = %e)
+        }
+        libc::EACCES | libc::EINVAL | libc::ENAMETOOLONG | libc::ENOTSUP => tracing::debug!(op, error = %e),
+        _ => tracing::warn!(op, error = %e),
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid() }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.blocks,
+        atime: attr.posix.atime,
+        mtime: attr.posix.mtime,
+        ctime: attr.posix.ctime,
+        crtime: attr.posix.ctime,
+        kind: file_type(attr.posix.kind),
+        perm: (attr.posix.mode & 0o7777) as u16,
+        nlink: attr.nlink,
+        uid: attr.posix.uid,
+        gid: attr.posix.gid,
+        rdev: attr.posix.rdev,
+        blksize: BLOCK_SIZE,
+        flags: 0,
+    }
+}
+
+fn time(t: Option<TimeOrNow>) -> Option<TimeSpec> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSpec::Now,
+        TimeOrNow::SpecificTime(t) => TimeSpec::At(t),
+    })
+}
+
+/// Flags of every open file: the kernel keeps cached pages across opens
+/// (every change passes through it, and `FUSE_AUTO_INVAL_DATA` drops them
+/// when the size or mtime we report changes), and `close` sends no `FLUSH`
+/// (changes are saved at release and on `fsync`; a flush would only cost a
+/// round trip per `close`).
+fn open_flags() -> FopenFlags {
+    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+}
+
+fn reply_entry(reply: ReplyEntry, result: Result<Entry, Errno>) {
+    match result {
+        Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+struct Plain(ReplyDirectory);
+
+impl DirReplier for Plain {
+    fn add(&mut self, e: DirEntry) -> bool {
+        self.0.add(INodeNo(e.ino), e.offset, file_type(e.kind), &e.name)
+    }
+}
+
+struct Plus(ReplyDirectoryPlus);
+
+impl DirReplier for Plus {
+    fn add(&mut self, e: DirEntry) -> bool {
+        let (ttl, attr) = match &e.entry {
+            Some(entry) => (entry.ttl, file_attr(&entry.attr)),
+            None => (
+                Duration::ZERO,
+                file_attr(&Attr::new(e.ino, crate::fs::attr::PosixMeta::new(e.kind, 0, 0, 0), 0)),
+            ),
+        };
+        self.0.add(INodeNo(e.ino), e.offset, &e.name, &ttl, &attr, Generation(0))
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            | InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_MAX_PAGES;
+        let supported = config.capabilities();
+        if let Err(missing) = config.add_capabilities(wanted & supported) {
+            tracing::debug!(?missing, "kernel lacks FUSE capabilities");
+        }
+        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.rt.block_on(self.fs.shutdown()) {
+            tracing::error!(error = %e, "flushing at unmount failed");
+        }
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.run("lookup", self.fs.lookup(&caller(req), parent.0, name)));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.run("getattr", self.fs.getattr(&caller(req), ino.0, fh.map(|f| f.0))) {
+            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time(atime),
+            mtime: time(mtime),
+            ctime,
+            fh: fh.map(|f| f.0),
+        };
+        match self.run("setattr", self.fs.setattr(&caller(req), ino.0, set)) {
+            Ok(e) => reply.attr(&e.ttl, &file_attr(&e.attr)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.run("readlink", self.fs.readlink(&caller(req), ino.0)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.run("mknod", self.fs.mknod(&caller(req), parent.0, name, mode, rdev)));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        reply_entry(reply, self.run("mkdir", self.fs.mkdir(&caller(req), parent.0, name, mode)));
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.run("unlink", self.fs.unlink(&caller(req), parent.0, name)));
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.run("rmdir", self.fs.rmdir(&caller(req), parent.0, name)));
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        reply_entry(reply, self.run("symlink", self.fs.symlink(&caller(req), parent.0, link_name, target)));
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let who = caller(req);
+        let fut = self.fs.rename(&who, parent.0, name, newparent.0, newname, flags.bits());
+        reply_empty(reply, self.run("rename", fut));
+    }
+
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.run("link", self.fs.link(&caller(req), ino.0, newparent.0, newname)));
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.run("open", self.fs.open(&caller(req), ino.0, flags.0)) {
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.run("read", self.fs.read(fh.0, offset, size)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.run("write", self.fs.write(fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.run("flush", self.fs.flush(fh.0)));
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.run("release", self.fs.release(fh.0)));
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty(reply, self.run("fsync", self.fs.fsync(fh.0)));
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.run("opendir", self.fs.opendir(&caller(req), ino.0)) {
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        let mut replier = Plain(reply);
+        match self.run("readdir", self.fs.readdir(fh.0, offset, false, &mut replier)) {
+            Ok(()) => replier.0.ok(),
+            Err(e) => replier.0.error(e),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let mut replier = Plus(reply);
+        match self.run("readdirplus", self.fs.readdir(fh.0, offset, true, &mut replier)) {
+            Ok(()) => replier.0.ok(),
+            Err(e) => replier.0.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty(
+            reply,
+            self.rt.block_on(self.fs.store().sync()).map_err(|e| log_error("fsyncdir", e.into())),
+        );
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => {
+                reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize)
+            }
+            Err(e) => reply.error(log_error("statfs", e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.run("create", self.fs.create(&caller(req), parent.0, name, mode, flags)) {
+            Ok((e, o)) => {
+                reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), open_flags())
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.run("fallocate", self.fs.fallocate(fh.0, offset, length, mode)));
+    }
+
+    // Extended attributes are not stored. ENOSYS (rather than ENOTSUP) makes
+    // the kernel stop asking for the rest of the mount; callers see
+    // EOPNOTSUPP ("Operation not supported") either way.
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    // With `default_permissions` the kernel checks modes itself and never
+    // calls `access`; answer for completeness.
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+}

@@ -1,0 +1,245 @@
+//! Real mounts for the integration tests: spawn the built `tierfs` binary,
+//! wait until the kernel shows the mount, and always unmount (a `Drop`
+//! guard, also on panic), so no test leaves a mount or a daemon behind.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `tierfs` binary under test.
+pub const TIERFS: &str = env!("CARGO_BIN_EXE_tierfs");
+
+/// Whether real mounts are possible here (root and /dev/fuse); tests that
+/// need them return early, saying so, when not.
+pub fn can_mount() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok = root && Path::new("/dev/fuse").exists();
+    if !ok {
+        eprintln!("skipped: real FUSE mounts need root and /dev/fuse");
+    }
+    ok
+}
+
+/// A running `tierfs mount` with its directories.
+pub struct Mount {
+    /// The mount point.
+    pub mnt: PathBuf,
+    /// The store's data directory (`--root`), or the configuration's.
+    pub data: PathBuf,
+    /// The daemon's log (stderr).
+    pub log: PathBuf,
+    child: Option<Child>,
+    mounted: bool,
+}
+
+/// Options for [`Mount::start`].
+#[derive(Default, Clone)]
+pub struct MountSpec {
+    /// `--config FILE` instead of `--root`.
+    pub config: Option<PathBuf>,
+    /// More arguments.
+    pub args: Vec<String>,
+}
+
+impl Mount {
+    /// Mounts a fresh store in `base/data` at `base/mnt`.
+    pub fn new(base: &Path) -> Mount {
+        Mount::start(base, &base.join("data"), MountSpec::default())
+    }
+
+    /// Mounts the store in `data` at `base/mnt`.
+    pub fn start(base: &Path, data: &Path, spec: MountSpec) -> Mount {
+        let mnt = base.join("mnt");
+        std::fs::create_dir_all(&mnt).expect("create the mount point");
+        let log = base.join(format!("tierfs-{}.log", std::process::id()));
+        let mut cmd = Command::new(TIERFS);
+        cmd.arg("mount");
+        match &spec.config {
+            Some(config) => {
+                cmd.arg("--config").arg(config);
+            }
+            None => {
+                cmd.arg("--root").arg(data);
+            }
+        }
+        cmd.args(&spec.args).arg(&mnt);
+        let log_file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info,fuser=error");
+        }
+        let child = cmd.spawn().expect("spawn tierfs");
+        let mut mount = Mount { mnt, data: data.to_owned(), log, child: Some(child), mounted: false };
+        mount.wait_mounted();
+        mount
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if is_mounted(&self.mnt) {
+                self.mounted = true;
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("tierfs exited ({status}) before mounting:\n{}", self.log_text());
+                }
+            }
+            assert!(Instant::now() < deadline, "no mount after 30 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `mnt/rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts with `tierfs unmount` and waits for the daemon to exit.
+    pub fn unmount(mut self) -> ExitStatus {
+        let out = Command::new(TIERFS).arg("unmount").arg(&self.mnt).output().expect("run tierfs unmount");
+        assert!(out.status.success(), "tierfs unmount failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.mounted = false;
+        self.wait_exit()
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the daemon to exit on its own (after a signal).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon runs");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for tierfs") {
+                self.mounted = is_mounted(&self.mnt);
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tierfs did not exit within 60 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the daemon and removes the dead mount.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("the daemon runs");
+        let _ = child.kill();
+        let _ = child.wait();
+        detach(&self.mnt);
+        self.mounted = false;
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.mounted || is_mounted(&self.mnt) {
+            let _ = Command::new(TIERFS).arg("unmount").arg(&self.mnt).output();
+            if is_mounted(&self.mnt) {
+                detach(&self.mnt);
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether `path` is a mount point in /proc/mounts.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return false };
+    let want = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    mounts.lines().any(|line| {
+        let mut fields = line.split(' ');
+        let (_, target) = (fields.next(), fields.next());
+        target.is_some_and(|t| Path::new(&t.replace("\\040", " ")) == want || Path::new(t) == path)
+    })
+}
+
+/// Lazily unmounts `path`.
+pub fn detach(path: &Path) {
+    if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: `c` is a valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Runs `program args` in `dir`, panicking with its output if it fails.
+pub fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a shell command in `dir`, panicking with its output if it fails.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = run(dir, "sh", &["-c", script]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `program` is installed.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Resident memory high-water mark of `pid` in KiB (VmHWM).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// A temporary directory for one test, removed afterwards.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tierfs-test-").tempdir().expect("create a temporary directory")
+}

@@ -1,0 +1,270 @@
+//! `tierfs mount` for real: basic operations, persistence across remounts
+//! and SIGKILL, signals, and the administrative subcommands.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn basic_operations() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let m = Mount::new(dir.path());
+    fs::write(m.path("hello.txt"), b"hello world").unwrap();
+    assert_eq!(fs::read(m.path("hello.txt")).unwrap(), b"hello world");
+    fs::create_dir_all(m.path("a/b/c")).unwrap();
+    fs::write(m.path("a/b/c/deep"), b"deep").unwrap();
+    let names: Vec<String> =
+        fs::read_dir(m.path("a/b")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, ["c"]);
+    // Random writes and a sparse file.
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("sparse"))
+        .unwrap();
+    f.write_all_at(b"end", 1 << 20).unwrap();
+    f.write_all_at(b"start", 0).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(f.metadata().unwrap().len(), (1 << 20) + 3);
+    let mut buf = [0u8; 8];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"start\0\0\0");
+    drop(f);
+    // Append.
+    let mut f = fs::OpenOptions::new().append(true).open(m.path("hello.txt")).unwrap();
+    f.write_all(b"!").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.path("hello.txt")).unwrap(), b"hello world!");
+    // O_EXCL.
+    let err = fs::OpenOptions::new().write(true).create_new(true).open(m.path("hello.txt")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    // chmod, truncate, rename, symlink.
+    fs::set_permissions(m.path("hello.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(m.path("hello.txt")).unwrap().mode() & 0o7777, 0o600);
+    fs::OpenOptions::new().write(true).open(m.path("hello.txt")).unwrap().set_len(5).unwrap();
+    fs::rename(m.path("hello.txt"), m.path("a/hi.txt")).unwrap();
+    assert_eq!(fs::read(m.path("a/hi.txt")).unwrap(), b"hello");
+    std::os::unix::fs::symlink("hi.txt", m.path("a/link")).unwrap();
+    assert_eq!(fs::read_link(m.path("a/link")).unwrap().to_str(), Some("hi.txt"));
+    assert_eq!(fs::read(m.path("a/link")).unwrap(), b"hello");
+    // Directory rename moves everything below it.
+    fs::rename(m.path("a"), m.path("z")).unwrap();
+    assert_eq!(fs::read(m.path("z/b/c/deep")).unwrap(), b"deep");
+    assert!(!m.path("a").exists());
+    // rmdir of a non-empty directory.
+    let err = fs::remove_dir(m.path("z/b")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    // Hard links and extended attributes are refused cleanly.
+    let err = fs::hard_link(m.path("z/hi.txt"), m.path("z/hard")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTSUP), "{err}");
+    // statfs.
+    let out = run(&m.mnt, "df", &["-P", "."]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tierfs"));
+    fs::remove_dir_all(m.path("z")).unwrap();
+    fs::remove_file(m.path("sparse")).unwrap();
+    assert_eq!(fs::read_dir(&m.mnt).unwrap().count(), 0);
+    assert!(m.unmount().success());
+}
+
+#[test]
+fn data_and_attributes_survive_a_remount() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let m = Mount::new(dir.path());
+    fs::create_dir(m.path("kept")).unwrap();
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::write(m.path("kept/file"), b"persistent").unwrap();
+    fs::set_permissions(m.path("kept/file"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("kept/file", m.path("link")).unwrap();
+    let mtime = fs::metadata(m.path("kept/file")).unwrap().mtime();
+    assert!(m.unmount().success());
+
+    let m = Mount::start(dir.path(), &data, MountSpec::default());
+    assert_eq!(fs::read(m.path("kept/file")).unwrap(), b"persistent");
+    let meta = fs::metadata(m.path("kept/file")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!(meta.mtime(), mtime);
+    assert!(m.path("empty").is_dir(), "an empty directory survives as its marker");
+    assert_eq!(fs::read_link(m.path("link")).unwrap().to_str(), Some("kept/file"));
+    assert!(m.unmount().success());
+}
+
+#[test]
+fn fsynced_data_survives_sigkill() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let m = Mount::new(dir.path());
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let mut f = fs::File::create(m.path("durable")).unwrap();
+    f.write_all(&payload).unwrap();
+    f.sync_all().unwrap();
+    let mut small = fs::File::create(m.path("small")).unwrap();
+    small.write_all(b"tiny").unwrap();
+    small.sync_all().unwrap();
+    fs::create_dir(m.path("dir")).unwrap();
+    fs::File::open(m.path(".")).unwrap().sync_all().unwrap();
+    m.kill();
+    drop((f, small));
+
+    let m = Mount::start(dir.path(), &data, MountSpec::default());
+    let back = fs::read(m.path("durable")).unwrap();
+    assert!(back == payload, "read back {} bytes, wrote {}", back.len(), payload.len());
+    assert_eq!(fs::read(m.path("small")).unwrap(), b"tiny");
+    assert!(m.path("dir").is_dir());
+    assert!(m.unmount().success());
+}
+
+#[test]
+fn sigterm_unmounts_and_flushes() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let mut m = Mount::new(dir.path());
+    for i in 0..200 {
+        fs::write(m.path(&format!("f{i}")), format!("{i}")).unwrap();
+    }
+    m.signal(libc::SIGTERM);
+    assert!(m.wait_exit().success());
+    assert!(!is_mounted(&m.mnt));
+    drop(m);
+    let m = Mount::start(dir.path(), &data, MountSpec::default());
+    for i in 0..200 {
+        assert_eq!(fs::read_to_string(m.path(&format!("f{i}"))).unwrap(), format!("{i}"));
+    }
+    let mut m2 = m;
+    m2.signal(libc::SIGINT);
+    assert!(m2.wait_exit().success());
+}
+
+const RULES: &str = r#"
+[backends.main]
+type = "local"
+path = "data"
+
+[audit]
+path = "audit.log"
+
+[access]
+default = "full"
+"#;
+
+#[test]
+fn sighup_reloads_and_a_bad_file_changes_nothing() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let config = dir.path().join("tierfs.toml");
+    fs::write(&config, RULES).unwrap();
+    let spec = MountSpec { config: Some(config.clone()), args: vec!["--attr-timeout".into(), "0".into()] };
+    let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
+    fs::write(m.path("secret"), b"s").unwrap();
+    // A broken file: reported, nothing changes.
+    fs::write(&config, "this is not toml [").unwrap();
+    m.signal(libc::SIGHUP);
+    wait_for_log(&m, "was not reloaded");
+    assert_eq!(fs::read(m.path("secret")).unwrap(), b"s");
+    // Root loses access to `secret` after a valid reload.
+    let denied = RULES.replace(
+        "default = \"full\"",
+        "default = \"full\"\n[[access.rules]]\nprincipal = \"root\"\nresource = \"secret\"\nlevel = \"none\"\n",
+    );
+    fs::write(&config, denied).unwrap();
+    m.signal(libc::SIGHUP);
+    wait_for_log(&m, "configuration reloaded");
+    let err = fs::read(m.path("secret")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    assert!(m.unmount().success());
+    // The audit log recorded the denial and its chain is intact.
+    let log = fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(log.lines().any(|l| l.contains("\"denied\"") || l.contains("Denied")), "{log}");
+    let out = Command::new(TIERFS).args(["audit", "verify", "--config"]).arg(&config).output().unwrap();
+    // The config now denies root `secret` but is valid; verify only reads the log.
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("intact"));
+    // An edited record breaks the chain.
+    let tampered = log.replacen("secret", "secreT", 1);
+    fs::write(dir.path().join("audit.log"), tampered).unwrap();
+    let out = Command::new(TIERFS).args(["audit", "verify", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN"));
+}
+
+fn wait_for_log(m: &Mount, needle: &str) {
+    for _ in 0..500 {
+        if m.log_text().contains(needle) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("`{needle}` never appeared in the log:\n{}", m.log_text());
+}
+
+#[test]
+fn metrics_and_explain() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let spec = MountSpec { config: None, args: vec!["--metrics-addr".into(), addr.clone()] };
+    let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
+    fs::write(m.path("x"), b"1").unwrap();
+    fs::read(m.path("x")).unwrap();
+    let out = Command::new(TIERFS).args(["metrics", "--addr", &addr]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tierfs_operations_total{backend=\"local\""), "{text}");
+    assert!(text.contains("tierfs_fuse_inodes"), "{text}");
+    assert!(m.unmount().success());
+    let out = Command::new(TIERFS).args(["metrics", "--addr", &addr]).output().unwrap();
+    assert!(!out.status.success(), "no daemon, no metrics");
+
+    let out = Command::new(TIERFS).args(["explain", "alice", "write", "docs/a.txt"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ALLOWED"));
+}
+
+#[test]
+fn a_file_open_twice_has_one_content() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let m = Mount::new(dir.path());
+    let mut a =
+        fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.path("f")).unwrap();
+    let mut b = fs::File::open(m.path("f")).unwrap();
+    a.write_all(b"written through a").unwrap();
+    let mut seen = String::new();
+    b.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "written through a");
+    a.seek(SeekFrom::Start(0)).unwrap();
+    a.write_all(b"W").unwrap();
+    b.seek(SeekFrom::Start(0)).unwrap();
+    let mut first = [0u8; 1];
+    b.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"W");
+    drop((a, b));
+    assert!(m.unmount().success());
+}
