@@ -134,7 +134,16 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
         attr_timeout = ?attr_ttl,
         "mounted; SIGINT or SIGTERM unmounts, SIGHUP reloads"
     );
-    let served = session.run();
+    let served = match session.run() {
+        // The kernel ends a connection whose requests were still in flight at
+        // unmount with ECONNABORTED; the mount is gone either way and every
+        // handler has run, so that is a normal end.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            tracing::warn!("the kernel aborted the connection at unmount; treating it as a normal unmount");
+            Ok(())
+        }
+        other => other,
+    };
     tracing::info!("unmounted");
     rt.shutdown_timeout(Duration::from_secs(5));
     served.map_err(|e| format!("the FUSE session failed: {e}"))
