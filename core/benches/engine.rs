@@ -8,7 +8,13 @@
 //! - raw get: a read transaction, a get and `.value().to_vec()`; tierfs get:
 //!   `LocalStorage::get` (record decode, metadata, a `Bytes` copy).
 //!
-//! Ids: `engine/{raw_redb,tierfs_local}/{put,get}/4KiB`, and
+//! - 64 puts in flight: 64 puts started together, each on tokio's blocking
+//!   pool; raw: each its own write transaction (redb lets one writer in at
+//!   a time, so they commit one after another, an fsync each); tierfs:
+//!   `LocalStorage::put`, whose group commit makes the puts that arrive
+//!   while a transaction is being made durable share the next one.
+//!
+//! Ids: `engine/{raw_redb,tierfs_local}/{put,get,put_64_in_flight}/4KiB`, and
 //! `engine/local_vs_raw_{put,get}_4KiB/interleaved` (both sides alternating;
 //! ratio in `target/criterion/tierfs-pairs/`). Target: tierfs ≥ 0.9x raw ops/s.
 //!
@@ -22,10 +28,12 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use futures::future::join_all;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tierfs_core::backends::local::DEFAULT_CACHE_SIZE;
 use tierfs_core::{Key, LocalStorage, PutOptions, Storage};
@@ -38,6 +46,8 @@ const SIZE: usize = 4 << 10;
 /// of file) stay within the 64 MiB page cache: this compares the code paths,
 /// not cache misses (`backends` covers a working set larger than the cache).
 const KEYS: usize = 4_000;
+/// Puts in flight at once in the `put_64_in_flight` benchmarks.
+const IN_FLIGHT: usize = 64;
 
 fn open_raw(dir: &Path) -> Database {
     Database::builder().set_cache_size(DEFAULT_CACHE_SIZE).create(dir.join("raw.redb")).expect("open redb")
@@ -73,13 +83,14 @@ fn raw_populate(db: &Database, keys: &[Key], value: &[u8]) {
 fn engine(c: &mut Criterion) {
     let rt = runtime();
     let (raw_dir, local_dir) = (temp_dir(), temp_dir());
-    let db = open_raw(raw_dir.path());
+    let db = Arc::new(open_raw(raw_dir.path()));
     let local = LocalStorage::open("l", local_dir.path(), Default::default()).expect("open local store");
     let keys = keys("engine", KEYS);
     let value: Bytes = value(SIZE);
     raw_populate(&db, &keys, &value);
     rt.block_on(populate(&local, &keys, &value));
-    let (db, local, value) = (&db, &local, &value);
+    let shared_db = db.clone();
+    let (db, local, value) = (&*db, &local, &value);
 
     let mut group = c.benchmark_group("engine");
     // Writes first: afterwards both files have the history of a store in
@@ -150,6 +161,39 @@ fn engine(c: &mut Criterion) {
         },
     );
 
+    group
+        .throughput(Throughput::Elements(IN_FLIGHT as u64))
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("raw_redb/put_64_in_flight/4KiB", |b| {
+        let mut keys = Cycle::new(&keys);
+        b.to_async(&rt).iter(|| {
+            let puts: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let (db, key, value) = (shared_db.clone(), keys.next_key().clone(), value.clone());
+                    tokio::task::spawn_blocking(move || raw_put(&db, key.as_str(), &value))
+                })
+                .collect();
+            async move {
+                for put in join_all(puts).await {
+                    put.expect("put task");
+                }
+            }
+        })
+    });
+    group.bench_function("tierfs_local/put_64_in_flight/4KiB", |b| {
+        let mut keys = Cycle::new(&keys);
+        b.to_async(&rt).iter(|| {
+            let puts: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let (key, value) = (keys.next_key(), value.clone());
+                    async move { local.put(key, value, PutOptions::default()).await.expect("put") }
+                })
+                .collect();
+            join_all(puts)
+        })
+    });
     group.finish();
 }
 

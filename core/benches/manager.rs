@@ -6,14 +6,14 @@
 //!   plus `manager/session_vs_bare_{get,put}_4KiB/interleaved` (both sides
 //!   alternating; ratio in `target/criterion/tierfs-pairs/`). Target: the
 //!   session at ≥ 0.85x the bare backend's ops/s.
-//! - `manager_layers/layer_{get,put}_{1..4}_*/interleaved`: the manager's
+//! - `manager_layers/layer_{get,put}_{1,2}_*/interleaved`: the manager's
 //!   stack rebuilt one layer at a time over one `MemoryStorage`, each called
-//!   as `Arc<dyn Storage>`: `0_memory`, + `TracingStorage` (the registry's)
-//!   `1_tracing`, + `HealthStorage` `2_health`, + `MetricsStorage`
-//!   `3_metrics`, then the real `Session` `4_session` (route lookup; its own
-//!   memory backend under the same layers). Each layer is measured
-//!   interleaved with the one below it, so each pair's difference is that
-//!   layer's cost, free of the drift between separate runs.
+//!   as `Arc<dyn Storage>`: `0_memory`, + `ManagedStorage` (tracing span,
+//!   metrics, health guard) `1_managed`, then the real `Session`
+//!   `2_session` (route lookup; its own memory backend under the same
+//!   layer). Each layer is measured interleaved with the one below it, so
+//!   each pair's difference is that layer's cost, free of the drift between
+//!   separate runs.
 //! - `manager_parts/*`: the primitives those layers are made of, alone.
 
 mod common;
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use parking_lot::RwLock;
-use tierfs_core::layers::{HealthOptions, HealthStorage, TracingStorage};
-use tierfs_core::metrics::{MetricsStorage, Op, StorageMetrics};
+use tierfs_core::layers::{HealthOptions, ManagedStorage};
+use tierfs_core::metrics::{Op, StorageMetrics};
 use tierfs_core::{Config, Key, MemoryStorage, PutOptions, Storage, StorageManager};
 use tokio::runtime::Runtime;
 use tracing::Instrument;
@@ -139,22 +139,15 @@ fn layers(c: &mut Criterion) {
     let value = value(SIZE);
     let metrics = StorageMetrics::new();
     let memory: Arc<dyn Storage> = Arc::new(MemoryStorage::new("m"));
-    let traced: Arc<dyn Storage> = Arc::new(TracingStorage::new(memory.clone()));
-    let health: Arc<dyn Storage> =
-        Arc::new(HealthStorage::new(traced.clone(), HealthOptions::default(), Some(metrics.clone())));
-    let metered: Arc<dyn Storage> = Arc::new(MetricsStorage::new(health.clone(), metrics.backend("m")));
+    let managed: Arc<dyn Storage> =
+        Arc::new(ManagedStorage::new(memory.clone(), HealthOptions::default(), &metrics));
     let manager = open_manager(&rt);
     let session = manager.session("bench");
     rt.block_on(populate(&*memory, &keys, &value));
     rt.block_on(populate(&session, &keys, &value));
 
-    let stack: [(&str, &dyn Storage); 5] = [
-        ("0_memory", &*memory),
-        ("1_tracing", &*traced),
-        ("2_health", &*health),
-        ("3_metrics", &*metered),
-        ("4_session", &session),
-    ];
+    let stack: [(&str, &dyn Storage); 3] =
+        [("0_memory", &*memory), ("1_managed", &*managed), ("2_session", &session)];
     let mut group = c.benchmark_group("manager_layers");
     group.measurement_time(Duration::from_secs(3));
     for op in ["get", "put"] {
@@ -197,23 +190,23 @@ fn parts(c: &mut Criterion) {
             f
         })
     });
-    // MetricsStorage: a clock read before and after each call.
+    // ManagedStorage: a clock read before and after each call.
     group.bench_function("instant_now_elapsed", |b| {
         b.iter(|| {
             let start = Instant::now();
             black_box(start.elapsed())
         })
     });
-    // MetricsStorage: the counters and histogram of one call.
+    // ManagedStorage: the counters and histogram of one call.
     let backend = StorageMetrics::new().backend("m");
     group.bench_function("metrics_record", |b| {
         b.iter(|| backend.record(Op::Get, black_box(Duration::from_nanos(300)), true, 0, 4096))
     });
-    // HealthStorage: each call runs under a timeout.
+    // The health guard: a call that does not finish on its first poll runs under a timeout.
     group.bench_function("tokio_timeout_ready", |b| {
         b.to_async(&rt).iter(|| tokio::time::timeout(Duration::from_secs(30), ready(black_box(1u64))))
     });
-    // TracingStorage: a span per call (no subscriber installed, as here).
+    // ManagedStorage: a span per call (no subscriber installed, as here).
     let key = Key::new("layers/d000/k000001").expect("key");
     group.bench_function("debug_span_instrument", |b| {
         b.to_async(&rt).iter(|| {

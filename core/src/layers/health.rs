@@ -69,11 +69,7 @@ enum State {
 #[derive(Debug)]
 pub struct HealthStorage {
     inner: Arc<dyn Storage>,
-    options: HealthOptions,
-    state: Mutex<State>,
-    /// Mirrors `state` so the healthy path takes no lock.
-    healthy: AtomicBool,
-    metrics: Option<Arc<StorageMetrics>>,
+    guard: HealthGuard,
 }
 
 impl HealthStorage {
@@ -83,8 +79,37 @@ impl HealthStorage {
         options: HealthOptions,
         metrics: Option<Arc<StorageMetrics>>,
     ) -> Self {
-        HealthStorage {
-            inner,
+        let guard = HealthGuard::new(inner.name(), options, metrics);
+        HealthStorage { inner, guard }
+    }
+
+    /// Probes an unhealthy backend whose backoff has passed; returns whether
+    /// it is healthy afterwards.
+    pub async fn probe(&self) -> bool {
+        self.guard.probe(&*self.inner).await
+    }
+}
+
+/// The health state of one backend and the call discipline around it
+/// (fail fast while unhealthy, timeout, bounded retries), apart from any
+/// [`Storage`] so that a layer doing more than this (the manager's
+/// [`ManagedStorage`](crate::layers::ManagedStorage)) runs it inline.
+#[derive(Debug)]
+pub struct HealthGuard {
+    backend: String,
+    options: HealthOptions,
+    state: Mutex<State>,
+    /// Mirrors `state` so the healthy path takes no lock.
+    healthy: AtomicBool,
+    metrics: Option<Arc<StorageMetrics>>,
+}
+
+impl HealthGuard {
+    /// A healthy guard for the backend named `backend`; retries are counted
+    /// in `metrics` when given.
+    pub fn new(backend: &str, options: HealthOptions, metrics: Option<Arc<StorageMetrics>>) -> Self {
+        HealthGuard {
+            backend: backend.to_owned(),
             options,
             state: Mutex::new(State::Healthy),
             healthy: AtomicBool::new(true),
@@ -92,19 +117,25 @@ impl HealthStorage {
         }
     }
 
-    /// Probes an unhealthy backend whose backoff has passed; returns whether
-    /// it is healthy afterwards.
-    pub async fn probe(&self) -> bool {
+    /// Whether calls currently go through (`false` after an `Unavailable`
+    /// failure, until a probe succeeds).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Probes `inner` if it is unhealthy and its backoff has passed; returns
+    /// whether it is healthy afterwards.
+    pub async fn probe(&self, inner: &dyn Storage) -> bool {
         match &*self.state.lock() {
             State::Healthy => return true,
             State::Unhealthy { next_probe, .. } if Instant::now() < *next_probe => return false,
             State::Unhealthy { .. } => {}
         }
         let options = ListOptions { limit: Some(1), ..ListOptions::recursive("") };
-        let result = tokio::time::timeout(self.options.timeout, self.inner.list(&options)).await;
+        let result = tokio::time::timeout(self.options.timeout, inner.list(&options)).await;
         match result {
             Ok(Ok(_)) => {
-                tracing::info!(backend = self.inner.name(), "backend is reachable again");
+                tracing::info!(backend = self.backend, "backend is reachable again");
                 self.set_healthy();
                 true
             }
@@ -139,7 +170,7 @@ impl HealthStorage {
             }
             State::Unhealthy { since, backoff, .. } => (*since, *backoff),
             State::Healthy => {
-                tracing::warn!(backend = self.inner.name(), error, "backend marked unhealthy");
+                tracing::warn!(backend = self.backend, error, "backend marked unhealthy");
                 (now, self.options.probe_backoff)
             }
         };
@@ -161,13 +192,16 @@ impl HealthStorage {
                 ),
             )
             .with_key(key)
-            .with_backend(self.inner.name())
+            .with_backend(self.backend.as_str())
             .with_operation(op)
             .retryable(true)),
         }
     }
 
-    async fn call<T, F, Fut>(&self, op: &'static str, key: &str, f: F) -> Result<T>
+    /// Runs `f` (a call of the guarded backend) under the guard: fails at
+    /// once while unhealthy, times out, retries retryable failures, and
+    /// marks the backend unhealthy on a final `Unavailable`.
+    pub async fn call<T, F, Fut>(&self, op: &'static str, key: &str, f: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -190,7 +224,7 @@ impl HealthStorage {
                         ),
                     )
                     .with_key(key)
-                    .with_backend(self.inner.name())
+                    .with_backend(self.backend.as_str())
                     .with_operation(op)
                     .retryable(true)),
                 },
@@ -224,51 +258,51 @@ impl Storage for HealthStorage {
     }
 
     fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.guard.is_healthy()
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        self.call("get", key, || self.inner.get(key)).await
+        self.guard.call("get", key, || self.inner.get(key)).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        self.call("get_range", key, || self.inner.get_range(key, range.clone())).await
+        self.guard.call("get_range", key, || self.inner.get_range(key, range.clone())).await
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        self.call("put", key, || self.inner.put(key, value.clone(), options.clone())).await
+        self.guard.call("put", key, || self.inner.put(key, value.clone(), options.clone())).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.call("delete", key, || self.inner.delete(key)).await
+        self.guard.call("delete", key, || self.inner.delete(key)).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
-        self.call("stat", key, || self.inner.stat(key)).await
+        self.guard.call("stat", key, || self.inner.stat(key)).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.call("list", &options.prefix, || self.inner.list(options)).await
+        self.guard.call("list", &options.prefix, || self.inner.list(options)).await
     }
 
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let first = ops.first().map(|o| o.key().to_string()).unwrap_or_default();
-        self.call("batch", &first, || self.inner.batch(ops.clone())).await
+        self.guard.call("batch", &first, || self.inner.batch(ops.clone())).await
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.call("read", key, || self.inner.read(key, range.clone())).await
+        self.guard.call("read", key, || self.inner.read(key, range.clone())).await
     }
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        self.call("write", key, || self.inner.write(key, options.clone())).await
+        self.guard.call("write", key, || self.inner.write(key, options.clone())).await
     }
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
-        self.call("rename", from, || self.inner.rename(from, to)).await
+        self.guard.call("rename", from, || self.inner.rename(from, to)).await
     }
 
     async fn sync(&self) -> Result<()> {
-        self.call("sync", "", || self.inner.sync()).await
+        self.guard.call("sync", "", || self.inner.sync()).await
     }
 }

@@ -1,15 +1,18 @@
 //! Cross-cutting behaviour as [`Storage`](crate::Storage) wrappers, each
 //! documenting its defaults and where it sits in a stack.
 //!
-//! The manager builds, for each backend, from the inside out:
-//! backend, [`TracingStorage`] (added by the registry), [`HealthStorage`],
-//! then [`MetricsStorage`](crate::metrics::MetricsStorage). Policies are
-//! layers over those.
+//! The manager puts one [`ManagedStorage`] around each bare backend: a
+//! tracing span, metrics and the [`HealthGuard`] of [`HealthStorage`] in a
+//! single layer. Policies are layers over those. [`TracingStorage`] (added
+//! by the registry to the backends it hands out) and [`HealthStorage`] are
+//! the same behaviours one at a time, for stacks built by hand.
 
 pub mod fault;
 pub mod health;
+pub mod managed;
 pub mod tracing;
 
 pub use self::fault::{FaultFilter, FaultHandle, FaultStorage};
-pub use self::health::{HealthOptions, HealthStorage};
+pub use self::health::{HealthGuard, HealthOptions, HealthStorage};
+pub use self::managed::ManagedStorage;
 pub use self::tracing::TracingStorage;

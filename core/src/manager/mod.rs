@@ -154,7 +154,7 @@ impl StorageManager {
     /// Backend `name` as policies see it (health and metrics layers on).
     pub fn backend(&self, name: &str) -> Result<Arc<dyn Storage>> {
         let state = self.shared.state.read();
-        state.backends.get(name).map(|b| b.managed.clone()).ok_or_else(|| {
+        state.backends.get(name).map(|b| b.managed.clone() as Arc<dyn Storage>).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
                 format!(

@@ -1,5 +1,6 @@
-//! One applied configuration: its backends (each with health and metrics
-//! layers), its policy stacks, its router and its background tasks.
+//! One applied configuration: its backends (each in a
+//! [`ManagedStorage`]: tracing, metrics, health), its policy stacks, its
+//! router and its background tasks.
 //! A reload builds a new state and swaps it in whole.
 
 use std::collections::BTreeMap;
@@ -11,8 +12,8 @@ use tokio::task::JoinHandle;
 use super::router::{Route, Router};
 use crate::config::{parse_table, BackendConfig, Config, PolicyConfig};
 use crate::error::Result;
-use crate::layers::HealthStorage;
-use crate::metrics::{MetricsStorage, StorageMetrics};
+use crate::layers::ManagedStorage;
+use crate::metrics::StorageMetrics;
 use crate::policies::cache::{CacheConfig, CacheStorage};
 use crate::policies::custom::PolicyContext;
 use crate::policies::redundant::RedundantStorage;
@@ -27,11 +28,8 @@ const PROBE_TICK: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
     pub config: BackendConfig,
-    /// The bare backend as the registry made it (tracing layer included).
-    pub raw: Arc<dyn Storage>,
-    pub health: Arc<HealthStorage>,
-    /// What policies use: metrics over health over the backend.
-    pub managed: Arc<dyn Storage>,
+    /// What policies use: the bare backend traced, measured and guarded.
+    pub managed: Arc<ManagedStorage>,
 }
 
 /// One applied configuration.
@@ -72,15 +70,13 @@ impl ManagerState {
             let reused = previous
                 .and_then(|p| p.backends.get(name))
                 .filter(|b| &b.config == backend_config)
-                .map(|b| b.raw.clone());
+                .map(|b| b.managed.inner().clone());
             let raw = match reused {
                 Some(raw) => raw,
-                None => registry.create(&config, name).await?,
+                None => registry.create_bare(&config, name).await?,
             };
-            let health = Arc::new(HealthStorage::new(raw.clone(), health_options, Some(metrics.clone())));
-            let managed: Arc<dyn Storage> =
-                Arc::new(MetricsStorage::new(health.clone(), metrics.backend(name)));
-            backends.insert(name.clone(), Backend { config: backend_config.clone(), raw, health, managed });
+            let managed = Arc::new(ManagedStorage::new(raw, health_options, metrics));
+            backends.insert(name.clone(), Backend { config: backend_config.clone(), managed });
         }
 
         let mut tasks = Vec::new();
@@ -111,7 +107,7 @@ impl ManagerState {
                 stack,
             });
         }
-        tasks.push(spawn_prober(backends.values().map(|b| b.health.clone()).collect()));
+        tasks.push(spawn_prober(backends.values().map(|b| b.managed.clone()).collect()));
         Ok(ManagerState { config, backends, router: Router::new(routes, default), caches, redundant, tasks })
     }
 
@@ -172,7 +168,7 @@ async fn build_stack(
         .map(|name| {
             backends
                 .get(name)
-                .map(|b| b.managed.clone())
+                .map(|b| b.managed.clone() as Arc<dyn Storage>)
                 .ok_or_else(|| config.error(field, &format!("no backend named `{name}`")))
         })
         .collect::<Result<_>>()?;
@@ -234,8 +230,8 @@ async fn build_stack(
 
 /// Probes unhealthy backends. Holds only weak references, so a retired
 /// state's backends close as soon as the state is dropped.
-fn spawn_prober(backends: Vec<Arc<HealthStorage>>) -> JoinHandle<()> {
-    let backends: Vec<Weak<HealthStorage>> = backends.iter().map(Arc::downgrade).collect();
+fn spawn_prober(backends: Vec<Arc<ManagedStorage>>) -> JoinHandle<()> {
+    let backends: Vec<Weak<ManagedStorage>> = backends.iter().map(Arc::downgrade).collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(PROBE_TICK).await;

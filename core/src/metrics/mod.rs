@@ -18,7 +18,6 @@
 //! ```
 
 mod histogram;
-mod layer;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,7 +28,6 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
-pub use layer::MetricsStorage;
 
 /// The operations metrics are kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

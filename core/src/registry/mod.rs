@@ -174,6 +174,12 @@ impl StorageRegistry {
 
     /// Creates backend `name` of `config`, wrapped in [`TracingStorage`].
     pub async fn create(&self, config: &Config, name: &str) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(TracingStorage::new(self.create_bare(config, name).await?)))
+    }
+
+    /// Creates backend `name` of `config` with no layer around it (the
+    /// manager adds its own, [`ManagedStorage`](crate::layers::ManagedStorage)).
+    pub async fn create_bare(&self, config: &Config, name: &str) -> Result<Arc<dyn Storage>> {
         let backend = config
             .backends
             .get(name)
@@ -182,8 +188,7 @@ impl StorageRegistry {
             .plugin(&backend.kind)
             .map_err(|e| config.error(&format!("backends.{name}.type"), e.message()))?;
         let settings = BackendSettings { name, table: &backend.settings, config };
-        let storage = plugin.create(settings).await?;
-        Ok(Arc::new(TracingStorage::new(storage)))
+        plugin.create(settings).await
     }
 
     /// Loads the configured plugin libraries, then creates every backend.

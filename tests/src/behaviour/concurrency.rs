@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tierfs_core::Storage;
+use tierfs_core::{BatchOp, ErrorKind, PutOptions, Storage};
 
 use super::key;
 
@@ -50,6 +50,69 @@ pub async fn concurrent_writers_different_keys(store: Arc<dyn Storage>) {
         for r in 0..ROUNDS {
             let k = key(&format!("conc/w{w}/r{r}"));
             assert_eq!(store.get(&k).await.unwrap(), Bytes::from(format!("{w}-{r}")));
+        }
+    }
+}
+
+/// Eight writers race to create one key, each alone and each inside a batch
+/// that also writes a key of its own: exactly one creation wins, and a batch
+/// that lost left nothing of itself behind.
+pub async fn concurrent_conditional_puts(store: Arc<dyn Storage>) {
+    let caps = store.capabilities();
+    if !caps.conditional_put {
+        return;
+    }
+    let once = PutOptions { if_not_exists: true, ..Default::default() };
+    let k = key("race/single");
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (store, k, once) = (store.clone(), k.clone(), once.clone());
+        tasks.push(tokio::spawn(async move {
+            match store.put(&k, Bytes::from(vec![w as u8; 10]), once).await {
+                Ok(_) => Some(w),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => None,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one conditional put wins: {winners:?}");
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from(vec![winners[0] as u8; 10]));
+
+    if !caps.atomic_batch {
+        return;
+    }
+    let k = key("race/batch");
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (store, k) = (store.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            let ops = vec![
+                BatchOp::put(key(&format!("race/own/{w}")), Bytes::from(format!("{w}"))),
+                BatchOp::put_if_absent(k, Bytes::from(format!("{w}"))),
+            ];
+            match store.batch(ops).await {
+                Ok(()) => Some(w),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => None,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one conditional batch wins: {winners:?}");
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from(format!("{}", winners[0])));
+    for w in 0..WRITERS {
+        let own = store.get(&key(&format!("race/own/{w}"))).await;
+        if w == winners[0] {
+            assert_eq!(own.unwrap(), Bytes::from(format!("{w}")));
+        } else {
+            assert_eq!(own.unwrap_err().kind(), ErrorKind::NotFound, "a losing batch left its own key");
         }
     }
 }

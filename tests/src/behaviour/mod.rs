@@ -57,7 +57,7 @@ macro_rules! behaviour_tests {
             list_children_and_subtree, list_partial_prefix, list_pagination, list_pagination_of_groups,
             list_missing_prefix_is_empty,
             batch_applies_all, batch_failing_half_way_applies_nothing,
-            concurrent_writers_same_key, concurrent_writers_different_keys,
+            concurrent_writers_same_key, concurrent_writers_different_keys, concurrent_conditional_puts,
             streamed_write_and_read, streamed_write_abort_keeps_old_value, streamed_large_value
         );
     };

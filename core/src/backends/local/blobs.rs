@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -64,4 +64,19 @@ impl BlobDir {
             }
         }
     }
+}
+
+/// Reads `len` bytes at `pos` of a blob into a new buffer, without first
+/// zero-filling it. Moves the file's cursor: give each reader its own file.
+pub(super) fn read_at(mut file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(pos))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the blob file is shorter than its record says",
+        ));
+    }
+    Ok(buf)
 }

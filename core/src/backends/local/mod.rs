@@ -21,6 +21,7 @@
 //! put, streaming.
 
 mod blobs;
+mod commit;
 mod record;
 mod writer;
 
@@ -28,12 +29,11 @@ use std::collections::HashSet;
 use std::ops::{Bound, Range};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -44,6 +44,7 @@ use crate::storage::{
     ObjectMeta, PutOptions, Storage, ValueWriter,
 };
 use blobs::BlobDir;
+use commit::GroupCommit;
 use record::{Body, Record};
 
 /// Values up to this size live inside the database; larger ones in blob files.
@@ -100,6 +101,7 @@ struct Inner {
     db: Database,
     blobs: BlobDir,
     version: AtomicU64,
+    commits: GroupCommit,
 }
 
 /// A value's bytes, owned, after lookup.
@@ -163,6 +165,7 @@ impl LocalStorage {
                 db,
                 blobs,
                 version: AtomicU64::new(version),
+                commits: GroupCommit::default(),
             }),
         })
     }
@@ -288,8 +291,9 @@ impl LocalStorage {
         Ok(StagedPut { key, if_not_exists, size, metadata, body: StagedBody::Blob(id) })
     }
 
-    /// Commits `ops` in one durable transaction. On success, blobs the
-    /// transaction replaced are removed; on failure, blobs it staged are.
+    /// Commits `ops` durably and all together (in a transaction possibly
+    /// shared with concurrent writers: [`commit`]). On success, blobs the
+    /// ops replaced are removed; on failure, blobs they staged are.
     fn commit(&self, ops: Vec<StagedOp>, op: &'static str) -> Result<Vec<ObjectMeta>> {
         let staged_blobs: Vec<u64> = ops
             .iter()
@@ -302,7 +306,7 @@ impl LocalStorage {
             StagedOp::Put(p) => p.key.as_str().to_owned(),
             StagedOp::Delete(k) => k.as_str().to_owned(),
         });
-        match self.commit_txn(ops) {
+        match self.inner.commits.submit(self, ops) {
             Ok((metas, replaced)) => {
                 for id in replaced {
                     self.inner.blobs.remove(id);
@@ -316,60 +320,6 @@ impl LocalStorage {
                 Err(self.ctx(e, first_key.as_deref().unwrap_or(""), op))
             }
         }
-    }
-
-    fn commit_txn(&self, ops: Vec<StagedOp>) -> Result<(Vec<ObjectMeta>, Vec<u64>)> {
-        let txn = self.inner.db.begin_write().map_err(db_error)?;
-        let mut metas = Vec::new();
-        let mut replaced = Vec::new();
-        {
-            let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
-            let version = self.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
-            let modified = SystemTime::now();
-            for op in ops {
-                let (key, old) = match op {
-                    StagedOp::Put(put) => {
-                        if put.if_not_exists && objects.get(put.key.as_str()).map_err(db_error)?.is_some() {
-                            return Err(Error::new(
-                                ErrorKind::AlreadyExists,
-                                "the key exists and the put asked that it did not",
-                            )
-                            .with_key(put.key.as_str()));
-                        }
-                        let record = Record {
-                            size: put.size,
-                            modified,
-                            version,
-                            metadata: put.metadata,
-                            body: match &put.body {
-                                StagedBody::Inline(bytes) => Body::Inline(bytes),
-                                StagedBody::Blob(id) => Body::Blob(*id),
-                            },
-                        };
-                        metas.push(Self::meta_of(&put.key, &record));
-                        let old = objects.insert(put.key.as_str(), record::encode(&record).as_slice());
-                        (
-                            put.key,
-                            old.map_err(db_error)?.map(|v| record::decode(v.value()).map(|r| r.blob_id())),
-                        )
-                    }
-                    StagedOp::Delete(key) => {
-                        let old = objects.remove(key.as_str()).map_err(db_error)?;
-                        let old = old.map(|v| record::decode(v.value()).map(|r| r.blob_id()));
-                        (key, old)
-                    }
-                };
-                if let Some(old) = old {
-                    if let Some(id) = old.map_err(|e| e.with_key(key.as_str()))? {
-                        replaced.push(id);
-                    }
-                }
-            }
-            let mut sys = txn.open_table(SYS).map_err(db_error)?;
-            sys.insert(VERSION_KEY, version).map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
-        Ok((metas, replaced))
     }
 
     fn rename_blocking(&self, from: &Key, to: &Key) -> Result<()> {
@@ -415,14 +365,13 @@ impl Storage for LocalStorage {
     async fn get(&self, key: &Key) -> Result<Bytes> {
         // Small values are served straight from the page cache; a blob is
         // read off the executor.
-        let (_, value) = self.open_value(key, "get")?;
+        let (meta, value) = self.open_value(key, "get")?;
         match value {
             Ok(bytes) => Ok(bytes),
             Err(file) => {
                 let k = key.clone();
                 self.blocking(move |s| {
-                    let mut buf = Vec::new();
-                    std::io::Read::read_to_end(&mut &file, &mut buf)
+                    let buf = blobs::read_at(&file, 0, meta.size as usize)
                         .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &k, "get"))?;
                     Ok(Bytes::from(buf))
                 })
@@ -439,8 +388,7 @@ impl Storage for LocalStorage {
             Err(file) => {
                 let k = key.clone();
                 self.blocking(move |s| {
-                    let mut buf = vec![0; range.len()];
-                    file.read_exact_at(&mut buf, range.start as u64).map_err(|e| {
+                    let buf = blobs::read_at(&file, range.start as u64, range.len()).map_err(|e| {
                         s.ctx(Error::io("cannot read the value's blob file", e), &k, "get_range")
                     })?;
                     Ok(Bytes::from(buf))
@@ -546,11 +494,10 @@ impl Storage for LocalStorage {
                 let len = (end - pos).min(READ_CHUNK as u64) as usize;
                 let chunk = this
                     .blocking(move |s| {
-                        let mut buf = BytesMut::zeroed(len);
-                        file.read_exact_at(&mut buf, pos).map_err(|e| {
+                        let buf = blobs::read_at(&file, pos, len).map_err(|e| {
                             s.ctx(Error::io("cannot read the value's blob file", e), &key, "read")
                         })?;
-                        Ok(buf.freeze())
+                        Ok(Bytes::from(buf))
                     })
                     .await?;
                 Ok(Some((chunk, pos + len as u64)))

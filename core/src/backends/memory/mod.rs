@@ -63,8 +63,10 @@ impl MemoryStorage {
         MemoryStorage { name: name.into().into(), inner: Arc::default() }
     }
 
-    fn entry(&self, key: &Key, op: &'static str) -> Result<Entry> {
-        self.inner.map.read().get(key.as_str()).cloned().ok_or_else(|| self.not_found(key, op))
+    /// The stored value, shared (no copy of its bytes).
+    fn value(&self, key: &Key, op: &'static str) -> Result<Bytes> {
+        let map = self.inner.map.read();
+        map.get(key.as_str()).map(|e| e.value.clone()).ok_or_else(|| self.not_found(key, op))
     }
 
     fn not_found(&self, key: &Key, op: &'static str) -> Error {
@@ -119,11 +121,11 @@ impl Storage for MemoryStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        Ok(self.entry(key, "get")?.value)
+        Ok(self.value(key, "get")?)
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        let value = self.entry(key, "get_range")?.value;
+        let value = self.value(key, "get_range")?;
         let range = clamp_range(&range, value.len() as u64).map_err(|e| e.or_key(key))?;
         Ok(value.slice(range))
     }
@@ -185,7 +187,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let value = self.entry(key, "read")?.value;
+        let value = self.value(key, "read")?;
         let value = match range {
             Some(r) => value.slice(clamp_range(&r, value.len() as u64).map_err(|e| e.or_key(key))?),
             None => value,
@@ -198,7 +200,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        Ok(Box::new(MemoryWriter { store: self.clone(), key: key.clone(), options, buf: BytesMut::new() }))
+        Ok(Box::new(MemoryWriter { store: self.clone(), key: key.clone(), options, chunks: Vec::new() }))
     }
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
@@ -210,23 +212,37 @@ impl Storage for MemoryStorage {
     }
 }
 
+/// Keeps the chunks as they come (no copy, no regrowth) and joins them once,
+/// into a buffer of the exact size, at `finish`.
 struct MemoryWriter {
     store: MemoryStorage,
     key: Key,
     options: PutOptions,
-    buf: BytesMut,
+    chunks: Vec<Bytes>,
 }
 
 #[async_trait]
 impl ValueWriter for MemoryWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.buf.extend_from_slice(&chunk);
+        if !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
         Ok(())
     }
 
     async fn finish(self: Box<Self>) -> Result<ObjectMeta> {
         let this = *self;
-        this.store.store(&this.key, this.buf.freeze(), this.options)
+        let value = match <[Bytes; 1]>::try_from(this.chunks) {
+            Ok([one]) => one,
+            Err(chunks) => {
+                let mut joined = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                for chunk in &chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                joined.freeze()
+            }
+        };
+        this.store.store(&this.key, value, this.options)
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

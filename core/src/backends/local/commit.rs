@@ -1,0 +1,174 @@
+//! Group commit: writers that arrive while a transaction is being made
+//! durable share the next one, so N concurrent puts cost one fsync, not N.
+//!
+//! Each writer queues its unit (a put, a delete, a whole batch, a finished
+//! streamed write) and then takes the commit lock. Whoever holds the lock
+//! drains the whole queue and commits every unit in it in one redb write
+//! transaction; a writer that gets the lock and finds its unit already
+//! committed by someone before it returns that outcome. A unit is still all
+//! or nothing: its conditions (`if_not_exists`) are checked, in order and
+//! against the units committed before it in the same transaction, before
+//! any of its ops is applied, so a unit that fails is skipped whole and the
+//! others commit. If the transaction itself fails, each unit is tried again
+//! alone, so one bad unit never fails its neighbours.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use redb::{ReadableTable, Table};
+
+use super::record::{self, Body, Record};
+use super::{db_error, LocalStorage, StagedBody, StagedOp, OBJECTS, SYS, VERSION_KEY};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::ObjectMeta;
+
+/// What committing one unit gave: the metadata of each put, and the blobs
+/// of the values it replaced (to remove once the transaction is durable).
+pub(super) type Outcome = Result<(Vec<ObjectMeta>, Vec<u64>)>;
+
+type Slot = Arc<Mutex<Option<Outcome>>>;
+
+/// The queue of units waiting for a transaction.
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<Vec<(Vec<StagedOp>, Slot)>>,
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").field("queued", &self.queue.lock().len()).finish()
+    }
+}
+
+impl GroupCommit {
+    /// Commits `ops` as one unit, durably, possibly together with other
+    /// writers' units. Blocks; call off the executor.
+    pub fn submit(&self, store: &LocalStorage, ops: Vec<StagedOp>) -> Outcome {
+        let slot: Slot = Arc::default();
+        self.queue.lock().push((ops, slot.clone()));
+        let _leader = self.lock.lock();
+        if let Some(outcome) = slot.lock().take() {
+            return outcome;
+        }
+        let (units, slots): (Vec<_>, Vec<_>) = mem::take(&mut *self.queue.lock()).into_iter().unzip();
+        let outcomes = match commit_units(store, &units) {
+            Ok(outcomes) => outcomes,
+            Err(e) if units.len() == 1 => vec![Err(e)],
+            Err(_) => units
+                .iter()
+                .map(|unit| match commit_units(store, std::slice::from_ref(unit)) {
+                    Ok(mut one) => one.pop().expect("one unit, one outcome"),
+                    Err(e) => Err(e),
+                })
+                .collect(),
+        };
+        for (slot, outcome) in slots.iter().zip(outcomes) {
+            *slot.lock() = Some(outcome);
+        }
+        let outcome = slot.lock().take();
+        outcome.expect("the leader commits its own unit")
+    }
+}
+
+/// Commits `units` in one durable transaction; `Err` when the transaction
+/// as a whole failed (nothing of it is stored).
+fn commit_units(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Outcome>> {
+    let txn = store.inner.db.begin_write().map_err(db_error)?;
+    let mut outcomes = Vec::with_capacity(units.len());
+    {
+        let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+        let modified = SystemTime::now();
+        let mut last_version = None;
+        for ops in units {
+            if let Err(e) = check_conditions(&objects, ops) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            let version = store.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
+            last_version = Some(version);
+            outcomes.push(Ok(apply(&mut objects, ops, version, modified)?));
+        }
+        if let Some(version) = last_version {
+            let mut sys = txn.open_table(SYS).map_err(db_error)?;
+            sys.insert(VERSION_KEY, version).map_err(db_error)?;
+        }
+    }
+    txn.commit().map_err(db_error)?;
+    Ok(outcomes)
+}
+
+/// Fails when a put of `ops` asks for an absent key that is present, seen
+/// after the ops before it in the same unit.
+fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()> {
+    let mut touched: HashMap<&str, bool> = HashMap::new();
+    for op in ops {
+        match op {
+            StagedOp::Put(put) => {
+                let key = put.key.as_str();
+                if put.if_not_exists {
+                    let present = match touched.get(key) {
+                        Some(present) => *present,
+                        None => objects.get(key).map_err(db_error)?.is_some(),
+                    };
+                    if present {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            "the key exists and the put asked that it did not",
+                        )
+                        .with_key(key));
+                    }
+                }
+                touched.insert(key, true);
+            }
+            StagedOp::Delete(key) => {
+                touched.insert(key.as_str(), false);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the ops of one unit whose conditions hold.
+fn apply(
+    objects: &mut Table<&str, &[u8]>,
+    ops: &[StagedOp],
+    version: u64,
+    modified: SystemTime,
+) -> Result<(Vec<ObjectMeta>, Vec<u64>)> {
+    let mut metas = Vec::new();
+    let mut replaced = Vec::new();
+    for op in ops {
+        let (key, old) = match op {
+            StagedOp::Put(put) => {
+                let record = Record {
+                    size: put.size,
+                    modified,
+                    version,
+                    metadata: put.metadata.clone(),
+                    body: match &put.body {
+                        StagedBody::Inline(bytes) => Body::Inline(bytes),
+                        StagedBody::Blob(id) => Body::Blob(*id),
+                    },
+                };
+                let old = objects.insert(put.key.as_str(), record::encode(&record).as_slice());
+                metas.push(LocalStorage::meta_of(&put.key, &record));
+                (&put.key, old.map_err(db_error)?.map(|v| record::decode(v.value()).map(|r| r.blob_id())))
+            }
+            StagedOp::Delete(key) => {
+                let old = objects.remove(key.as_str()).map_err(db_error)?;
+                (key, old.map(|v| record::decode(v.value()).map(|r| r.blob_id())))
+            }
+        };
+        if let Some(old) = old {
+            if let Some(id) = old.map_err(|e| e.with_key(key.as_str()))? {
+                replaced.push(id);
+            }
+        }
+    }
+    Ok((metas, replaced))
+}
