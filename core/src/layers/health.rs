@@ -265,6 +265,10 @@ impl Storage for HealthStorage {
         self.guard.call("get", key, || self.inner.get(key)).await
     }
 
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        self.guard.call("get", key, || self.inner.get_with_meta(key)).await
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         self.guard.call("get_range", key, || self.inner.get_range(key, range.clone())).await
     }

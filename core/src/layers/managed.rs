@@ -126,6 +126,11 @@ impl Storage for ManagedStorage {
         self.run(Op::Get, "get", key, 0, || self.inner.get(key), |b| b.len() as u64).await
     }
 
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        let call = || self.inner.get_with_meta(key);
+        self.run(Op::Get, "get", key, 0, call, |(_, b)| b.len() as u64).await
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         let call = || self.inner.get_range(key, range.clone());
         self.run(Op::GetRange, "get_range", key, 0, call, |b| b.len() as u64).await

@@ -64,6 +64,10 @@ impl Storage for TracingStorage {
         traced!(self, "get", key, self.inner.get(key))
     }
 
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        traced!(self, "get", key, self.inner.get_with_meta(key))
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         traced!(self, "get_range", key, self.inner.get_range(key, range))
     }

@@ -123,6 +123,10 @@ impl Storage for Session {
         self.stack_for(Op::Read, "read", key)?.get(key).await
     }
 
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        self.stack_for(Op::Read, "read", key)?.get_with_meta(key).await
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         self.stack_for(Op::Read, "read", key)?.get_range(key, range).await
     }

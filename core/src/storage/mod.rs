@@ -87,6 +87,17 @@ pub trait Storage: Send + Sync + Debug {
     /// Size, modification time, version and metadata of `key`.
     async fn stat(&self, key: &Key) -> Result<ObjectMeta>;
 
+    /// The whole value of `key` with its metadata. Backends that answer
+    /// both from one lookup override this, and then the two always belong
+    /// together; the default is a `get` and then a `stat`, which a write in
+    /// between can pair with a later version's metadata (compare
+    /// [`ObjectMeta::size`] with the value's length when that matters).
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        let value = self.get(key).await?;
+        let meta = self.stat(key).await?;
+        Ok((meta, value))
+    }
+
     /// One page of keys under `options.prefix`, in byte order. Follow
     /// [`ListPage::next`] for the next page, or use [`StorageExt::list_stream`].
     async fn list(&self, options: &ListOptions) -> Result<ListPage>;

@@ -159,3 +159,21 @@ pub async fn rename(store: Arc<dyn Storage>) {
     assert_eq!(stat.key, to);
     expect_kind(store.rename(&key("mv/none"), &to).await, ErrorKind::NotFound);
 }
+
+/// `get_with_meta` gives the value and its own metadata together.
+pub async fn get_with_meta(store: Arc<dyn Storage>) {
+    let k = key("paired");
+    let mut m = Metadata::new();
+    m.insert("mode".into(), "600".into());
+    store.put(&k, Bytes::from_static(b"first"), PutOptions::with_metadata(m.clone())).await.unwrap();
+    let (meta, value) = store.get_with_meta(&k).await.unwrap();
+    assert_eq!(value, Bytes::from_static(b"first"));
+    assert_eq!((meta.key.as_str(), meta.size, &meta.metadata), (k.as_str(), 5, &m));
+    assert_eq!(meta.version, store.stat(&k).await.unwrap().version);
+
+    store.put(&k, Bytes::from_static(b"second!"), PutOptions::default()).await.unwrap();
+    let (meta, value) = store.get_with_meta(&k).await.unwrap();
+    assert_eq!((value, meta.size), (Bytes::from_static(b"second!"), 7));
+    assert!(meta.metadata.is_empty(), "an overwrite replaces the metadata");
+    expect_kind(store.get_with_meta(&key("paired/none")).await, ErrorKind::NotFound);
+}

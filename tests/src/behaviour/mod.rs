@@ -53,7 +53,7 @@ macro_rules! behaviour_tests {
         $crate::behaviour_tests!(@cases $fixture;
             round_trip, overwrite_replaces_value_and_metadata, empty_value, missing_keys,
             range_reads_clamp, metadata_round_trip, lookalike_keys_are_distinct, invalid_keys_refused,
-            conditional_put, rename,
+            conditional_put, rename, get_with_meta,
             list_children_and_subtree, list_partial_prefix, list_pagination, list_pagination_of_groups,
             list_missing_prefix_is_empty,
             batch_applies_all, batch_failing_half_way_applies_nothing,

@@ -363,17 +363,21 @@ impl Storage for LocalStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
+        self.get_with_meta(key).await.map(|(_, value)| value)
+    }
+
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
         // Small values are served straight from the page cache; a blob is
         // read off the executor.
         let (meta, value) = self.open_value(key, "get")?;
         match value {
-            Ok(bytes) => Ok(bytes),
+            Ok(bytes) => Ok((meta, bytes)),
             Err(file) => {
                 let k = key.clone();
                 self.blocking(move |s| {
                     let buf = blobs::read_at(&file, 0, meta.size as usize)
                         .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &k, "get"))?;
-                    Ok(Bytes::from(buf))
+                    Ok((meta, Bytes::from(buf)))
                 })
                 .await
             }

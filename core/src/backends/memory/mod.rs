@@ -124,6 +124,12 @@ impl Storage for MemoryStorage {
         Ok(self.value(key, "get")?)
     }
 
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        let map = self.inner.map.read();
+        let entry = map.get(key.as_str()).ok_or_else(|| self.not_found(key, "get"))?;
+        Ok((entry.meta.clone(), entry.value.clone()))
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         let value = self.value(key, "get_range")?;
         let range = clamp_range(&range, value.len() as u64).map_err(|e| e.or_key(key))?;

@@ -238,6 +238,18 @@ impl CacheStorage {
     /// caches it; `None` when it is larger or the primary failed (the
     /// caller then asks the primary for what it needs, which reports the
     /// error as its own).
+    /// A miss: the value and its metadata from the primary in one call,
+    /// filled into the tier when `fill` and small enough.
+    async fn read_through(&self, key: &Key, fill: bool) -> Result<(ObjectMeta, Bytes)> {
+        let ticket = self.coherence.read_ticket(key);
+        let (meta, value) = self.primary.get_with_meta(key).await?;
+        let size = value.len() as u64;
+        if fill && size <= self.options.max_entry_bytes && meta.size == size {
+            self.coherence.fill(key, &ticket, CachedValue::new(value.clone(), meta.clone())).await;
+        }
+        Ok((meta, value))
+    }
+
     async fn fetch_small(&self, key: &Key, ticket: &ReadTicket) -> Option<Bytes> {
         let meta = self.primary.stat(key).await.ok()?;
         if meta.size > self.options.max_entry_bytes {
@@ -337,22 +349,15 @@ impl Storage for CacheStorage {
         match self.find(key).await {
             Found::Value(value, _) => Ok(value),
             Found::Deleted => Err(self.not_found(key, "get")),
-            Found::Miss { fill } => {
-                let ticket = self.coherence.read_ticket(key);
-                let value = self.primary.get(key).await?;
-                if fill && value.len() as u64 <= self.options.max_entry_bytes {
-                    match self.primary.stat(key).await {
-                        Ok(meta) if meta.size == value.len() as u64 => {
-                            self.coherence.fill(key, &ticket, CachedValue::new(value.clone(), meta)).await
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(key = %key, error = %e, "not cached: stat after get failed")
-                        }
-                    }
-                }
-                Ok(value)
-            }
+            Found::Miss { fill } => self.read_through(key, fill).await.map(|(_, value)| value),
+        }
+    }
+
+    async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        match self.find(key).await {
+            Found::Value(value, meta) => Ok(((*meta).clone(), value)),
+            Found::Deleted => Err(self.not_found(key, "get")),
+            Found::Miss { fill } => self.read_through(key, fill).await,
         }
     }
 
