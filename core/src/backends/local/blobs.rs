@@ -3,9 +3,12 @@
 //! names it commits, so a committed record never points at a torn file; a
 //! blob no record names (a write cut short by a crash) is removed at open.
 
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,4 +82,52 @@ pub(super) fn read_at(mut file: &File, pos: u64, len: usize) -> io::Result<Vec<u
         ));
     }
     Ok(buf)
+}
+
+/// Maps a whole blob of `len` bytes into memory as [`Bytes`], without
+/// copying: its pages are the page cache's, faulted in up front. Sound
+/// because a published blob is never modified: an overwrite writes a new
+/// blob and unlinks the old one, which leaves existing mappings whole. A
+/// blob found shorter than its record (damaged from outside) is refused
+/// rather than mapped.
+pub(super) fn map(file: &File, len: u64) -> io::Result<Bytes> {
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    if file.metadata()?.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the blob file is shorter than its record says",
+        ));
+    }
+    // SAFETY: the file is a published blob, never written or truncated
+    // again (see above), so the mapped bytes cannot change under us.
+    let map = unsafe { memmap2::MmapOptions::new().len(len as usize).populate().map(file)? };
+    Ok(Bytes::from_owner(map))
+}
+
+/// Pieces in which [`write_at`] writes and starts writeback.
+const WRITEBACK_PIECE: usize = 8 << 20;
+
+/// Writes `data` at `offset` of a blob being created, and starts the
+/// kernel's writeback of each 8 MiB piece as soon as it is written
+/// (`sync_file_range`, which does not wait), so that the disk works while
+/// the next piece is copied and the `fsync` that publishes the blob finds
+/// little left to do.
+pub(super) fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    for (i, piece) in data.chunks(WRITEBACK_PIECE).enumerate() {
+        let at = offset + (i * WRITEBACK_PIECE) as u64;
+        file.write_all_at(piece, at)?;
+        start_writeback(file, at, piece.len());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to start writing a range back; only a hint (its failure
+/// shows up at the `fsync` that follows).
+fn start_writeback(file: &File, offset: u64, len: usize) {
+    // SAFETY: a plain system call on a descriptor we own; no memory passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }

@@ -5,15 +5,17 @@
 //! value (more than [`INLINE_LIMIT`] bytes) under `blobs/`. Why, and the
 //! crash argument, are in `docs/design.md`.
 //!
-//! - Every `put`, `delete`, `batch` and `rename` is one redb write
-//!   transaction committed with one fsync before it is acknowledged, so an
-//!   acknowledged write survives a crash or SIGKILL, and a batch is wholly
-//!   present or wholly absent.
+//! - Every `put`, `delete`, `batch` and `rename` is committed in a redb
+//!   write transaction with one fsync before it is acknowledged (concurrent
+//!   writers share one: group commit), so an acknowledged write survives a
+//!   crash or SIGKILL, and a batch is wholly present or wholly absent.
 //! - A large value is written to a new blob file and fsynced before the
 //!   record naming it commits; the record is the only way to reach it.
-//! - Streaming reads hold an open descriptor of the blob, so a concurrent
-//!   overwrite never tears a read; streaming writes spill to a blob once they
-//!   pass [`INLINE_LIMIT`], keeping memory bounded whatever the value size.
+//! - A `get` of a blob maps it (no copy); streaming reads hold an open
+//!   descriptor of the blob and read 1 MiB at a time. Blobs are never
+//!   modified once published, so a concurrent overwrite never tears a read.
+//! - Streaming writes spill to a blob once they pass [`INLINE_LIMIT`],
+//!   keeping memory bounded whatever the value size.
 //! - A second process opening the same directory gets a clear
 //!   `Unavailable` error naming the directory (redb's file lock).
 //!
@@ -27,7 +29,6 @@ mod writer;
 
 use std::collections::HashSet;
 use std::ops::{Bound, Range};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -280,7 +281,7 @@ impl LocalStorage {
         let id = self.inner.blobs.allocate();
         let written = (|| {
             let file = self.inner.blobs.create(id)?;
-            file.write_all_at(&value, 0)?;
+            blobs::write_at(&file, &value, 0)?;
             file.sync_all()?;
             self.inner.blobs.sync_dir()
         })();
@@ -375,9 +376,9 @@ impl Storage for LocalStorage {
             Err(file) => {
                 let k = key.clone();
                 self.blocking(move |s| {
-                    let buf = blobs::read_at(&file, 0, meta.size as usize)
+                    let value = blobs::map(&file, meta.size)
                         .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &k, "get"))?;
-                    Ok((meta, Bytes::from(buf)))
+                    Ok((meta, value))
                 })
                 .await
             }

@@ -1,13 +1,12 @@
 //! Streamed writes: buffered in memory up to [`INLINE_LIMIT`], then spilled
 //! to a new blob file, published by one transaction in `finish`.
 
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{LocalStorage, StagedBody, StagedOp, StagedPut, INLINE_LIMIT};
+use super::{blobs, LocalStorage, StagedBody, StagedOp, StagedPut, INLINE_LIMIT};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::storage::{ObjectMeta, PutOptions, ValueWriter};
@@ -43,7 +42,7 @@ impl LocalWriter {
         let (file, offset, key) = (file.clone(), self.size, self.key.clone());
         self.store
             .blocking(move |s| {
-                file.write_all_at(&data, offset)
+                blobs::write_at(&file, &data, offset)
                     .map_err(|e| s.ctx(Error::io("cannot write the value's blob file", e), &key, "write"))
             })
             .await
