@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType,
+};
 use tierfs_core::audit::{AuditRecord, AuditResult};
 use tierfs_core::metrics::MetricsSnapshot;
 use tierfs_core::{BatchOp, Error, ErrorKind, Key, ListEntry, Metadata, ObjectMeta};
@@ -22,8 +25,9 @@ pub fn key(s: &str) -> PyResult<Key> {
     Key::new(s).py_err()
 }
 
-/// A value from `bytes` (shared, not copied), `bytearray`, `memoryview`
-/// or any other buffer (copied), or `str` (UTF-8).
+/// A value from `bytes` (shared, not copied), a contiguous `memoryview`
+/// of `bytes` (shared: `bytes` never change), `bytearray`, other
+/// `memoryview`s or any other buffer (copied), or `str` (UTF-8).
 pub fn value(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if data.is_instance_of::<PyBytes>() {
         let backed: PyBackedBytes = data.extract()?;
@@ -43,10 +47,33 @@ pub fn value(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
             data.get_type().name()?
         )))
     };
+    if let Some(shared) = bytes_behind_view(data)? {
+        return Ok(shared);
+    }
     let Ok(view) = pyo3::types::PyMemoryView::from(data) else { return Err(refused()?) };
     let copied = data.py().get_type::<PyBytes>().call1((view,))?;
     let backed: PyBackedBytes = copied.extract()?;
     Ok(Bytes::from_owner(backed))
+}
+
+/// The bytes a `memoryview` shows, shared instead of copied, when it is a
+/// contiguous view of a `bytes` object (such as `memoryview(data)[a:b]`,
+/// the usual way to write a large `bytes` in pieces): a `bytes` object
+/// never changes, so holding a reference to it is as good as a copy.
+fn bytes_behind_view(data: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
+    let Ok(view) = data.cast::<PyMemoryView>() else { return Ok(None) };
+    let owner = view.getattr("obj")?;
+    let Ok(owner) = owner.cast::<PyBytes>() else { return Ok(None) };
+    let Ok(buffer) = PyUntypedBuffer::get(view.as_any()) else { return Ok(None) };
+    if !buffer.is_c_contiguous() {
+        return Ok(None);
+    }
+    let base = owner.as_bytes();
+    let start = (buffer.buf_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    let end = start.checked_add(buffer.len_bytes());
+    let Some(end) = end.filter(|end| start <= base.len() && *end <= base.len()) else { return Ok(None) };
+    let backed: PyBackedBytes = owner.extract()?;
+    Ok(Some(Bytes::from_owner(backed).slice(start..end)))
 }
 
 /// A metadata map from a `dict[str, str]` (or `None`).

@@ -72,6 +72,29 @@ def test_values_of_every_type(local_store: tierfs.Store) -> None:
     for bad in (12, 10**12, [1, 2], {"a": 1}, None):
         with pytest.raises(TypeError):
             local_store.put("i", bad)  # type: ignore[arg-type]
+
+
+def test_memoryviews_store_what_they_show(local_store: tierfs.Store) -> None:
+    # Views of bytes are shared, not copied: any slice must still store
+    # exactly the bytes it shows.
+    data = bytes(range(256)) * 4
+    view = memoryview(data)
+    for name, part, expected in [
+        ("whole", view, data),
+        ("middle", view[100:900], data[100:900]),
+        ("tail", view[1000:], data[1000:]),
+        ("empty", view[5:5], b""),
+        ("strided", view[::3], data[::3]),
+        ("cast", view.cast("I")[10:20], data[40:80]),
+    ]:
+        local_store.put(f"view/{name}", part)
+        assert local_store.get(f"view/{name}") == expected, name
+    # Views of mutable buffers are copied: changing the buffer afterwards
+    # changes nothing stored.
+    buf = bytearray(b"before")
+    local_store.put("view/mutable", memoryview(buf))
+    buf[:] = b"after!"
+    assert local_store.get("view/mutable") == b"before"
     with pytest.raises(TypeError):
         local_store.put("m", b"x", metadata={"a": 1})  # type: ignore[dict-item]
 
