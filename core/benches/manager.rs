@@ -214,6 +214,11 @@ fn parts(c: &mut Criterion) {
             async { black_box(1u64) }.instrument(span)
         })
     });
+    // LocalStorage: every write hops to tokio's blocking pool and back.
+    group.bench_function("spawn_blocking_round_trip", |b| {
+        b.to_async(&rt)
+            .iter(|| async { tokio::task::spawn_blocking(|| black_box(1u64)).await.expect("task") })
+    });
     // Session: the state behind a lock, its route's stack cloned per call.
     let state: RwLock<Arc<Vec<Arc<dyn Storage>>>> =
         RwLock::new(Arc::new(vec![Arc::new(MemoryStorage::new("m")) as Arc<dyn Storage>]));

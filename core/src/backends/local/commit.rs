@@ -105,6 +105,9 @@ fn commit_units(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Out
 /// Fails when a put of `ops` asks for an absent key that is present, seen
 /// after the ops before it in the same unit.
 fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()> {
+    if !ops.iter().any(|op| matches!(op, StagedOp::Put(put) if put.if_not_exists)) {
+        return Ok(());
+    }
     let mut touched: HashMap<&str, bool> = HashMap::new();
     for op in ops {
         match op {

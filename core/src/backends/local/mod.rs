@@ -232,14 +232,20 @@ impl LocalStorage {
         }
     }
 
-    /// The value's location, or `NotFound`.
-    fn locate(&self, key: &Key, op: &'static str) -> Result<(ObjectMeta, Located)> {
+    /// What `describe` makes of the record of `key`, and the value's
+    /// location; or `NotFound`.
+    fn locate<T>(
+        &self,
+        key: &Key,
+        op: &'static str,
+        describe: impl Fn(&Record<'_>) -> T,
+    ) -> Result<(T, Located)> {
         let found = self.with_record(key, |r| {
             let located = match r.body {
                 Body::Inline(bytes) => Located::Inline(Bytes::copy_from_slice(bytes)),
                 Body::Blob(id) => Located::Blob(id),
             };
-            (Self::meta_of(key, &r), located)
+            (describe(&r), located)
         });
         match found {
             Ok(Some(found)) => Ok(found),
@@ -248,15 +254,21 @@ impl LocalStorage {
         }
     }
 
-    /// Opens the blob behind `key`, looking again if a concurrent overwrite
-    /// removed it between lookup and open.
-    fn open_value(&self, key: &Key, op: &'static str) -> Result<(ObjectMeta, Result<Bytes, std::fs::File>)> {
+    /// The value of `key` (inline bytes, or its blob opened), with what
+    /// `describe` makes of its record; looks again if a concurrent
+    /// overwrite removed the blob between lookup and open.
+    fn open_value<T>(
+        &self,
+        key: &Key,
+        op: &'static str,
+        describe: impl Fn(&Record<'_>) -> T,
+    ) -> Result<(T, Result<Bytes, std::fs::File>)> {
         for _ in 0..8 {
-            let (meta, located) = self.locate(key, op)?;
+            let (described, located) = self.locate(key, op, &describe)?;
             match located {
-                Located::Inline(bytes) => return Ok((meta, Ok(bytes))),
+                Located::Inline(bytes) => return Ok((described, Ok(bytes))),
                 Located::Blob(id) => match std::fs::File::open(self.inner.blobs.path(id)) {
-                    Ok(file) => return Ok((meta, Err(file))),
+                    Ok(file) => return Ok((described, Err(file))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         return Err(self.ctx(Error::io("cannot open the value's blob file", e), key, op))
@@ -270,6 +282,16 @@ impl LocalStorage {
             key,
             op,
         ))
+    }
+
+    /// Maps the blob of a `get` (off the executor).
+    async fn map_blob(&self, key: &Key, file: std::fs::File, size: u64) -> Result<Bytes> {
+        let key = key.clone();
+        self.blocking(move |s| {
+            blobs::map(&file, size)
+                .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &key, "get"))
+        })
+        .await
     }
 
     /// Writes a large value to a new, fsynced blob; small ones stay in memory.
@@ -364,30 +386,27 @@ impl Storage for LocalStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        self.get_with_meta(key).await.map(|(_, value)| value)
+        // Small values are served straight from the page cache; a blob is
+        // mapped off the executor.
+        match self.open_value(key, "get", |r| r.size)? {
+            (_, Ok(bytes)) => Ok(bytes),
+            (size, Err(file)) => self.map_blob(key, file, size).await,
+        }
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
-        // Small values are served straight from the page cache; a blob is
-        // read off the executor.
-        let (meta, value) = self.open_value(key, "get")?;
-        match value {
-            Ok(bytes) => Ok((meta, bytes)),
-            Err(file) => {
-                let k = key.clone();
-                self.blocking(move |s| {
-                    let value = blobs::map(&file, meta.size)
-                        .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &k, "get"))?;
-                    Ok((meta, value))
-                })
-                .await
+        match self.open_value(key, "get", |r| Self::meta_of(key, r))? {
+            (meta, Ok(bytes)) => Ok((meta, bytes)),
+            (meta, Err(file)) => {
+                let value = self.map_blob(key, file, meta.size).await?;
+                Ok((meta, value))
             }
         }
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        let (meta, value) = self.open_value(key, "get_range")?;
-        let range = clamp_range(&range, meta.size).map_err(|e| self.ctx(e, key, "get_range"))?;
+        let (size, value) = self.open_value(key, "get_range", |r| r.size)?;
+        let range = clamp_range(&range, size).map_err(|e| self.ctx(e, key, "get_range"))?;
         match value {
             Ok(bytes) => Ok(bytes.slice(range)),
             Err(file) => {
@@ -480,9 +499,8 @@ impl Storage for LocalStorage {
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let (meta, value) = self.open_value(key, "read")?;
-        let range =
-            clamp_range(&range.unwrap_or(0..meta.size), meta.size).map_err(|e| self.ctx(e, key, "read"))?;
+        let (size, value) = self.open_value(key, "read", |r| r.size)?;
+        let range = clamp_range(&range.unwrap_or(0..size), size).map_err(|e| self.ctx(e, key, "read"))?;
         let file = match value {
             Ok(bytes) => return Ok(stream::iter([Ok(bytes.slice(range))]).boxed()),
             Err(file) => Arc::new(file),
