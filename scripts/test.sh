@@ -140,9 +140,11 @@ stage_rust() {
 # machine, about 15 minutes on 2 cores, then reused from ~/.cargo/bin) and a
 # redis-server on a free port, both started here and stopped at the end.
 # The behaviour suite runs against the cluster bare and behind both caches,
-# then the fault tests stop nodes and Redis under load, one at a time.
+# then the fault tests stop nodes and Redis under load, one at a time, then
+# `tierfs mount` serves the cluster for real (root and /dev/fuse): bare, and
+# behind the LRU and Redis caches (fuse-mount/tests/distributed.rs).
 stage_services() {
-    apt_need redis-server redis-tools
+    apt_need redis-server redis-tools fuse3 diffutils
     cargo_tool_need garage@2.5.0 garage
     local dir
     dir="$(mktemp -d /tmp/tierfs-services.XXXXXX)"
@@ -158,6 +160,11 @@ stage_services() {
     set +a
     run cargo test -p tierfs-tests --features services --test distributed
     run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
+    if ((EUID != 0)) || [[ ! -e /dev/fuse ]]; then
+        log "the mount tests of the services stage mount for real: they need root and /dev/fuse"
+        return 1
+    fi
+    run cargo test -p tierfs-fuse --features services --test distributed
 }
 
 # fuse: the FUSE front end mounted for real (needs root and /dev/fuse).

@@ -82,6 +82,9 @@ pub struct RouteInfo {
     pub policy: &'static str,
     /// The backends of that policy, in order.
     pub backends: Vec<String>,
+    /// Whether a batch on this route is applied all or nothing (else the
+    /// route refuses batches: commit changes one at a time).
+    pub atomic_batch: bool,
 }
 
 /// The storage manager. Cheap to clone; clones share everything.
@@ -178,6 +181,7 @@ impl StorageManager {
             prefix: route.prefix.clone(),
             policy: route.policy.kind(),
             backends: route.backends.clone(),
+            atomic_batch: route.stack.capabilities().atomic_batch,
         }
     }
 

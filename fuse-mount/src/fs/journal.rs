@@ -296,7 +296,8 @@ impl Journal {
         let mut failures = Vec::new();
         let mut start = 0;
         while start < batch.len() {
-            let route = self.manager.route_of(batch[start].key.as_str()).prefix;
+            let route = self.manager.route_of(batch[start].key.as_str());
+            let (atomic_batch, route) = (route.atomic_batch, route.prefix);
             let principal = batch[start].session.principal();
             let mut end = start + 1;
             while end < batch.len()
@@ -318,8 +319,12 @@ impl Journal {
                     Change::Delete => BatchOp::delete(q.key.clone()),
                 })
                 .collect();
-            let result =
-                if ops.len() == 1 { Err(None) } else { run[0].session.batch(ops).await.map_err(Some) };
+            // Routes without atomic batches (S3) refuse them: go one by one.
+            let result = if ops.len() == 1 || !atomic_batch {
+                Err(None)
+            } else {
+                run[0].session.batch(ops).await.map_err(Some)
+            };
             if let Err(e) = result {
                 if let Some(e) = e {
                     tracing::debug!(error = %e, changes = run.len(), "batch failed; committing one at a time");

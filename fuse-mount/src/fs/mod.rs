@@ -1065,7 +1065,12 @@ impl TierFs {
             let kind = posix.kind;
             if plus {
                 let ino = self.inodes.lookup(dir.ino, &child.name, kind);
-                let entry = self.entry(ino, posix, size);
+                let mut entry = self.entry(ino, posix, size);
+                if child.object.as_ref().is_some_and(|meta| meta.metadata.is_empty()) {
+                    // Listed without metadata (S3): mode, owner and times are
+                    // guesses, so the kernel must not keep them.
+                    entry.ttl = Duration::ZERO;
+                }
                 let full = replier.add(DirEntry {
                     ino,
                     offset: next,

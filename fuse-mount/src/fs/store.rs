@@ -23,6 +23,8 @@ use super::spool::Spool;
 
 /// Chunk size of streamed writes.
 const WRITE_CHUNK: usize = 1 << 20;
+/// Stats in flight while completing a listing without metadata.
+const STAT_CONCURRENCY: usize = 16;
 
 /// One entry of a directory listing: a name with the object stored under
 /// it and whether keys exist below it.
@@ -153,6 +155,7 @@ impl Store {
             }
         }
         drop(stream);
+        self.complete_listed(session, prefix, &mut children).await?;
         let Some(journal) = &self.journal else {
             return Ok(children.into_values().collect());
         };
@@ -199,6 +202,43 @@ impl Store {
             }
         }
         Ok(children.into_values().filter(|c| c.object.is_some() || c.prefix).collect())
+    }
+
+    /// Some listings carry no metadata (S3 returns none), and an empty
+    /// object without it may be an empty file, a directory marker or a
+    /// symlink: stats those, a few at a time, so that every child has its
+    /// real kind. Non-empty objects are regular files whatever the listing
+    /// says, and are left as listed.
+    async fn complete_listed(
+        &self,
+        session: &Session,
+        prefix: &str,
+        children: &mut BTreeMap<String, Child>,
+    ) -> Result<()> {
+        let unknown: Vec<Key> = children
+            .values()
+            .filter_map(|c| c.object.as_ref())
+            .filter(|meta| meta.size == 0 && meta.metadata.is_empty())
+            .map(|meta| meta.key.clone())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut stats = futures::stream::iter(unknown)
+            .map(|key| async move {
+                let result = session.stat(&key).await;
+                (key, result)
+            })
+            .buffer_unordered(STAT_CONCURRENCY);
+        while let Some((key, result)) = stats.next().await {
+            let Some(child) = children.get_mut(&key.as_str()[prefix.len()..]) else { continue };
+            match result {
+                Ok(meta) => child.object = Some(meta),
+                Err(e) if is_not_found(&e) => child.object = None,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Whether any key exists below `prefix` (ending in `/`).

@@ -4,7 +4,8 @@
 //! - Values up to `part_size_mib` go up in one PUT; larger ones, and every
 //!   streamed write past one part, as a multipart upload of parts uploaded
 //!   as they fill (memory bounded by a few parts).
-//! - Range reads, streamed reads, paginated listings (`list_with_offset`
+//! - Range reads in one request (a HEAD only for a range at or past the
+//!   end), streamed reads, paginated listings (`list_with_offset`
 //!   for recursive listings, `list_with_delimiter` for directories).
 //! - Metadata travels in one `x-amz-meta-tierfs` header (percent-encoded
 //!   JSON, so any UTF-8 and any key case survive); listings do not return
@@ -211,6 +212,12 @@ impl S3Storage {
         })
     }
 
+    /// The body of `result` as a stream of TierFS results.
+    fn stream(&self, key: &Key, result: object_store::GetResult) -> ByteStream {
+        let (this, key) = (self.clone(), key.clone());
+        result.into_stream().map_err(move |e| this.err(e, "read", &key)).boxed()
+    }
+
     fn err(&self, e: object_store::Error, op: &'static str, key: &str) -> Error {
         errors::map(e, &self.inner.name, op, key)
     }
@@ -341,6 +348,18 @@ impl Storage for S3Storage {
             if r.start > r.end {
                 return Err(crate::storage::clamp_range(r, 0).unwrap_err().with_key(key.as_str()));
             }
+            if r.start < r.end {
+                // One request: S3 answers a range running past the end with
+                // the bytes there are. Only a range starting at or past the
+                // end is refused (416); that is answered below.
+                let options = GetOptions { range: Some(GetRange::Bounded(r.clone())), ..Default::default() };
+                match self.inner.store.get_opts(&self.path(key), options).await {
+                    Ok(result) => return Ok(self.stream(key, result)),
+                    Err(e @ object_store::Error::NotFound { .. }) => return Err(self.err(e, "read", key)),
+                    Err(e) if errors::is_transient(&e.to_string()) => return Err(self.err(e, "read", key)),
+                    Err(_) => {}
+                }
+            }
             // An empty or out-of-bounds range: S3 refuses those (416), so
             // check the size and answer locally.
             let size = self.head(key, "read").await?.size;
@@ -356,8 +375,7 @@ impl Storage for S3Storage {
             .get_opts(&self.path(key), options)
             .await
             .map_err(|e| self.err(e, "read", key))?;
-        let (this, key) = (self.clone(), key.clone());
-        Ok(result.into_stream().map_err(move |e| this.err(e, "read", &key)).boxed())
+        Ok(self.stream(key, result))
     }
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
