@@ -100,7 +100,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot use the spool directory {}: {e}", spool_path.display()))?;
     let store = {
         let _guard = rt.enter();
-        Arc::new(Store::new(manager.clone(), !options.sync))
+        Arc::new(Store::new(manager.clone(), !options.sync, attr_ttl))
     };
     let fs_options = FsOptions {
         attr_ttl,

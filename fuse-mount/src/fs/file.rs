@@ -203,7 +203,9 @@ impl FileState {
             return Ok(());
         };
         let len = stream.len;
-        let published: ObjectMeta = match stream.writer.finish().await {
+        let finished = stream.writer.finish().await;
+        store.changed();
+        let published: ObjectMeta = match finished {
             Ok(meta) => meta,
             Err(e) => {
                 // The store keeps the value it had; what was streamed is lost.

@@ -15,6 +15,7 @@ pub mod attr;
 pub mod file;
 pub mod inode;
 pub mod journal;
+mod listings;
 pub mod spool;
 pub mod store;
 
@@ -245,7 +246,7 @@ impl TierFs {
 
     /// Call after the manager was reconfigured.
     pub fn reconfigured(&self) {
-        self.store.refresh_access();
+        self.store.reconfigured();
         self.identities.clear();
     }
 

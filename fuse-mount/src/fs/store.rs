@@ -3,12 +3,15 @@
 //! All calls go through a [`Session`], so the manager's policies, access
 //! control and audit apply to each. Small changes go through the
 //! [`Journal`] when group commit is on; every read consults the journal
-//! first, so the mount always sees its own changes.
+//! first, so the mount always sees its own changes. Directory listings are
+//! kept for the attribute lifetime ([`Listings`]), and every change made
+//! here drops them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -19,6 +22,7 @@ use tierfs_core::{
 };
 
 use super::journal::{Change, Journal, JournalLimits, MAX_VALUE};
+use super::listings::Listings;
 use super::spool::Spool;
 
 /// Chunk size of streamed writes.
@@ -44,14 +48,17 @@ pub struct Store {
     manager: StorageManager,
     journal: Option<Arc<Journal>>,
     open_access: AtomicBool,
+    listings: Listings,
 }
 
 impl Store {
     /// A store over `manager`; with `group_commit`, small changes are
     /// queued in a [`Journal`] (its task runs on the current runtime).
-    pub fn new(manager: StorageManager, group_commit: bool) -> Self {
+    /// Directory listings are kept for `listing_ttl` (zero: never).
+    pub fn new(manager: StorageManager, group_commit: bool, listing_ttl: Duration) -> Self {
         let journal = group_commit.then(|| Journal::start(manager.clone(), JournalLimits::default()));
-        let store = Store { manager, journal, open_access: AtomicBool::new(false) };
+        let listings = Listings::new(listing_ttl);
+        let store = Store { manager, journal, open_access: AtomicBool::new(false), listings };
         store.refresh_access();
         store
     }
@@ -141,8 +148,32 @@ impl Store {
     }
 
     /// The direct children of directory `prefix` (`""` or ending in `/`),
-    /// in name order.
+    /// in name order; a listing kept from less than the attribute lifetime
+    /// ago when nothing changed through this mount since.
     pub async fn children(&self, session: &Session, prefix: &str) -> Result<Vec<Child>> {
+        if let Some(kept) = self.listings.get(session, prefix) {
+            return Ok(kept.as_ref().clone());
+        }
+        let generation = self.listings.generation();
+        let children = self.list_children(session, prefix).await?;
+        self.listings.keep(session, prefix, generation, Arc::new(children.clone()));
+        Ok(children)
+    }
+
+    /// Something was changed without going through this store (a streamed
+    /// write publishing its value): kept listings are stale. Call it once
+    /// the change is visible, so no listing begun earlier is kept.
+    pub fn changed(&self) {
+        self.listings.changed();
+    }
+
+    /// Forgets kept listings, and takes the access rules again.
+    pub fn reconfigured(&self) {
+        self.listings.clear();
+        self.refresh_access();
+    }
+
+    async fn list_children(&self, session: &Session, prefix: &str) -> Result<Vec<Child>> {
         let mut children: BTreeMap<String, Child> = BTreeMap::new();
         let mut stream = session.list_stream(ListOptions::children(prefix));
         while let Some(item) = stream.next().await {
@@ -283,6 +314,12 @@ impl Store {
 
     /// Stores a small value (queued when group commit is on).
     pub async fn put(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
+        let result = self.put_now(session, key, value, metadata).await;
+        self.listings.changed();
+        result
+    }
+
+    async fn put_now(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
         match &self.journal {
             Some(journal) if value.len() <= MAX_VALUE && self.allowed(session, Op::Write, key) => {
                 let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
@@ -299,6 +336,12 @@ impl Store {
 
     /// Removes `key` (queued when group commit is on).
     pub async fn delete(&self, session: &Session, key: &Key) -> Result<()> {
+        let result = self.delete_now(session, key).await;
+        self.listings.changed();
+        result
+    }
+
+    async fn delete_now(&self, session: &Session, key: &Key) -> Result<()> {
         match &self.journal {
             Some(journal) if self.allowed(session, Op::Delete, key) => {
                 journal.enqueue(session, key.clone(), Change::Delete).await;
@@ -344,7 +387,9 @@ impl Store {
             offset += chunk.len() as u64;
             writer.write(chunk).await?;
         }
-        writer.finish().await.map(drop)
+        let finished = writer.finish().await.map(drop);
+        self.listings.changed();
+        finished
     }
 
     /// Replaces the metadata of `key`, keeping its value (core has no
@@ -377,14 +422,18 @@ impl Store {
                 }
             }
         }
-        writer.finish().await.map(drop)
+        let finished = writer.finish().await.map(drop);
+        self.listings.changed();
+        finished
     }
 
     /// Moves `from` to `to`, replacing `to` (after a flush, so no queued
     /// change of either key is overtaken).
     pub async fn rename(&self, session: &Session, from: &Key, to: &Key) -> Result<()> {
         self.flush().await?;
-        session.rename(from, to).await
+        let renamed = session.rename(from, to).await;
+        self.listings.changed();
+        renamed
     }
 
     /// Waits until every queued change is committed.

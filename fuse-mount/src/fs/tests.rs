@@ -15,12 +15,15 @@ struct Fixture {
 }
 
 const ROOT_CALLER: Caller = Caller { uid: 0, gid: 0, pid: 0 };
+/// Listings kept as long as on a private mount, so every test runs with
+/// the listing cache in the way.
+const LISTING_TTL: Duration = Duration::from_secs(60);
 
 async fn fixture_with(config: &str, group_commit: bool) -> Fixture {
     let manager = StorageManager::open(Config::parse(config, None).unwrap()).await.unwrap();
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = SpoolDir::new(spool_dir.path(), 1024, 1 << 20).unwrap();
-    let store = Arc::new(Store::new(manager.clone(), group_commit));
+    let store = Arc::new(Store::new(manager.clone(), group_commit, LISTING_TTL));
     let options = FsOptions { group_commit, ..FsOptions::default() };
     let fs = TierFs::new(store, spool, IdentityMap::default(), options);
     Fixture { fs, manager, _spool: spool_dir }
@@ -332,7 +335,7 @@ async fn attributes_persist_in_metadata() {
     assert_eq!(meta.metadata["posix.mtime"], "1000000.000000005");
     assert_eq!(f.stored("f").await.unwrap(), b"data", "the value is kept");
     // A fresh file system (a remount) sees the same attributes.
-    let store = Arc::new(Store::new(f.manager.clone(), true));
+    let store = Arc::new(Store::new(f.manager.clone(), true, LISTING_TTL));
     let spool = SpoolDir::new(f._spool.path(), 1024, 1 << 20).unwrap();
     let again = TierFs::new(store, spool, IdentityMap::default(), FsOptions::default());
     let e = again.lookup(&ROOT_CALLER, ROOT, n("f")).await.unwrap();
@@ -553,4 +556,68 @@ async fn streams_give_way_to_random_writes_and_truncation() {
     f.fs.release(o.fh).await.unwrap();
     assert_eq!(f.stored("e/f").await.unwrap().len(), 1801);
     assert!(f.stored("d/f").await.is_none());
+}
+
+#[tokio::test]
+async fn kept_listings_show_every_change_made_through_the_mount() {
+    let f = fixture().await;
+    let dir = f.fs.mkdir(&ROOT_CALLER, ROOT, n("d"), 0o755).await.unwrap().attr.ino;
+    f.write_file(dir, "a", b"1").await;
+    let names = |v: Vec<(String, Kind, bool)>| v.into_iter().map(|(n, ..)| n).collect::<Vec<_>>();
+    assert_eq!(names(f.names(dir, true).await), [".", "..", "a"]);
+    // Each kind of change through the mount shows at the next listing.
+    let b = f.write_file(dir, "b", &vec![7u8; 3000]).await;
+    assert_eq!(names(f.names(dir, true).await), [".", "..", "a", "b"]);
+    f.fs.rename(&ROOT_CALLER, dir, n("a"), dir, n("c"), 0).await.unwrap();
+    assert_eq!(names(f.names(dir, false).await), [".", "..", "b", "c"]);
+    f.fs.unlink(&ROOT_CALLER, dir, n("c")).await.unwrap();
+    assert_eq!(names(f.names(dir, true).await), [".", "..", "b"]);
+    // A size change (a large streamed write) shows in the listed attributes.
+    let opened = f.fs.open(&ROOT_CALLER, b, libc::O_WRONLY).await.unwrap();
+    f.fs.write(opened.fh, 0, &vec![9u8; 3 << 20]).await.unwrap();
+    f.fs.release(opened.fh).await.unwrap();
+    let mut listed = Names(Vec::new());
+    let o = f.fs.opendir(&ROOT_CALLER, dir).await.unwrap();
+    f.fs.readdir(o.fh, 0, true, &mut listed).await.unwrap();
+    f.fs.releasedir(o.fh);
+    let sizes: Vec<u64> =
+        f.fs.store()
+            .children(&f.fs.session(&ROOT_CALLER), "d/")
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.object.as_ref().map_or(0, |m| m.size))
+            .collect();
+    assert_eq!(sizes, [3 << 20]);
+}
+
+#[tokio::test]
+async fn kept_listings_miss_outside_changes_only_for_the_attribute_lifetime() {
+    let manager = StorageManager::open(Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap())
+        .await
+        .unwrap();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = SpoolDir::new(spool_dir.path(), 1024, 1 << 20).unwrap();
+    let ttl = Duration::from_millis(300);
+    let store = Arc::new(Store::new(manager.clone(), true, ttl));
+    let fs = TierFs::new(
+        store,
+        spool,
+        IdentityMap::default(),
+        FsOptions { attr_ttl: ttl, ..FsOptions::default() },
+    );
+    let outside = manager.session("someone-else");
+    outside.put(&Key::new("x").unwrap(), "1".into(), Default::default()).await.unwrap();
+    let session = fs.session(&ROOT_CALLER);
+    let names = |c: Vec<Child>| c.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x"]);
+    // A change made by another client: kept listing first, then the new one.
+    outside.put(&Key::new("y").unwrap(), "2".into(), Default::default()).await.unwrap();
+    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x"]);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x", "y"]);
+    // Another principal has its own listing (access control filters them).
+    let other = fs.session(&Caller { uid: 1000, gid: 1000, pid: 0 });
+    outside.put(&Key::new("z").unwrap(), "3".into(), Default::default()).await.unwrap();
+    assert_eq!(names(fs.store().children(&other, "").await.unwrap()), ["x", "y", "z"]);
 }
