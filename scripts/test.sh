@@ -140,9 +140,9 @@ stage_rust() {
 # machine, about 15 minutes on 2 cores, then reused from ~/.cargo/bin) and a
 # redis-server on a free port, both started here and stopped at the end.
 # The behaviour suite runs against the cluster bare and behind both caches,
-# then the fault tests stop nodes and Redis under load, one at a time, then
-# `tierfs mount` serves the cluster for real (root and /dev/fuse): bare, and
-# behind the LRU and Redis caches (fuse-mount/tests/distributed.rs).
+# then `tierfs mount` serves the cluster for real (root and /dev/fuse): bare,
+# and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), then
+# the fault tests stop nodes and Redis under load, one at a time.
 stage_services() {
     apt_need redis-server redis-tools fuse3 diffutils
     cargo_tool_need garage@2.5.0 garage
@@ -158,13 +158,16 @@ stage_services() {
     # shellcheck disable=SC1091
     . "$dir/redis/env"
     set +a
-    run cargo test -p tierfs-tests --features services --test distributed
-    run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
     if ((EUID != 0)) || [[ ! -e /dev/fuse ]]; then
         log "the mount tests of the services stage mount for real: they need root and /dev/fuse"
         return 1
     fi
+    run cargo test -p tierfs-tests --features services --test distributed
+    # The mount tests check what the bucket holds, so they run while the
+    # cluster is whole; the fault tests after them stop and restart nodes,
+    # which then resynchronise in the background.
     run cargo test -p tierfs-fuse --features services --test distributed
+    run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
 }
 
 # fuse: the FUSE front end mounted for real (needs root and /dev/fuse).

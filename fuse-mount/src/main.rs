@@ -101,9 +101,9 @@ struct MountArgs {
     /// Role name for a gid instead of its group name: GID=NAME gives role `group:NAME` (repeatable).
     #[arg(long = "group-map", value_name = "GID=NAME")]
     group_map: Vec<String>,
-    /// Seconds the kernel may cache names and attributes (0 disables caching). Default: 60 when
-    /// the store is private to this daemon (local and memory backends) and the mount single-user,
-    /// else 1.
+    /// Seconds the kernel may cache names and attributes, and the daemon directory listings
+    /// (0 disables caching). Default: 60 when the store is private to this daemon (local and
+    /// memory backends) and the mount single-user, else 1.
     #[arg(long)]
     attr_timeout: Option<f64>,
     /// Directory for spool files of files being written (default: $TMPDIR).

@@ -331,15 +331,20 @@ impl OpenFile {
 const WINDOW_MIN: u64 = 256 * 1024;
 /// Largest read-ahead window.
 const WINDOW_MAX: u64 = 8 << 20;
-/// Windows fetched in the background ahead of the one being served.
-const DEPTH: usize = 4;
+/// Windows fetched in the background ahead of the one being served: at
+/// first, and at most (the reader waiting on a fetch deepens it by one).
+const DEPTH_MIN: usize = 2;
+const DEPTH_MAX: usize = 8;
 /// How far from the last read a read may land and still count as sequential
 /// (the kernel sends read-ahead requests in parallel, slightly out of order).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
 /// Read-ahead of one handle over a clean file: after two sequential reads,
-/// reads fetch a window, and the next `DEPTH` windows are fetched in the
-/// background while the current one is served. Each window is twice the
+/// reads fetch a window, and the next windows are fetched in the
+/// background while the current one is served: two at first, one more each
+/// time the reader has to wait for one (a store slow per request, such as
+/// an object store, ends up with eight in flight; a local disk that keeps
+/// ahead stays at two). Each window is twice the
 /// one before, up to 8 MiB, so that a store with a high cost per request
 /// (an object store) is asked for few, large ranges, and several at once.
 #[derive(Debug, Default)]
@@ -349,6 +354,7 @@ pub struct ReadAhead {
     window: u64,
     buffer: Option<(u64, u64, Bytes)>,
     prefetch: VecDeque<Prefetch>,
+    depth: usize,
 }
 
 /// A window being fetched: generation, start, stop and the fetch.
@@ -459,6 +465,9 @@ impl ReadAhead {
                 return None;
             }
             let Prefetch { start, stop, task, .. } = self.prefetch.pop_front()?;
+            if !task.is_finished() {
+                self.depth = (self.depth + 1).clamp(DEPTH_MIN, DEPTH_MAX);
+            }
             match task.await {
                 Ok(Ok(bytes)) if bytes.len() as u64 == stop - start => {
                     self.buffer = Some((generation, start, bytes));
@@ -474,7 +483,7 @@ impl ReadAhead {
     }
 
     /// Starts fetches after the buffer and the windows already on their
-    /// way, until `DEPTH` are.
+    /// way, until `depth` are.
     fn refill(&mut self, store: &Arc<Store>, session: &Session, key: &Key, file_size: u64, gen: u64) {
         if self.window == 0 {
             return;
@@ -484,7 +493,8 @@ impl ReadAhead {
             (None, Some((_, start, bytes))) => start + bytes.len() as u64,
             (None, None) => return,
         };
-        while self.prefetch.len() < DEPTH && start < file_size {
+        let depth = self.depth.max(DEPTH_MIN);
+        while self.prefetch.len() < depth && start < file_size {
             let stop = (start + self.window).min(file_size);
             let (store, session, key) = (store.clone(), session.clone(), key.clone());
             let task = tokio::spawn(async move { store.get_range(&session, &key, start..stop).await });

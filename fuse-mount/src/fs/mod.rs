@@ -15,7 +15,7 @@ pub mod attr;
 pub mod file;
 pub mod inode;
 pub mod journal;
-mod listings;
+pub mod listings;
 pub mod spool;
 pub mod store;
 
@@ -189,7 +189,7 @@ struct DirHandle {
     parent: u64,
     prefix: String,
     session: Session,
-    listing: tokio::sync::Mutex<(bool, Vec<Child>)>,
+    listing: tokio::sync::Mutex<(bool, Arc<Vec<Child>>)>,
 }
 
 /// The file system; see the module documentation.

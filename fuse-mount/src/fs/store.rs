@@ -150,13 +150,13 @@ impl Store {
     /// The direct children of directory `prefix` (`""` or ending in `/`),
     /// in name order; a listing kept from less than the attribute lifetime
     /// ago when nothing changed through this mount since.
-    pub async fn children(&self, session: &Session, prefix: &str) -> Result<Vec<Child>> {
+    pub async fn children(&self, session: &Session, prefix: &str) -> Result<Arc<Vec<Child>>> {
         if let Some(kept) = self.listings.get(session, prefix) {
-            return Ok(kept.as_ref().clone());
+            return Ok(kept);
         }
         let generation = self.listings.generation();
-        let children = self.list_children(session, prefix).await?;
-        self.listings.keep(session, prefix, generation, Arc::new(children.clone()));
+        let children = Arc::new(self.list_children(session, prefix).await?);
+        self.listings.keep(session, prefix, generation, children.clone());
         Ok(children)
     }
 
@@ -174,6 +174,11 @@ impl Store {
     }
 
     async fn list_children(&self, session: &Session, prefix: &str) -> Result<Vec<Child>> {
+        // Queued changes are taken before the store is listed: one the
+        // journal commits meanwhile is then in one or the other, never in
+        // neither (taken after, it could be gone from the queue and missing
+        // from a listing made before it landed).
+        let pending = self.journal.as_ref().map(|journal| journal.pending_under(prefix));
         let mut children: BTreeMap<String, Child> = BTreeMap::new();
         let mut stream = session.list_stream(ListOptions::children(prefix));
         while let Some(item) = stream.next().await {
@@ -187,12 +192,12 @@ impl Store {
         }
         drop(stream);
         self.complete_listed(session, prefix, &mut children).await?;
-        let Some(journal) = &self.journal else {
+        let Some(pending) = pending else {
             return Ok(children.into_values().collect());
         };
         let mut put_groups = HashSet::new();
         let mut delete_groups = HashSet::new();
-        for (key, change) in journal.pending_under(prefix) {
+        for (key, change) in pending {
             let rest = &key[prefix.len()..];
             match rest.find('/') {
                 Some(i) => {

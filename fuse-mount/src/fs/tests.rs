@@ -609,7 +609,7 @@ async fn kept_listings_miss_outside_changes_only_for_the_attribute_lifetime() {
     let outside = manager.session("someone-else");
     outside.put(&Key::new("x").unwrap(), "1".into(), Default::default()).await.unwrap();
     let session = fs.session(&ROOT_CALLER);
-    let names = |c: Vec<Child>| c.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    let names = |c: Arc<Vec<Child>>| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x"]);
     // A change made by another client: kept listing first, then the new one.
     outside.put(&Key::new("y").unwrap(), "2".into(), Default::default()).await.unwrap();

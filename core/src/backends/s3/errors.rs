@@ -50,6 +50,32 @@ pub(super) fn is_transient(message: &str) -> bool {
         "slowdown",
         "service unavailable",
     ];
-    let m = message.to_ascii_lowercase();
-    SIGNS.iter().any(|s| m.contains(s))
+    // object_store's retry errors always print their `retry_timeout`
+    // setting and the time elapsed, so neither may decide: status codes
+    // count only as whole words ("504", not the digits of "2.023504ms").
+    let m = message.to_ascii_lowercase().replace("retry_timeout", "");
+    let words: Vec<&str> = m.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    SIGNS
+        .iter()
+        .any(|s| if s.bytes().all(|b| b.is_ascii_digit()) { words.contains(s) } else { m.contains(s) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+
+    #[test]
+    fn transient_signs_are_read_as_words() {
+        let invalid_range =
+            "Generic S3 error: Error performing GET http://127.0.0.1:39010/b/k in 2.023504ms, \
+                             after 0 retries, max_retries: 3, retry_timeout: 30s - Server returned \
+                             non-2xx status code: 416 Range Not Satisfiable: InvalidRange";
+        assert!(!is_transient(invalid_range), "elapsed digits and retry_timeout decide nothing");
+        assert!(!is_transient("status 404 Not Found, retry_timeout: 30s"));
+        assert!(is_transient("Server returned non-2xx status code: 503 Service Unavailable"));
+        assert!(is_transient("HTTP error: 504, after 3 retries"));
+        assert!(is_transient("error sending request for url: operation timed out"));
+        assert!(is_transient("tcp connect error: Connection refused (os error 111)"));
+        assert!(is_transient("Please reduce your request rate. SlowDown"));
+    }
 }

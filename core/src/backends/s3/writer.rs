@@ -12,7 +12,7 @@ use crate::key::Key;
 use crate::storage::{ObjectMeta, PutOptions, Storage, ValueWriter};
 
 /// Parts in flight at once.
-const CONCURRENCY: usize = 4;
+const CONCURRENCY: usize = 8;
 
 pub(super) struct S3Writer {
     storage: S3Storage,
