@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/mounts.sh
+. "$ROOT/scripts/lib/mounts.sh"
 OUTPUT=""
 SEQ_MIB=1024
 KEYS=10000
@@ -141,17 +143,6 @@ echo "$TIERFS_S3_ACCESS_KEY_ID:$TIERFS_S3_SECRET_ACCESS_KEY" >"$BENCH_DIR/s3fs.p
 chmod 600 "$BENCH_DIR/s3fs.passwd"
 RCLONE=(rclone --config "$BENCH_DIR/rclone.conf")
 
-wait_mounted() {
-    local mnt="$1" _
-    for _ in $(seq 1 1500); do
-        awk -v m="$mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || { echo "the daemon exited before mounting $mnt" >&2; return 1; }
-        sleep 0.02
-    done
-    echo "no mount at $mnt" >&2
-    return 1
-}
-
 # mount_target TARGET: mounts the bucket with TARGET at $BENCH_DIR/TARGET/mnt.
 mount_target() {
     local target="$1" dir="$BENCH_DIR/$1"
@@ -179,15 +170,6 @@ unmount_target() {
     wait "$DAEMON_PID" || true
     DAEMON_PID=""
     MNT=""
-}
-
-drop_caches() {
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
-
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
 # timed VAR CMD...: runs CMD, sets VAR to its wall seconds and CPU_USED to the daemon's CPU seconds.

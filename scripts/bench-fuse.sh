@@ -22,6 +22,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/mounts.sh
+. "$ROOT/scripts/lib/mounts.sh"
 OUTPUT=""
 FILES=20000
 SEQ_MIB=1024
@@ -74,27 +76,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-
-wait_mounted() {
-    local mnt="$1" i
-    for i in $(seq 1 500); do
-        awk -v m="$mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || { echo "the daemon exited before mounting $mnt" >&2; return 1; }
-        sleep 0.02
-    done
-    echo "no mount at $mnt" >&2
-    return 1
-}
-
-drop_caches() {
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
-
-# cpu_seconds PID: utime + stime in seconds.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
-}
 
 # sample_begin / sample_end: CPU seconds and peak RSS (MiB) of the daemon over one workload.
 SAMPLE_CPU=0

@@ -1,0 +1,26 @@
+# Helpers shared by the mount benchmarks (bench-fuse.sh, bench-distributed.sh);
+# sourced, not run. They expect DAEMON_PID to name the daemon being mounted.
+
+# wait_mounted MNT: waits up to 30 s for MNT in /proc/mounts; fails at once
+# if the daemon exits first.
+wait_mounted() {
+    local mnt="$1" _
+    for _ in $(seq 1 1500); do
+        awk -v m="$mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || { echo "the daemon exited before mounting $mnt" >&2; return 1; }
+        sleep 0.02
+    done
+    echo "no mount at $mnt" >&2
+    return 1
+}
+
+# drop_caches: writes back and drops the kernel's page cache (needs root).
+drop_caches() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+}
+
+# cpu_seconds PID: utime + stime in seconds.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
+}
