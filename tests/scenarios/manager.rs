@@ -94,3 +94,67 @@ async fn explain_says_whether_the_cache_would_serve_a_read() {
         .unwrap();
     assert_eq!(plain.explain(&who, StorageOperationType::Read, "doc").unwrap().cache, CacheVerdict::NoCache);
 }
+
+/// Calls an in-process backend answers at once (`Storage::get_now`) skip
+/// the boxed future but not the books: counts, errors and bytes are exact,
+/// and the latency histogram holds one sample per `SAMPLE_EVERY` calls,
+/// weighted so that its count stays within one sample of the calls.
+#[tokio::test]
+async fn calls_answered_at_once_are_counted_exactly() {
+    use tierfs_core::metrics::SAMPLE_EVERY;
+    let config = Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap();
+    let manager = StorageManager::open(config).await.unwrap();
+    let store = manager.session("t");
+    let k = Key::new("k").unwrap();
+    for _ in 0..100 {
+        store.put(&k, Bytes::from_static(b"1234"), Default::default()).await.unwrap();
+    }
+    for _ in 0..250 {
+        assert_eq!(store.get(&k).await.unwrap(), Bytes::from_static(b"1234"));
+    }
+    let missing = Key::new("missing").unwrap();
+    let error = store.get(&missing).await.unwrap_err();
+    assert_eq!(error.kind(), tierfs_core::ErrorKind::NotFound);
+    assert_eq!(error.key(), Some("missing"));
+
+    let m = manager.metrics();
+    let (puts, gets) = (&m.backends["m"]["put"], &m.backends["m"]["get"]);
+    assert_eq!((puts.count, puts.errors, puts.bytes_in), (100, 0, 400));
+    assert_eq!((gets.count, gets.errors, gets.bytes_out), (251, 1, 1000));
+    for (op, calls) in [(puts, 100), (gets, 251)] {
+        let sampled = op.latency.count;
+        assert_eq!(sampled % SAMPLE_EVERY, 0, "each sample stands for {SAMPLE_EVERY} calls");
+        assert!(sampled.abs_diff(calls) < SAMPLE_EVERY, "{sampled} in the histogram for {calls} calls");
+        assert_eq!(op.latency.buckets.iter().sum::<u64>(), sampled);
+    }
+}
+
+/// A denied call answered through the fast path is refused and audited
+/// once, like any other; an allowed one is audited once too.
+#[tokio::test]
+async fn calls_answered_at_once_are_checked_and_audited_once() {
+    use tierfs_core::audit::AuditResult;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[backends.m]\ntype = \"memory\"\n\
+         [access]\ndefault = \"none\"\n\
+         [[access.rules]]\nprincipal = \"reader\"\nresource = \"*\"\nlevel = \"read\"\n\
+         [[access.rules]]\nprincipal = \"root\"\nresource = \"*\"\nlevel = \"full\"\n\
+         [audit]\npath = {:?}\n",
+        dir.path().join("audit.log")
+    );
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let reader = manager.session("reader");
+    let k = Key::new("k").unwrap();
+    let denied = reader.put(&k, Bytes::from_static(b"v"), Default::default()).await.unwrap_err();
+    assert_eq!(denied.kind(), tierfs_core::ErrorKind::PermissionDenied);
+    assert_eq!(reader.get(&k).await.unwrap_err().kind(), tierfs_core::ErrorKind::NotFound);
+    let records = manager.session("root").audit_log(&Default::default()).unwrap();
+    let ops: Vec<(&str, AuditResult)> = records.iter().map(|r| (r.operation.as_str(), r.result)).collect();
+    let expected = [
+        ("write", AuditResult::Denied),
+        ("read", AuditResult::Allowed),
+        ("admin:query_audit", AuditResult::Allowed),
+    ];
+    assert_eq!(ops, expected);
+}

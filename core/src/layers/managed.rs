@@ -5,13 +5,15 @@
 //! runs in a `storage` span (`DEBUG`; fields `backend`, `op`, `key`), is
 //! counted and timed into the backend's
 //! [`BackendMetrics`] (logical calls: retries show in
-//! `tierfs_retries_total`), and goes through the backend's [`HealthGuard`]
+//! `tierfs_retries_total`; calls the backend answers without waiting,
+//! [`Storage::get_now`], are timed one in [`SAMPLE_EVERY`]), and goes through the backend's [`HealthGuard`]
 //! (fail fast while unhealthy, timeout, bounded retries). Stacking the three
 //! as separate [`Storage`] wrappers cost a boxed future and a virtual call
 //! each, a quarter of a 4 KiB memory `get`.
 //!
 //! [`TracingStorage`]: crate::layers::TracingStorage
 //! [`HealthStorage`]: crate::layers::HealthStorage
+//! [`SAMPLE_EVERY`]: crate::metrics::SAMPLE_EVERY
 //!
 //! ```
 //! use std::sync::Arc;
@@ -42,7 +44,7 @@ use quanta::Instant;
 use tracing::{debug_span, Instrument};
 
 use super::health::{HealthGuard, HealthOptions};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{BackendMetrics, Op, StorageMetrics};
 use crate::storage::{
@@ -106,6 +108,38 @@ impl ManagedStorage {
         self.metrics.record(op, start.elapsed(), result.is_ok(), bytes_in, out);
         result
     }
+
+    /// `f` (a `*_now` call of the bare backend) with the same metrics as
+    /// [`ManagedStorage::run`], when nothing else of `run` is needed: the
+    /// backend is healthy, no subscriber wants the span, and the answer is
+    /// not a failure the guard would retry or mark. `None` sends the caller
+    /// to the full path (which calls the backend again: only idempotent
+    /// calls go through here, and only failures are redone).
+    fn run_now<T>(
+        &self,
+        op: Op,
+        label: &'static str,
+        key: &str,
+        bytes_in: u64,
+        f: impl FnOnce() -> Option<Result<T>>,
+        bytes_out: impl Fn(&T) -> u64,
+    ) -> Option<Result<T>> {
+        if !self.guard.is_healthy()
+            || !debug_span!("storage", backend = self.inner.name(), op = label, key = %key).is_disabled()
+        {
+            return None;
+        }
+        let start = self.metrics.sample_now(op).then(Instant::now);
+        let result = f()?;
+        if let Err(e) = &result {
+            if e.is_retryable() || e.kind() == ErrorKind::Unavailable {
+                return None;
+            }
+        }
+        let out = result.as_ref().map(&bytes_out).unwrap_or(0);
+        self.metrics.record_now(op, start.map(|s| s.elapsed()), result.is_ok(), bytes_in, out);
+        Some(result)
+    }
 }
 
 #[async_trait]
@@ -124,6 +158,15 @@ impl Storage for ManagedStorage {
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
         self.run(Op::Get, "get", key, 0, || self.inner.get(key), |b| b.len() as u64).await
+    }
+
+    fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        self.run_now(Op::Get, "get", key, 0, || self.inner.get_now(key), |b| b.len() as u64)
+    }
+
+    fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
+        let call = || self.inner.put_now(key, value, options);
+        self.run_now(Op::Put, "put", key, value.len() as u64, call, |_| 0)
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {

@@ -108,7 +108,7 @@ impl StorageManager {
         }
         let route = self.route_of(key);
         let cache = {
-            let state = self.shared.state.read();
+            let state = self.shared.state.load();
             match (&state.router.route(key).cache, crate::key::Key::new(key)) {
                 (None, _) => CacheVerdict::NoCache,
                 (Some(_), Err(_)) => CacheVerdict::Unknown,

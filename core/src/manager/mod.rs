@@ -44,6 +44,7 @@ use std::sync::Arc;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 
 pub use explain::{CacheVerdict, Explanation};
@@ -65,7 +66,8 @@ use state::ManagerState;
 pub(crate) struct Shared {
     registry: Arc<StorageRegistry>,
     metrics: Arc<StorageMetrics>,
-    state: RwLock<Arc<ManagerState>>,
+    /// Swapped whole on reconfigure; read lock-free on every call.
+    state: ArcSwap<ManagerState>,
     security: RwLock<Arc<Security>>,
     /// Set while no rule restricts anyone and nothing is audited: checks are skipped.
     open_access: AtomicBool,
@@ -121,7 +123,7 @@ impl StorageManager {
             shared: Arc::new(Shared {
                 registry,
                 metrics,
-                state: RwLock::new(Arc::new(state)),
+                state: ArcSwap::from_pointee(state),
                 open_access: AtomicBool::new(security.is_open()),
                 security: RwLock::new(Arc::new(security)),
                 reconfigure: tokio::sync::Mutex::new(()),
@@ -141,7 +143,7 @@ impl StorageManager {
 
     /// The configuration in force.
     pub fn config(&self) -> Config {
-        self.shared.state.read().config.clone()
+        self.shared.state.load().config.clone()
     }
 
     /// The metrics at this moment.
@@ -151,12 +153,12 @@ impl StorageManager {
 
     /// The names of the configured backends.
     pub fn backend_names(&self) -> Vec<String> {
-        self.shared.state.read().backends.keys().cloned().collect()
+        self.shared.state.load().backends.keys().cloned().collect()
     }
 
     /// Backend `name` as policies see it (health and metrics layers on).
     pub fn backend(&self, name: &str) -> Result<Arc<dyn Storage>> {
-        let state = self.shared.state.read();
+        let state = self.shared.state.load();
         state.backends.get(name).map(|b| b.managed.clone() as Arc<dyn Storage>).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -175,7 +177,7 @@ impl StorageManager {
 
     /// The route, policy and backends serving `key`, without touching any backend.
     pub fn route_of(&self, key: &str) -> RouteInfo {
-        let state = self.shared.state.read();
+        let state = self.shared.state.load();
         let route = state.router.route(key);
         RouteInfo {
             prefix: route.prefix.clone(),
@@ -196,7 +198,7 @@ impl StorageManager {
     /// Runs one scrub of every redundant set now (catch-up of lagging
     /// copies and a full comparison), returning each set's report.
     pub async fn scrub(&self) -> Result<Vec<crate::policies::redundant::ScrubReport>> {
-        let state = self.shared.state.read().clone();
+        let state = self.shared.state.load_full();
         let mut reports = Vec::new();
         for set in &state.redundant {
             reports.push(set.scrub_once().await?);
@@ -206,7 +208,7 @@ impl StorageManager {
 
     /// Flushes write-back caches and makes acknowledged writes durable.
     pub async fn sync(&self) -> Result<()> {
-        let state = self.shared.state.read().clone();
+        let state = self.shared.state.load_full();
         state.sync().await
     }
 
@@ -215,7 +217,7 @@ impl StorageManager {
     /// handle drops. Call it before dropping a manager with write-back
     /// caches: unflushed data does not survive the drop.
     pub async fn shutdown(&self) -> Result<()> {
-        let state = self.shared.state.read().clone();
+        let state = self.shared.state.load_full();
         state.retire().await
     }
 }
@@ -224,11 +226,11 @@ impl Shared {
     /// See [`StorageManager::reconfigure`].
     pub(crate) async fn reconfigure(&self, config: Config) -> Result<()> {
         let _one_at_a_time = self.reconfigure.lock().await;
-        let old = self.state.read().clone();
+        let old = self.state.load_full();
         let old_security = self.security.read().clone();
         let security = build_security(&config, Some(&old_security))?;
         let new = ManagerState::build(config, &self.registry, &self.metrics, Some(&old)).await?;
-        *self.state.write() = Arc::new(new);
+        self.state.store(Arc::new(new));
         self.set_security(security);
         // Write-back data of the old stacks reaches the backends.
         old.retire().await

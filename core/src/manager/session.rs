@@ -44,7 +44,7 @@ impl Session {
     }
 
     pub(crate) fn state(&self) -> Arc<ManagerState> {
-        self.shared.state.read().clone()
+        self.shared.state.load_full()
     }
 
     pub(crate) fn security(&self) -> Arc<Security> {
@@ -58,11 +58,34 @@ impl Session {
     /// Checks `op` on `key`, records it, and returns the stack serving it.
     fn stack_for(&self, op: Op, label: &str, key: &Key) -> Result<Arc<dyn Storage>> {
         if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(self.shared.state.read().router.route(key).stack.clone());
+            return Ok(self.shared.state.load().router.route(key).stack.clone());
         }
         let state = self.state();
         self.authorize(&state, label, &[Check::key(op, key)])?;
         Ok(state.router.route(key).stack.clone())
+    }
+
+    /// Checks `op` on `key` and records it like [`Session::stack_for`], then
+    /// answers with `now` (a `*_now` call) from the stack serving `key`
+    /// when it can; otherwise hands the stack back for the full call.
+    fn serve<T>(
+        &self,
+        op: Op,
+        label: &str,
+        key: &Key,
+        now: impl FnOnce(&dyn Storage) -> Option<Result<T>>,
+    ) -> std::result::Result<Result<T>, Arc<dyn Storage>> {
+        let state = if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+            self.shared.state.load()
+        } else {
+            let state = self.shared.state.load();
+            if let Err(e) = self.authorize(&state, label, &[Check::key(op, key)]) {
+                return Ok(Err(e));
+            }
+            state
+        };
+        let stack = &state.router.route(key).stack;
+        now(&**stack).ok_or_else(|| stack.clone())
     }
 
     /// Drops listing entries the principal may not read.
@@ -120,7 +143,10 @@ impl Storage for Session {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        self.stack_for(Op::Read, "read", key)?.get(key).await
+        match self.serve(Op::Read, "read", key, |stack| stack.get_now(key)) {
+            Ok(answer) => answer,
+            Err(stack) => stack.get(key).await,
+        }
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
@@ -132,7 +158,10 @@ impl Storage for Session {
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        self.stack_for(Op::Write, "write", key)?.put(key, value, options).await
+        match self.serve(Op::Write, "write", key, |stack| stack.put_now(key, &value, &options)) {
+            Ok(answer) => answer,
+            Err(stack) => stack.put(key, value, options).await,
+        }
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {

@@ -17,11 +17,17 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation.
     pub fn record(&self, latency: Duration) {
+        self.record_weighted(latency, 1);
+    }
+
+    /// Records one observation standing for `weight` alike (a sample of
+    /// one call in `weight`).
+    pub fn record_weighted(&self, latency: Duration, weight: u64) {
         let us = latency.as_micros().min(u64::MAX as u128) as u64;
         let i = BUCKET_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(BUCKET_BOUNDS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.buckets[i].fetch_add(weight, Ordering::Relaxed);
+        self.count.fetch_add(weight, Ordering::Relaxed);
+        self.sum_us.fetch_add(us.saturating_mul(weight), Ordering::Relaxed);
     }
 
     /// The counts at this moment.

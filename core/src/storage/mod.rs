@@ -126,6 +126,39 @@ pub trait Storage: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Answers [`Storage::get`] without waiting, when this backend can: an
+    /// in-process backend whose every `get` is a lookup in memory (and layers
+    /// over one) returns `Some`, with exactly what `get` would return.
+    /// `None` means "not without waiting": nothing was done, call `get`.
+    ///
+    /// Callers that try this first skip a boxed future and a poll for each
+    /// call an in-process backend serves (the manager does, for every get).
+    ///
+    /// ```
+    /// use tierfs_core::{Key, MemoryStorage, PutOptions, Storage};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStorage::new("m");
+    /// let key = Key::new("k")?;
+    /// store.put(&key, "v".into(), PutOptions::default()).await?;
+    /// let value = match store.get_now(&key) {
+    ///     Some(result) => result?,
+    ///     None => store.get(&key).await?,
+    /// };
+    /// assert_eq!(&value[..], b"v");
+    /// # Ok::<_, tierfs_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    fn get_now(&self, _key: &Key) -> Option<Result<Bytes>> {
+        None
+    }
+
+    /// Answers [`Storage::put`] without waiting, when this backend can (see
+    /// [`Storage::get_now`]); `None` means nothing was stored: call `put`.
+    fn put_now(&self, _key: &Key, _value: &Bytes, _options: &PutOptions) -> Option<Result<ObjectMeta>> {
+        None
+    }
+
     /// Whether the backend is believed reachable now. Layers that track
     /// health ([`HealthStorage`](crate::layers::HealthStorage)) answer; others
     /// pass the question to what they wrap, and a bare backend says `true`.

@@ -121,7 +121,15 @@ impl Storage for MemoryStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        Ok(self.value(key, "get")?)
+        self.value(key, "get")
+    }
+
+    fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        Some(self.value(key, "get"))
+    }
+
+    fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
+        Some(self.store(key, value.clone(), options.clone()))
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
