@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# FUSE benchmarks: a native directory, `tierfs mount` over the local backend
-# and `rclone mount` of a local directory, in one run on one disk.
+# FUSE benchmarks: a native directory, `tierfs mount` over the local backend,
+# `rclone mount` of a local directory, and `floor` (fuse-mount/examples/floor.rs:
+# a FUSE file system in memory that answers every request at once, so what it
+# cannot reach is the kernel's round trip, not TierFS), in one run on one disk.
 #
 #   scripts/bench-fuse.sh [--output FILE] [--files N] [--seq-mib N] [--rand-mib N]
 #
@@ -17,7 +19,7 @@
 # the workload) are recorded.
 #
 # Needs root (mounts, drop_caches). Installs fio, rclone and fuse3 if missing.
-# Everything lives under BENCH_DIR (default /var/tmp/tierfs-bench), so all three
+# Everything lives under BENCH_DIR (default /var/tmp/tierfs-bench), so all the
 # targets share one file system; it is removed at the end.
 set -euo pipefail
 
@@ -34,7 +36,7 @@ while (($# > 0)); do
         --files) FILES="$2"; shift 2 ;;
         --seq-mib) SEQ_MIB="$2"; shift 2 ;;
         --rand-mib) RAND_MIB="$2"; shift 2 ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -54,8 +56,9 @@ if ((${#missing[@]} > 0)); then
 fi
 
 cd "$ROOT"
-cargo build -q -p tierfs-fuse --release
+cargo build -q -p tierfs-fuse --release --bin tierfs --example floor
 TIERFS="$ROOT/target/release/tierfs"
+FLOOR="$ROOT/target/release/examples/floor"
 
 BENCH_DIR="${BENCH_DIR:-/var/tmp/tierfs-bench}"
 rm -rf "$BENCH_DIR"
@@ -165,7 +168,18 @@ run_workloads tierfs "$BENCH_DIR/tierfs/mnt"
 wait "$DAEMON_PID"
 DAEMON_PID=""
 
-# 3. rclone mount of a local directory, write cache on the same disk.
+# 3. The floor: FUSE itself, nothing behind it.
+mkdir -p "$BENCH_DIR/floor/mnt"
+"$FLOOR" "$BENCH_DIR/floor/mnt" 2>"$BENCH_DIR/floor.log" &
+DAEMON_PID=$!
+MOUNTS+=("$BENCH_DIR/floor/mnt")
+wait_mounted "$BENCH_DIR/floor/mnt"
+run_workloads floor "$BENCH_DIR/floor/mnt"
+umount "$BENCH_DIR/floor/mnt"
+wait "$DAEMON_PID" || true
+DAEMON_PID=""
+
+# 4. rclone mount of a local directory, write cache on the same disk.
 mkdir -p "$BENCH_DIR/rclone/mnt" "$BENCH_DIR/rclone/src" "$BENCH_DIR/rclone/cache"
 rclone mount "$BENCH_DIR/rclone/src" "$BENCH_DIR/rclone/mnt" --vfs-cache-mode writes \
     --cache-dir "$BENCH_DIR/rclone/cache" --config /dev/null 2>"$BENCH_DIR/rclone.log" &
@@ -177,7 +191,7 @@ fusermount3 -u "$BENCH_DIR/rclone/mnt" || umount "$BENCH_DIR/rclone/mnt"
 wait "$DAEMON_PID" || true
 DAEMON_PID=""
 
-# The table: values, ratios to native, tierfs against rclone, daemon CPU and RSS.
+# The table: values, ratios to native, tierfs against rclone and the floor, daemon CPU and RSS.
 TABLE="$(python3 - "$RESULTS" "$SEQ_MIB" "$FILES" "$RAND_MIB" <<'EOF'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -197,14 +211,15 @@ names = {
     "small-read": "%s files: open+read+close" % files,
     "small-unlink": "%s files: unlink" % files,
 }
-print("| workload | native | tierfs | rclone | tierfs / native | rclone / native | tierfs / rclone | tierfs CPU s, peak RSS MiB | rclone CPU s, peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | native | tierfs | rclone | floor | tierfs / native | rclone / native | floor / native | tierfs / rclone | tierfs / floor | tierfs CPU s, peak RSS MiB | rclone CPU s, peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for w in order:
-    n, t, r = data[("native", w)], data[("tierfs", w)], data[("rclone", w)]
+    n, t, r, f = (data[(target, w)] for target in ("native", "tierfs", "rclone", "floor"))
     unit = n[1]
     fmt = lambda v: ("%.0f" % v[0]) + " " + unit
-    print("| %s | %s | %s | %s | %.2fx | %.2fx | %.2fx | %s, %s | %s, %s |" % (
-        names.get(w, w), fmt(n), fmt(t), fmt(r), t[0] / n[0], r[0] / n[0], t[0] / r[0], t[2], t[3], r[2], r[3]))
+    print("| %s | %s | %s | %s | %s | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | %s, %s | %s, %s |" % (
+        names.get(w, w), fmt(n), fmt(t), fmt(r), fmt(f), t[0] / n[0], r[0] / n[0], f[0] / n[0],
+        t[0] / r[0], t[0] / f[0], t[2], t[3], r[2], r[3]))
 EOF
 )"
 echo

@@ -26,6 +26,7 @@
 pub mod access;
 pub mod audit;
 pub mod backends;
+pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod key;

@@ -44,6 +44,9 @@ impl FuseAdapter {
         op: &'static str,
         fut: impl std::future::Future<Output = Result<T, FsError>>,
     ) -> Result<T, Errno> {
+        // A request thread of fuser's, not a runtime worker: file and
+        // database work runs here rather than on the blocking pool.
+        tierfs_core::blocking::allow_on_this_thread();
         self.rt.block_on(fut).map_err(|e| log_error(op, e))
     }
 }

@@ -82,7 +82,8 @@ pub fn big_value_len() -> u64 {
     mib << 20
 }
 
-/// A 1 GiB value streamed in and out in 1 MiB chunks, checked byte for byte.
+/// A 1 GiB value streamed in and out in 1 MiB chunks, checked byte for byte,
+/// and read back in long ranges.
 pub async fn streamed_large_value(store: Arc<dyn Storage>) {
     let len = big_value_len();
     let k = key("big/value.bin");
@@ -92,6 +93,15 @@ pub async fn streamed_large_value(store: Arc<dyn Storage>) {
     let tail = store.get_range(&k, len - 100..len + 100).await.unwrap();
     assert_eq!(tail.len(), 100);
     check_pattern(42, len - 100, &tail).unwrap();
+    // Long ranges at offsets that are not page-aligned, inside and across the end.
+    let start = len / 2 + 12_345;
+    let middle = store.get_range(&k, start..start + (3 << 20)).await.unwrap();
+    assert_eq!(middle.len(), 3 << 20);
+    check_pattern(42, start, &middle).unwrap();
+    let start = len.saturating_sub(2 << 20) + 7;
+    let end = store.get_range(&k, start..len + 100).await.unwrap();
+    assert_eq!(end.len() as u64, len - start);
+    check_pattern(42, start, &end).unwrap();
     store.delete(&k).await.unwrap();
     expect_kind(store.stat(&k).await, ErrorKind::NotFound);
 }

@@ -208,10 +208,9 @@ impl LocalStorage {
         f: impl FnOnce(&LocalStorage) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this)).await.map_err(|e| {
-            Error::new(ErrorKind::Unavailable, format!("a storage task failed: {e}"))
-                .with_backend(self.inner.name.as_str())
-        })?
+        crate::blocking::run("a storage task", move || f(&this))
+            .await
+            .map_err(|e| e.with_backend(self.inner.name.as_str()))?
     }
 
     /// Looks `key` up, mapping its record with `f`.
@@ -412,10 +411,14 @@ impl Storage for LocalStorage {
             Err(file) => {
                 let k = key.clone();
                 self.blocking(move |s| {
-                    let buf = blobs::read_at(&file, range.start as u64, range.len()).map_err(|e| {
+                    let (pos, len) = (range.start as u64, range.len());
+                    let read = match len >= blobs::MAP_RANGE_MIN {
+                        true => blobs::map_range(&file, pos, len),
+                        false => blobs::read_at(&file, pos, len).map(Bytes::from),
+                    };
+                    read.map_err(|e| {
                         s.ctx(Error::io("cannot read the value's blob file", e), &k, "get_range")
-                    })?;
-                    Ok(Bytes::from(buf))
+                    })
                 })
                 .await
             }

@@ -193,7 +193,8 @@ impl DynamicStorage {
         err.or_key(key).with_backend(&*self.name).with_operation(op)
     }
 
-    /// Runs `f` on the blocking pool, adding key, backend and operation to errors.
+    /// Runs `f` where blocking work runs ([`crate::blocking`]), adding key,
+    /// backend and operation to errors.
     async fn blocking<T: Send + 'static>(
         &self,
         key: &str,
@@ -201,7 +202,7 @@ impl DynamicStorage {
         f: impl FnOnce(&Instance) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let instance = self.instance.clone();
-        let result = tokio::task::spawn_blocking(move || f(&instance)).await.map_err(task_failed);
+        let result = crate::blocking::run("a plugin call", move || f(&instance)).await;
         result.and_then(|r| r).map_err(|e| self.ctx(e, key, op))
     }
 
