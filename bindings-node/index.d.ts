@@ -237,7 +237,9 @@ export interface BackendSettings {
 /**
  * A store: the TierFS manager as seen by one principal. Every call is
  * access-checked and audited, then routed by prefix to its policy and
- * backends. Calls run off the JavaScript thread; any number may be in flight.
+ * backends. Calls run off the JavaScript thread (a `get` or `put` the store
+ * answers from process memory, with no access rules or audit log, settles in
+ * place); any number may be in flight.
  *
  * @example
  * ```ts

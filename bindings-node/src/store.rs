@@ -23,7 +23,7 @@ use crate::convert::{
 };
 use crate::error::invalid;
 use crate::stream::{NativeReader, NativeWriter};
-use crate::task::{block, plain, promise};
+use crate::task::{block, plain, promise, settled};
 
 /// The manager shared by a store and every store `asPrincipal` derived from
 /// it; `close` on any of them closes it for all.
@@ -223,6 +223,13 @@ impl NativeStore {
         key: String,
     ) -> napi::Result<PromiseRaw<'env, BufferSlice<'env>>> {
         let session = self.session();
+        if let (Ok(session), Ok(k)) = (&session, Key::new(key.as_str())) {
+            // A value in process memory (the memory backend, no access
+            // rules): answered here, with no trip to the runtime.
+            if let Some(out) = session.get_now(&k) {
+                return settled(env, out, buffer);
+            }
+        }
         promise(env, async move { session?.get(&Key::new(key)?).await }, buffer)
     }
 
@@ -255,13 +262,18 @@ impl NativeStore {
         metadata: Option<HashMap<String, String>>,
         if_not_exists: Option<bool>,
     ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
-        self.put_pending(
-            env,
-            key,
-            Pending::Ready(bytes::Bytes::copy_from_slice(data)),
-            metadata,
-            if_not_exists,
-        )
+        let value = bytes::Bytes::copy_from_slice(data);
+        if let (Ok(session), Ok(k)) = (self.session(), Key::new(key.as_str())) {
+            // Stored in process memory (see `get`): settled here.
+            let options = PutOptions {
+                metadata: convert::metadata(metadata.clone()),
+                if_not_exists: if_not_exists.unwrap_or(false),
+            };
+            if let Some(out) = session.put_now(&k, &value, &options) {
+                return settled(env, out, stat);
+            }
+        }
+        self.put_pending(env, key, Pending::Ready(value), metadata, if_not_exists)
     }
 
     /// `put` for large values: the caller's buffer is referenced and copied

@@ -237,14 +237,14 @@ unsafe extern "C" fn call_js(
     for completion in batch {
         // SAFETY: on the JavaScript thread inside a Node-API callback; each
         // deferred is settled exactly once, here.
-        unsafe { settle(env, &js_env, completion) };
+        unsafe { settle_now(env, &js_env, completion) };
     }
     for _ in 0..count {
         track(env, -1);
     }
 }
 
-unsafe fn settle(env: sys::napi_env, js_env: &Env, completion: Completion) {
+unsafe fn settle_now(env: sys::napi_env, js_env: &Env, completion: Completion) {
     let mut scope = ptr::null_mut();
     // SAFETY (whole function): called by `call_js` on the JavaScript thread.
     let opened = unsafe { sys::napi_open_handle_scope(env, &mut scope) } == sys::Status::napi_ok;
@@ -319,6 +319,34 @@ where
     Ok(PromiseRaw::new(env.raw(), promise))
 }
 
+/// A promise settled now with `out`, on the JavaScript thread: for answers
+/// the store gives without waiting (`Storage::get_now`: a value held in
+/// process memory), which then cost no trip to the runtime and back.
+pub fn settled<'env, V, T, C>(
+    env: &'env Env,
+    out: tierfs_core::Result<T>,
+    convert: C,
+) -> napi::Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    C: FnOnce(&Env, T) -> napi::Result<sys::napi_value> + Send + 'static,
+{
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: on the JavaScript thread with its live `env`.
+    status(
+        unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) },
+        "creating a promise",
+    )?;
+    let settle: Settle = Box::new(move |env: &Env| match out {
+        Ok(value) => convert(env, value),
+        Err(err) => Err(error::to_js(env, &err)),
+    });
+    // SAFETY: on the JavaScript thread, with the deferred just created.
+    unsafe { settle_now(env.raw(), env, Completion { deferred: Deferred(deferred), settle }) };
+    Ok(PromiseRaw::new(env.raw(), promise))
+}
+
 type Job = futures::future::BoxFuture<'static, ()>;
 
 /// Feeds operations to the runtime through one channel, drained by one
@@ -372,5 +400,8 @@ where
     let thread = std::thread::current().id();
     BLOCKED.lock().push(thread);
     let _unblock = Blocked(thread);
+    // The JavaScript thread waits anyway: the local backend's file work
+    // runs on it rather than on the blocking pool.
+    let _allowed = tierfs_core::blocking::allow();
     napi::bindgen_prelude::block_on(fut).map_err(|e| error::to_js(env, &e))
 }

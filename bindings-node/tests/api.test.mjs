@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import tierfsDefault, { open, Store, backendTypes } from 'tierfs';
 
-import { memoryConfig, tempDir } from './helpers.mjs';
+import { memoryConfig, rejectsWith, tempDir } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -235,4 +235,26 @@ test('explicit resource management closes the store', async () => {
   } else {
     await store.close();
   }
+});
+
+test('values in process memory are answered in place, like any other call', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  await store.put('k', 'v');
+  // An answer found at once still settles the promise after this turn.
+  let settled = false;
+  const pending = store.get('k').then((v) => {
+    settled = true;
+    return v.toString();
+  });
+  assert.equal(settled, false);
+  assert.equal(await pending, 'v');
+  // The same errors as the runtime path, with key and backend.
+  await rejectsWith(store.get('missing'), 'ENOENT', { key: 'missing', backend: 'main' });
+  await rejectsWith(store.put('k', 'w', { ifNotExists: true }), 'EEXIST', { key: 'k', backend: 'main' });
+  assert.equal((await store.get('k')).toString(), 'v');
+  // Counted as every call is.
+  const gets = store.metrics().backends.main.get;
+  assert.equal(gets.count, 3);
+  assert.equal(gets.errors, 1);
 });

@@ -61,6 +61,9 @@ pub fn block_on_detached<F: Future>(runtime: &'static Runtime, fut: F) -> F::Out
         // nest, so wait on this blocking thread instead.
         futures::executor::block_on(fut)
     } else {
+        // The calling thread waits anyway: the local backend's file work
+        // runs on it rather than on the blocking pool.
+        let _allowed = tierfs_core::blocking::allow();
         runtime.block_on(fut)
     }
 }

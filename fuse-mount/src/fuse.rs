@@ -46,7 +46,7 @@ impl FuseAdapter {
     ) -> Result<T, Errno> {
         // A request thread of fuser's, not a runtime worker: file and
         // database work runs here rather than on the blocking pool.
-        tierfs_core::blocking::allow_on_this_thread();
+        let _allowed = tierfs_core::blocking::allow();
         self.rt.block_on(fut).map_err(|e| log_error(op, e))
     }
 }
