@@ -289,15 +289,8 @@ where
     C: FnOnce(&Env, T) -> napi::Result<sys::napi_value> + Send + 'static,
 {
     let bridge = bridge(env)?;
-    let mut deferred = ptr::null_mut();
-    let mut promise = ptr::null_mut();
-    // SAFETY: on the JavaScript thread with its live `env`.
-    status(
-        unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) },
-        "creating a promise",
-    )?;
+    let (deferred, promise) = new_promise(env)?;
     track(env.raw(), 1);
-    let deferred = Deferred(deferred);
     submit(Box::pin(async move {
         let out = AssertUnwindSafe(fut).catch_unwind().await.unwrap_or_else(|panic| {
             let what = panic
@@ -319,6 +312,18 @@ where
     Ok(PromiseRaw::new(env.raw(), promise))
 }
 
+/// A pending promise and its deferred.
+fn new_promise(env: &Env) -> napi::Result<(Deferred, sys::napi_value)> {
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: on the JavaScript thread with its live `env`.
+    status(
+        unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) },
+        "creating a promise",
+    )?;
+    Ok((Deferred(deferred), promise))
+}
+
 /// A promise settled now with `out`, on the JavaScript thread: for answers
 /// the store gives without waiting (`Storage::get_now`: a value held in
 /// process memory), which then cost no trip to the runtime and back.
@@ -331,19 +336,13 @@ where
     T: Send + 'static,
     C: FnOnce(&Env, T) -> napi::Result<sys::napi_value> + Send + 'static,
 {
-    let mut deferred = ptr::null_mut();
-    let mut promise = ptr::null_mut();
-    // SAFETY: on the JavaScript thread with its live `env`.
-    status(
-        unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) },
-        "creating a promise",
-    )?;
+    let (deferred, promise) = new_promise(env)?;
     let settle: Settle = Box::new(move |env: &Env| match out {
         Ok(value) => convert(env, value),
         Err(err) => Err(error::to_js(env, &err)),
     });
     // SAFETY: on the JavaScript thread, with the deferred just created.
-    unsafe { settle_now(env.raw(), env, Completion { deferred: Deferred(deferred), settle }) };
+    unsafe { settle_now(env.raw(), env, Completion { deferred, settle }) };
     Ok(PromiseRaw::new(env.raw(), promise))
 }
 

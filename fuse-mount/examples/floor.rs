@@ -23,15 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
 /// The mount's defaults for a private store (`tierfs mount --help`).
 const TTL: Duration = Duration::from_secs(60);
 const CHUNK: usize = 1 << 20;
+/// As the mount's open files: keep the page cache, no `FLUSH` on close.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 
 struct Node {
     kind: FileType,
@@ -161,21 +163,7 @@ impl Floor {
 
 impl Filesystem for Floor {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA
-            | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_MAX_PAGES;
-        let _ = config.add_capabilities(wanted & config.capabilities());
-        let max_write = tierfs_fuse::fuse::MAX_WRITE;
-        if let Err(nearest) = config.set_max_write(max_write) {
-            let _ = config.set_max_write(nearest);
-        }
-        if let Err(nearest) = config.set_max_readahead(max_write) {
-            let _ = config.set_max_readahead(nearest);
-        }
+        tierfs_fuse::fuse::configure_kernel(config);
         Ok(())
     }
 
@@ -262,7 +250,7 @@ impl Filesystem for Floor {
         if flags.0 & libc::O_TRUNC != 0 {
             node.truncate(0);
         }
-        reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH);
+        reply.opened(FileHandle(ino.0), OPEN_FLAGS);
     }
 
     fn create(
@@ -276,13 +264,7 @@ impl Filesystem for Floor {
         reply: ReplyCreate,
     ) {
         match self.add(parent.0, name, Node::new(FileType::RegularFile, mode)) {
-            Ok(attr) => reply.created(
-                &TTL,
-                &attr,
-                Generation(0),
-                FileHandle(attr.ino.0),
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            ),
+            Ok(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(attr.ino.0), OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }

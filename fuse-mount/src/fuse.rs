@@ -51,6 +51,33 @@ impl FuseAdapter {
     }
 }
 
+/// What the mount asks of the kernel at `init`: readdirplus, atomic
+/// `O_TRUNC`, parallel directory operations, cached symlinks, 1 MiB writes
+/// and read-ahead, and a deep background queue. Public so that a reference
+/// file system (`examples/floor.rs`) asks for exactly the same.
+pub fn configure_kernel(config: &mut KernelConfig) {
+    let wanted = InitFlags::FUSE_DO_READDIRPLUS
+        | InitFlags::FUSE_READDIRPLUS_AUTO
+        | InitFlags::FUSE_ATOMIC_O_TRUNC
+        | InitFlags::FUSE_PARALLEL_DIROPS
+        | InitFlags::FUSE_CACHE_SYMLINKS
+        | InitFlags::FUSE_AUTO_INVAL_DATA
+        | InitFlags::FUSE_BIG_WRITES
+        | InitFlags::FUSE_MAX_PAGES;
+    let supported = config.capabilities();
+    if let Err(missing) = config.add_capabilities(wanted & supported) {
+        tracing::debug!(?missing, "kernel lacks FUSE capabilities");
+    }
+    if let Err(nearest) = config.set_max_write(MAX_WRITE) {
+        let _ = config.set_max_write(nearest);
+    }
+    if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
+        let _ = config.set_max_readahead(nearest);
+    }
+    let _ = config.set_max_background(MAX_BACKGROUND);
+    let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+}
+
 fn log_error(op: &'static str, e: FsError) -> Errno {
     match e.errno() {
         libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTDIR | libc::EISDIR => {
@@ -153,26 +180,7 @@ impl DirReplier for Plus {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_AUTO_INVAL_DATA
-            | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_MAX_PAGES;
-        let supported = config.capabilities();
-        if let Err(missing) = config.add_capabilities(wanted & supported) {
-            tracing::debug!(?missing, "kernel lacks FUSE capabilities");
-        }
-        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
-            let _ = config.set_max_write(nearest);
-        }
-        if let Err(nearest) = config.set_max_readahead(MAX_WRITE) {
-            let _ = config.set_max_readahead(nearest);
-        }
-        let _ = config.set_max_background(MAX_BACKGROUND);
-        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+        configure_kernel(config);
         Ok(())
     }
 
