@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::errno::FsError;
 use crate::fs::attr::{Attr, Kind, BLOCK_SIZE};
-use crate::fs::{DirEntry, DirReplier, Entry, SetAttr, TierFs, TimeSpec};
+use crate::fs::{DirCache, DirEntry, DirReplier, Entry, SetAttr, TierFs, TimeSpec};
 use crate::identity::Caller;
 
 /// Largest write the kernel sends in one request.
@@ -366,7 +366,15 @@ impl Filesystem for FuseAdapter {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.run("opendir", self.fs.opendir(&caller(req), ino.0)) {
-            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Ok(o) => {
+                let flags = match o.cache {
+                    DirCache::Off => FopenFlags::empty(),
+                    // Without KEEP_CACHE the kernel drops its copy on open.
+                    DirCache::Fill => FopenFlags::FOPEN_CACHE_DIR,
+                    DirCache::Keep => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                };
+                reply.opened(FileHandle(o.fh), flags)
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -10,6 +10,10 @@
 //! (a generation counter), so the mount always lists its own changes.
 //!
 //! Listings are kept per principal and roles: access control filters them.
+//! Where no access rule applies, the kernel keeps its own copy as well
+//! (`FOPEN_CACHE_DIR`): an `opendir` that finds its listing still kept lets
+//! the kernel answer from that copy; one that lists afresh has the kernel
+//! drop it (see `DirCache` in the file system layer).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +47,11 @@ impl Listings {
     /// Listings kept for `ttl` (zero keeps none).
     pub fn new(ttl: Duration) -> Self {
         Listings { ttl, generation: AtomicU64::new(0), kept: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether listings are kept at all (a nonzero lifetime).
+    pub fn keeps(&self) -> bool {
+        !self.ttl.is_zero()
     }
 
     /// The current generation; take it *before* listing, and give it to

@@ -83,6 +83,30 @@ pub struct Opened {
     pub fh: u64,
 }
 
+/// An open directory: its handle, and what the kernel may do with its
+/// listing.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenedDir {
+    /// The handle.
+    pub fh: u64,
+    /// The kernel's copy of the listing.
+    pub cache: DirCache,
+}
+
+/// What the kernel may do with its own copy of a directory's listing
+/// (`FOPEN_CACHE_DIR`). Only where everyone sees the same listing (no access
+/// rules) and listings are kept at all (a nonzero attribute lifetime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirCache {
+    /// Every read of the directory asks the daemon.
+    Off,
+    /// The kernel drops what it holds and fills a new copy from this listing.
+    Fill,
+    /// The listing is one the daemon still keeps: the kernel's copy, filled
+    /// from it, is as fresh, and serves the reads without asking.
+    Keep,
+}
+
 /// Attribute changes of `setattr`.
 #[derive(Debug, Clone, Default)]
 pub struct SetAttr {
@@ -990,8 +1014,9 @@ impl TierFs {
 
     // ---- directories ---------------------------------------------------------
 
-    /// Opens directory `ino` for reading; lists it.
-    pub async fn opendir(&self, caller: &Caller, ino: u64) -> FsResult<Opened> {
+    /// Opens directory `ino` for reading; lists it (or takes the listing
+    /// kept, see [`DirCache`]).
+    pub async fn opendir(&self, caller: &Caller, ino: u64) -> FsResult<OpenedDir> {
         let session = self.session(caller);
         let prefix = if ino == ROOT {
             String::new()
@@ -1002,13 +1027,17 @@ impl TierFs {
             }
             format!("{k}/")
         };
-        let children = self.store.children(&session, &prefix).await?;
+        let (children, cache) = match self.store.kept_children(&session, &prefix) {
+            Some(kept) => (kept, DirCache::Keep),
+            None => (self.store.children(&session, &prefix).await?, DirCache::Fill),
+        };
+        let cache = if self.store.kernel_may_keep_listings() { cache } else { DirCache::Off };
         let parent = self.parent_of(ino);
         let fh = self.new_fh();
         let handle =
             DirHandle { ino, parent, prefix, session, listing: tokio::sync::Mutex::new((true, children)) };
         self.dirs.lock().insert(fh, Arc::new(handle));
-        Ok(Opened { fh })
+        Ok(OpenedDir { fh, cache })
     }
 
     fn parent_of(&self, ino: u64) -> u64 {

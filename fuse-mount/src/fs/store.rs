@@ -160,6 +160,18 @@ impl Store {
         Ok(children)
     }
 
+    /// The listing of `prefix` kept for `session`, if it is still valid.
+    pub fn kept_children(&self, session: &Session, prefix: &str) -> Option<Arc<Vec<Child>>> {
+        self.listings.get(session, prefix)
+    }
+
+    /// Whether the kernel may keep its own copies of listings: when
+    /// listings are kept at all, and no access rule makes them differ
+    /// between callers (the kernel's copy is shared by every process).
+    pub fn kernel_may_keep_listings(&self) -> bool {
+        self.listings.keeps() && self.open_access()
+    }
+
     /// Something was changed without going through this store (a streamed
     /// write publishing its value): kept listings are stale. Call it once
     /// the change is visible, so no listing begun earlier is kept.

@@ -453,6 +453,10 @@ async fn access_rules_apply_to_every_operation() {
     assert_eq!(fs.mkdir(&bob, ROOT, n("bob"), 0o755).await.unwrap_err().errno(), libc::EACCES);
     assert_eq!(fs.unlink(&bob, home, n("notes")).await.unwrap_err().errno(), libc::EACCES);
     assert_eq!(fs.opendir(&bob, home).await.unwrap_err().errno(), libc::EACCES);
+    // Listings differ between callers here: the kernel keeps none.
+    for _ in 0..2 {
+        assert_eq!(fs.opendir(&alice, home).await.unwrap().cache, DirCache::Off);
+    }
     assert_eq!(fs.mkdir(&alice, ROOT, n("shared"), 0o755).await.unwrap_err().errno(), libc::EACCES);
 }
 
@@ -620,4 +624,28 @@ async fn kept_listings_miss_outside_changes_only_for_the_attribute_lifetime() {
     let other = fs.session(&Caller { uid: 1000, gid: 1000, pid: 0 });
     outside.put(&Key::new("z").unwrap(), "3".into(), Default::default()).await.unwrap();
     assert_eq!(names(fs.store().children(&other, "").await.unwrap()), ["x", "y", "z"]);
+}
+
+/// Without access rules the kernel keeps a copy of each listing: filled
+/// when the daemon lists afresh, reused while the daemon's own is kept, and
+/// dropped again by any change through the mount.
+#[tokio::test]
+async fn the_kernel_keeps_listings_only_while_the_daemon_does() {
+    let f = fixture().await;
+    let dir = f.fs.mkdir(&ROOT_CALLER, ROOT, n("d"), 0o755).await.unwrap().attr.ino;
+    let open = |ino| f.fs.opendir(&ROOT_CALLER, ino);
+    assert_eq!(open(dir).await.unwrap().cache, DirCache::Fill);
+    assert_eq!(open(dir).await.unwrap().cache, DirCache::Keep);
+    let (_, o) = f.fs.create(&ROOT_CALLER, dir, n("new"), 0o644, libc::O_WRONLY).await.unwrap();
+    f.fs.release(o.fh).await.unwrap();
+    assert_eq!(open(dir).await.unwrap().cache, DirCache::Fill, "a change drops the kernel's copy");
+    assert_eq!(open(dir).await.unwrap().cache, DirCache::Keep);
+    let names: Vec<String> = f
+        .names(dir, false)
+        .await
+        .into_iter()
+        .map(|(name, ..)| name)
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(names, ["new"]);
 }
