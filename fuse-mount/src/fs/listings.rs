@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tierfs_core::Session;
 
+use super::attr::PosixMeta;
 use super::store::Child;
 
 /// Most listings kept; past this, expired ones are dropped, then all.
 const MAX_LISTINGS: usize = 256;
+/// Most directory attributes kept, likewise.
+const MAX_DIRS: usize = 4096;
 
 #[derive(Debug)]
 struct Kept {
@@ -35,18 +38,35 @@ struct Kept {
     children: Arc<Vec<Child>>,
 }
 
+/// Attributes of a directory, kept like a listing.
+#[derive(Debug, Clone)]
+struct KeptDir {
+    at: Instant,
+    generation: u64,
+    posix: PosixMeta,
+}
+
 /// The kept listings.
 #[derive(Debug)]
 pub struct Listings {
     ttl: Duration,
     generation: AtomicU64,
     kept: Mutex<HashMap<(String, String), Kept>>,
+    /// Directories resolved (their marker's attributes, or implicit), by
+    /// key: a directory `stat` on an object store is a `HEAD` and a one-key
+    /// listing, and `ls` asks for one each time it opens the directory.
+    dirs: Mutex<HashMap<(String, String), KeptDir>>,
 }
 
 impl Listings {
     /// Listings kept for `ttl` (zero keeps none).
     pub fn new(ttl: Duration) -> Self {
-        Listings { ttl, generation: AtomicU64::new(0), kept: Mutex::new(HashMap::new()) }
+        Listings {
+            ttl,
+            generation: AtomicU64::new(0),
+            kept: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether listings are kept at all (a nonzero lifetime).
@@ -96,6 +116,35 @@ impl Listings {
     pub fn clear(&self) {
         self.changed();
         self.kept.lock().clear();
+        self.dirs.lock().clear();
+    }
+
+    /// The attributes of directory `key` as `session` resolved them, if
+    /// still valid (the rules of listings apply).
+    pub fn dir(&self, session: &Session, key: &str) -> Option<PosixMeta> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let dirs = self.dirs.lock();
+        let d = dirs.get(&(who(session), key.to_owned()))?;
+        (d.generation == self.generation() && d.at.elapsed() < self.ttl).then(|| d.posix.clone())
+    }
+
+    /// Keeps the attributes of directory `key`, resolved by `session` from
+    /// `generation` on.
+    pub fn keep_dir(&self, session: &Session, key: &str, generation: u64, posix: PosixMeta) {
+        if self.ttl.is_zero() || generation != self.generation() {
+            return;
+        }
+        let mut dirs = self.dirs.lock();
+        if dirs.len() >= MAX_DIRS {
+            let now = self.generation();
+            dirs.retain(|_, d| d.generation == now && d.at.elapsed() < self.ttl);
+            if dirs.len() >= MAX_DIRS {
+                dirs.clear();
+            }
+        }
+        dirs.insert((who(session), key.to_owned()), KeptDir { at: Instant::now(), generation, posix });
     }
 }
 

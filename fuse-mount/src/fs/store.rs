@@ -21,6 +21,7 @@ use tierfs_core::{
     Session, Storage, StorageExt, StorageManager,
 };
 
+use super::attr::PosixMeta;
 use super::journal::{Change, Journal, JournalLimits, MAX_VALUE};
 use super::listings::Listings;
 use super::spool::Spool;
@@ -163,6 +164,21 @@ impl Store {
     /// The listing of `prefix` kept for `session`, if it is still valid.
     pub fn kept_children(&self, session: &Session, prefix: &str) -> Option<Arc<Vec<Child>>> {
         self.listings.get(session, prefix)
+    }
+
+    /// The attributes of directory `key` kept for `session`, if still valid.
+    pub fn kept_dir(&self, session: &Session, key: &str) -> Option<PosixMeta> {
+        self.listings.dir(session, key)
+    }
+
+    /// The generation to give [`Store::keep_dir`]: take it before resolving.
+    pub fn listing_generation(&self) -> u64 {
+        self.listings.generation()
+    }
+
+    /// Keeps the attributes of directory `key` as `session` resolved them.
+    pub fn keep_dir(&self, session: &Session, key: &str, generation: u64, posix: PosixMeta) {
+        self.listings.keep_dir(session, key, generation, posix);
     }
 
     /// Whether the kernel may keep its own copies of listings: when

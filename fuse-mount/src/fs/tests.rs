@@ -649,3 +649,24 @@ async fn the_kernel_keeps_listings_only_while_the_daemon_does() {
         .collect();
     assert_eq!(names, ["new"]);
 }
+
+/// A directory known only by its children is resolved from the kept
+/// listing of its parent, without asking the store again.
+#[tokio::test]
+async fn a_kept_listing_answers_for_the_directories_in_it() {
+    let f = fixture().await;
+    let outside = f.manager.session("outside");
+    outside.put(&Key::new("top/leaf").unwrap(), "x".into(), Default::default()).await.unwrap();
+    let top = f.fs.lookup(&ROOT_CALLER, ROOT, n("top")).await.unwrap().attr.ino;
+    let stats = || f.manager.metrics().backends["m"].get("stat").map_or(0, |s| s.count);
+    let o = f.fs.opendir(&ROOT_CALLER, ROOT).await.unwrap();
+    f.fs.releasedir(o.fh);
+    let before = stats();
+    let attr = f.fs.getattr(&ROOT_CALLER, top, None).await.unwrap().attr;
+    assert_eq!(attr.posix.kind, Kind::Dir);
+    assert_eq!(stats(), before, "answered from what is kept");
+    // Once the listing is dropped (a change through the mount), the store answers.
+    f.fs.mkdir(&ROOT_CALLER, ROOT, n("other"), 0o755).await.unwrap();
+    assert_eq!(f.fs.getattr(&ROOT_CALLER, top, None).await.unwrap().attr.posix.kind, Kind::Dir);
+    assert!(stats() > before);
+}
