@@ -44,6 +44,11 @@ impl DirCache {
     }
 }
 
+/// Whether `name` is a start-up probe's object ([`super::PROBE_PREFIX`]).
+fn is_probe(name: &str) -> bool {
+    name.starts_with(super::PROBE_PREFIX) && !name.contains('/')
+}
+
 pub(super) async fn list(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
     if options.recursive {
         recursive(s, options).await
@@ -64,7 +69,7 @@ async fn recursive(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
     let mut page = ListPageBuilder::new(options);
     while let Some(object) = objects.try_next().await.map_err(|e| s.err(e, "list", &options.prefix))? {
         let Some(name) = path::to_key(&inner.prefix, &object.location) else { continue };
-        if name.as_str() < options.prefix.as_str() {
+        if name.as_str() < options.prefix.as_str() || is_probe(&name) {
             continue;
         }
         let meta = || {
@@ -97,7 +102,7 @@ async fn directory(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
                 }
             }
             for object in &result.objects {
-                if let Some(name) = path::to_key(&inner.prefix, &object.location) {
+                if let Some(name) = path::to_key(&inner.prefix, &object.location).filter(|n| !is_probe(n)) {
                     let key = Key::new(name)?;
                     entries.push(ListEntry::Object(meta::object_meta(key, object, &Default::default())));
                 }
@@ -126,4 +131,17 @@ async fn directory(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
         }
     }
     Ok(page.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_probe;
+
+    #[test]
+    fn only_the_probes_own_objects_are_left_out() {
+        assert!(is_probe(".tierfs-probe-4242-1795662735228053387"));
+        assert!(!is_probe("docs/.tierfs-probe-4242-1"), "a user's key below a directory");
+        assert!(!is_probe(".tierfs-probe-dir/inside"));
+        assert!(!is_probe(".tierfs-probes"));
+    }
 }

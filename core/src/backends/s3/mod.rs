@@ -54,6 +54,12 @@ use crate::storage::{
 /// The metadata header (after `x-amz-meta-`).
 const META_ATTRIBUTE: &str = "tierfs";
 
+/// Names of the objects the start-up probe of conditional writes creates
+/// and deletes at the root of the backend's prefix. Listings leave them
+/// out: a store may go on listing a deleted object for a moment (Garage
+/// does), and a mount started then would show it.
+pub(super) const PROBE_PREFIX: &str = ".tierfs-probe-";
+
 /// An S3 bucket (or a prefix of one) as a backend.
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -161,7 +167,7 @@ impl S3Storage {
     /// refuses the second write honours conditional writes.
     async fn probe_conditional_writes(&self) -> Result<bool> {
         let key = Key::new(format!(
-            ".tierfs-probe-{}-{}",
+            "{PROBE_PREFIX}{}-{}",
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
         ))?;
