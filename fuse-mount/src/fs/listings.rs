@@ -31,19 +31,44 @@ const MAX_LISTINGS: usize = 256;
 /// Most directory attributes kept, likewise.
 const MAX_DIRS: usize = 4096;
 
+/// Principal (with roles) and path.
+type Place = (String, String);
+
+/// Values kept per principal and path, each valid for the lifetime and
+/// while the generation it was begun at is current.
 #[derive(Debug)]
-struct Kept {
-    at: Instant,
-    generation: u64,
-    children: Arc<Vec<Child>>,
+struct Table<T> {
+    max: usize,
+    /// When kept, the generation it was begun at, the value.
+    map: Mutex<HashMap<Place, (Instant, u64, T)>>,
 }
 
-/// Attributes of a directory, kept like a listing.
-#[derive(Debug, Clone)]
-struct KeptDir {
-    at: Instant,
-    generation: u64,
-    posix: PosixMeta,
+impl<T: Clone> Table<T> {
+    fn new(max: usize) -> Self {
+        Table { max, map: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, who: String, path: &str, generation: u64, ttl: Duration) -> Option<T> {
+        let map = self.map.lock();
+        let (at, begun, value) = map.get(&(who, path.to_owned()))?;
+        (*begun == generation && at.elapsed() < ttl).then(|| value.clone())
+    }
+
+    /// Keeps `value`; past `max` entries, drops the stale ones, then all.
+    fn keep(&self, who: String, path: &str, generation: u64, ttl: Duration, value: T) {
+        let mut map = self.map.lock();
+        if map.len() >= self.max {
+            map.retain(|_, (at, begun, _)| *begun == generation && at.elapsed() < ttl);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert((who, path.to_owned()), (Instant::now(), generation, value));
+    }
+
+    fn clear(&self) {
+        self.map.lock().clear();
+    }
 }
 
 /// The kept listings.
@@ -51,11 +76,11 @@ struct KeptDir {
 pub struct Listings {
     ttl: Duration,
     generation: AtomicU64,
-    kept: Mutex<HashMap<(String, String), Kept>>,
+    kept: Table<Arc<Vec<Child>>>,
     /// Directories resolved (their marker's attributes, or implicit), by
     /// key: a directory `stat` on an object store is a `HEAD` and a one-key
     /// listing, and `ls` asks for one each time it opens the directory.
-    dirs: Mutex<HashMap<(String, String), KeptDir>>,
+    dirs: Table<PosixMeta>,
 }
 
 impl Listings {
@@ -64,8 +89,8 @@ impl Listings {
         Listings {
             ttl,
             generation: AtomicU64::new(0),
-            kept: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
+            kept: Table::new(MAX_LISTINGS),
+            dirs: Table::new(MAX_DIRS),
         }
     }
 
@@ -88,63 +113,41 @@ impl Listings {
 
     /// The listing of `prefix` as `session` saw it, if still valid.
     pub fn get(&self, session: &Session, prefix: &str) -> Option<Arc<Vec<Child>>> {
-        if self.ttl.is_zero() {
+        if !self.keeps() {
             return None;
         }
-        let kept = self.kept.lock();
-        let k = kept.get(&(who(session), prefix.to_owned()))?;
-        (k.generation == self.generation() && k.at.elapsed() < self.ttl).then(|| k.children.clone())
+        self.kept.get(who(session), prefix, self.generation(), self.ttl)
     }
 
     /// Keeps a listing of `prefix` made by `session`, begun at `generation`.
     pub fn keep(&self, session: &Session, prefix: &str, generation: u64, children: Arc<Vec<Child>>) {
-        if self.ttl.is_zero() || generation != self.generation() {
-            return;
+        if self.keeps() && generation == self.generation() {
+            self.kept.keep(who(session), prefix, generation, self.ttl, children);
         }
-        let mut kept = self.kept.lock();
-        if kept.len() >= MAX_LISTINGS {
-            let now = self.generation();
-            kept.retain(|_, k| k.generation == now && k.at.elapsed() < self.ttl);
-            if kept.len() >= MAX_LISTINGS {
-                kept.clear();
-            }
-        }
-        kept.insert((who(session), prefix.to_owned()), Kept { at: Instant::now(), generation, children });
     }
 
     /// Drops every kept listing (after a reload: rules may have changed).
     pub fn clear(&self) {
         self.changed();
-        self.kept.lock().clear();
-        self.dirs.lock().clear();
+        self.kept.clear();
+        self.dirs.clear();
     }
 
     /// The attributes of directory `key` as `session` resolved them, if
     /// still valid (the rules of listings apply).
     pub fn dir(&self, session: &Session, key: &str) -> Option<PosixMeta> {
-        if self.ttl.is_zero() {
+        if !self.keeps() {
             return None;
         }
-        let dirs = self.dirs.lock();
-        let d = dirs.get(&(who(session), key.to_owned()))?;
-        (d.generation == self.generation() && d.at.elapsed() < self.ttl).then(|| d.posix.clone())
+        self.dirs.get(who(session), key, self.generation(), self.ttl)
     }
 
     /// Keeps the attributes of directory `key`, resolved by `session` from
     /// `generation` on.
     pub fn keep_dir(&self, session: &Session, key: &str, generation: u64, posix: PosixMeta) {
-        if self.ttl.is_zero() || generation != self.generation() {
-            return;
+        if self.keeps() && generation == self.generation() {
+            self.dirs.keep(who(session), key, generation, self.ttl, posix);
         }
-        let mut dirs = self.dirs.lock();
-        if dirs.len() >= MAX_DIRS {
-            let now = self.generation();
-            dirs.retain(|_, d| d.generation == now && d.at.elapsed() < self.ttl);
-            if dirs.len() >= MAX_DIRS {
-                dirs.clear();
-            }
-        }
-        dirs.insert((who(session), key.to_owned()), KeptDir { at: Instant::now(), generation, posix });
     }
 }
 
