@@ -19,9 +19,10 @@ import type { Readable, Writable } from 'node:stream';
  * | `EINVAL` | InvalidKey, InvalidInput, Config |
  * | `EEXIST` | AlreadyExists |
  * | `ENOTSUP` | Unsupported: the backend cannot do this |
+ * | `ENOSPC` | Unavailable: the backend's device is full (free space, then retry) |
  * | `EIO` | Unavailable: backend down, I/O failure, retries spent, store closed |
  */
-export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'EIO';
+export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'ENOSPC' | 'EIO';
 
 /** The core error kind behind an {@link ErrorCode}. */
 export type ErrorKind =

@@ -6,7 +6,7 @@
 //!
 //! | property | value |
 //! |---|---|
-//! | `code` | `ENOENT`, `EACCES`, `EINVAL`, `EEXIST`, `ENOTSUP` or `EIO` ([`code`]) |
+//! | `code` | `ENOENT`, `EACCES`, `EINVAL`, `EEXIST`, `ENOTSUP` or `EIO` ([`code`]); `ENOSPC` for an `Unavailable` error whose cause is a full device |
 //! | `errno` | the negative errno number, as `fs` errors carry it |
 //! | `key` | the key the error is about, or `undefined` |
 //! | `backend` | the backend that failed, or `undefined` |
@@ -57,6 +57,7 @@ fn errno(code: &str) -> i32 {
         "EINVAL" => 22,
         "EEXIST" => 17,
         "ENOTSUP" => 95,
+        "ENOSPC" => 28,
         _ => 5, // EIO
     }
 }
@@ -78,6 +79,8 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
 /// binding rejects the promise (or throws) with that very object.
 pub fn to_js(env: &Env, err: &Error) -> napi::Error {
     let (code, kind) = describe(err.kind());
+    // A full device keeps its kind but reads as Node's `fs` says it.
+    let code = if err.is_out_of_space() { "ENOSPC" } else { code };
     let message = format!("{code}: {err}");
     build(env, err, code, kind, &message)
         .unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, message))

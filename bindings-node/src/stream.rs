@@ -159,16 +159,19 @@ impl NativeWriter {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut writer = Some(writer);
+            // The error that ended the write, given again to every later
+            // command, so whichever call JavaScript looks at names the cause.
+            let mut failed: Option<Error> = None;
             while let Some(command) = rx.recv().await {
                 match command {
                     Command::Write(chunk, reply) => {
-                        let _ = reply.send(write_chunk(&mut writer, chunk).await);
+                        let _ = reply.send(write_chunk(&mut writer, &mut failed, chunk).await);
                     }
                     Command::Finish(rest, reply) => {
-                        let done = match write_chunk(&mut writer, rest).await {
+                        let done = match write_chunk(&mut writer, &mut failed, rest).await {
                             Ok(()) => match writer.take() {
                                 Some(w) => w.finish().await,
-                                None => Err(finished()),
+                                None => Err(failed.clone().unwrap_or_else(finished)),
                             },
                             Err(e) => Err(e),
                         };
@@ -198,10 +201,14 @@ impl NativeWriter {
         let (reply, answer) = oneshot::channel();
         let sent = self.commands.send(command(reply)).is_ok();
         async move {
+            // The task only ends early if it panicked.
+            let stopped = || {
+                Error::new(ErrorKind::Unavailable, "the write stream's task stopped; this is a bug in TierFS")
+            };
             if !sent {
-                return Err(finished());
+                return Err(stopped());
             }
-            answer.await.unwrap_or_else(|_| Err(finished()))
+            answer.await.unwrap_or_else(|_| Err(stopped()))
         }
     }
 }
@@ -211,9 +218,14 @@ fn finished() -> Error {
 }
 
 /// Writes `chunk`; on failure the value cannot be completed, so what was
-/// written is discarded and later calls fail.
-async fn write_chunk(writer: &mut Option<Box<dyn ValueWriter>>, chunk: Bytes) -> Result<()> {
-    let w = writer.as_mut().ok_or_else(finished)?;
+/// written is discarded, the error is kept in `failed`, and later calls
+/// fail with it.
+async fn write_chunk(
+    writer: &mut Option<Box<dyn ValueWriter>>,
+    failed: &mut Option<Error>,
+    chunk: Bytes,
+) -> Result<()> {
+    let Some(w) = writer.as_mut() else { return Err(failed.clone().unwrap_or_else(finished)) };
     if chunk.is_empty() {
         return Ok(());
     }
@@ -221,6 +233,7 @@ async fn write_chunk(writer: &mut Option<Box<dyn ValueWriter>>, chunk: Bytes) ->
         if let Some(w) = writer.take() {
             let _ = w.abort().await;
         }
+        *failed = Some(e.clone());
         return Err(e);
     }
     Ok(())

@@ -1,11 +1,16 @@
 // Every error code, as Error objects with code, key and backend, async and sync.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 
 import { open, registerBackend } from 'tierfs';
 
-import { memoryConfig, rejectsWith, tempDir, throwsWith } from './helpers.mjs';
+import { assertTierfsError, memoryConfig, rejectsWith, tempDir, throwsWith } from './helpers.mjs';
 
 test('ENOENT: a missing key, async and sync', async (t) => {
   const store = await open({ config: memoryConfig });
@@ -135,4 +140,37 @@ test('EIO: a closed store, and a backend failing at I/O', async (t) => {
   // The backend is now marked unhealthy: calls fail fast, still with EIO.
   const fast = await rejectsWith(flaky.put('k', 'v'), 'EIO', { key: 'k', backend: 'flaky' });
   assert.equal(fast.retryable, true);
+});
+
+test('ENOSPC: a full device fails writes (put and streams) and the store keeps serving', async (t) => {
+  if (process.getuid() !== 0) {
+    t.skip('mounting a tmpfs needs root');
+    return;
+  }
+  const disk = mkdtempSync(join(tmpdir(), 'tierfs-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk]);
+  const store = await open({ root: join(disk, 'store') }).catch((e) => {
+    execFileSync('umount', [disk]);
+    throw e;
+  });
+  // One hook, in order: close the store, unmount, remove the mount point.
+  t.after(async () => {
+    await store.close();
+    execFileSync('umount', [disk]);
+    rmSync(disk, { recursive: true });
+  });
+  await store.put('small', 'kept');
+  const err = await rejectsWith(store.put('big', Buffer.alloc(16 << 20, 1)), 'ENOSPC', { key: 'big' });
+  assert.equal(err.kind, 'Unavailable');
+  assert.equal(err.errno, -28);
+  assert.match(err.message, /No space left/);
+  const chunks = Array.from({ length: 16 }, () => Buffer.alloc(1 << 20, 2));
+  await assert.rejects(pipeline(Readable.from(chunks), store.createWriteStream('streamed')), (e) => {
+    assertTierfsError(e, 'ENOSPC', { key: 'streamed' });
+    return true;
+  });
+  assert.equal(await store.exists('big'), false);
+  assert.equal(await store.exists('streamed'), false);
+  assert.equal((await store.get('small')).toString(), 'kept');
+  await store.put('after', Buffer.alloc(4 << 20, 3));
 });

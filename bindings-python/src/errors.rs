@@ -158,6 +158,9 @@ pub fn classes(py: Python<'_>) -> PyResult<&Classes> {
     })
 }
 
+/// `errno.ENOSPC` on Linux.
+const ENOSPC: i32 = 28;
+
 /// The class and `kind` name of `kind`: the one mapping of this face.
 fn class_of(classes: &Classes, kind: ErrorKind) -> (&Py<PyType>, &'static str) {
     match kind {
@@ -191,6 +194,10 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
     value.setattr("operation", err.operation())?;
     value.setattr("kind", kind)?;
     value.setattr("retryable", err.is_retryable())?;
+    if err.is_out_of_space() {
+        // `tierfs.Unavailable` is an `OSError`: a full device carries its errno.
+        value.setattr("errno", ENOSPC)?;
+    }
     Ok(PyErr::from_value(value))
 }
 

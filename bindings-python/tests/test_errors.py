@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,35 @@ def test_config_errors(tmp_path: Path, write_config) -> None:
 def test_errors_are_catchable_as_base(local_store: tierfs.Store) -> None:
     with pytest.raises(tierfs.Error):
         local_store.stat("nope")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 8 MiB tmpfs (mounting needs root, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_device_is_enospc_and_the_store_keeps_serving(small_disk: Path) -> None:
+    with tierfs.open(root=small_disk / "store") as store:
+        store.put("small", b"kept")
+        with pytest.raises(OSError) as info:
+            store.put("big", b"x" * (16 << 20))
+        e = info.value
+        assert isinstance(e, tierfs.Unavailable) and e.errno == errno.ENOSPC, repr(e)
+        assert "No space left" in str(e) and e.key == "big"
+        with pytest.raises(OSError) as info:
+            with store.open("streamed", "wb") as f:
+                for _ in range(16):
+                    f.write(b"y" * (1 << 20))
+        assert info.value.errno == errno.ENOSPC, repr(info.value)
+        assert not store.exists("big") and not store.exists("streamed")
+        assert store.get("small") == b"kept"
+        store.put("after", b"z" * (4 << 20))

@@ -7,6 +7,7 @@
 //! `err.code`).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,10 +66,12 @@ impl fmt::Display for ErrorKind {
 /// assert_eq!(err.key(), Some("a/b"));
 /// assert_eq!(err.to_string(), "not found: get `a/b` on backend `main`: no such key");
 /// ```
+#[derive(Clone)]
 pub struct Error {
     inner: Box<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     message: String,
@@ -76,7 +79,7 @@ struct Inner {
     backend: Option<String>,
     operation: Option<&'static str>,
     retryable: bool,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -149,7 +152,7 @@ impl Error {
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.inner.source = Some(Box::new(source));
+        self.inner.source = Some(Arc::new(source));
         self
     }
 
@@ -181,6 +184,31 @@ impl Error {
     /// Whether the same call may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
         self.inner.retryable
+    }
+
+    /// Whether the cause is a full device or a spent quota (`ENOSPC`,
+    /// `EDQUOT`) somewhere in the chain of sources: the backend is up, but
+    /// nothing more can be written until space is freed.
+    ///
+    /// ```
+    /// use tierfs_core::Error;
+    ///
+    /// let full = Error::io("cannot write", std::io::Error::from_raw_os_error(28));
+    /// assert!(full.is_out_of_space());
+    /// assert!(!Error::not_found("k").is_out_of_space());
+    /// ```
+    pub fn is_out_of_space(&self) -> bool {
+        use std::io::ErrorKind as K;
+        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = next {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if matches!(io.kind(), K::StorageFull | K::QuotaExceeded) {
+                    return true;
+                }
+            }
+            next = e.source();
+        }
+        false
     }
 }
 
@@ -225,7 +253,7 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner.source.as_ref().map(|s| s.as_ref() as _)
+        self.inner.source.as_deref().map(|s| s as _)
     }
 }
 

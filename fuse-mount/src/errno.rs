@@ -19,6 +19,7 @@ use tierfs_core::{Error, ErrorKind};
 /// | `InvalidInput` | `EINVAL` | a bad argument (a range, a setting) |
 /// | `AlreadyExists` | `EEXIST` | a conditional create found the key |
 /// | `Unsupported` | `ENOTSUP` | the backend cannot do it |
+/// | `Unavailable` | `ENOSPC` when [`Error::is_out_of_space`] | the backend's device is full or its quota spent |
 /// | `Unavailable` | `EIO` | the backend is down or failed at I/O, retries spent |
 /// | `Config` | `EIO` | a configuration problem reached an operation (a reload failed half-way) |
 ///
@@ -35,6 +36,7 @@ pub fn errno_of(error: &Error) -> i32 {
         ErrorKind::InvalidInput => libc::EINVAL,
         ErrorKind::AlreadyExists => libc::EEXIST,
         ErrorKind::Unsupported => libc::ENOTSUP,
+        ErrorKind::Unavailable if error.is_out_of_space() => libc::ENOSPC,
         ErrorKind::Unavailable => libc::EIO,
         ErrorKind::Config => libc::EIO,
         // Documented fallback for kinds added to core later (see above).
@@ -138,6 +140,14 @@ mod tests {
         for (kind, errno) in cases {
             assert_eq!(errno_of(&Error::new(kind, "x")), errno, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_full_device_is_enospc() {
+        let full = Error::io("cannot write", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(errno_of(&full), libc::ENOSPC);
+        let quota = Error::io("cannot write", std::io::Error::from_raw_os_error(libc::EDQUOT));
+        assert_eq!(errno_of(&quota), libc::ENOSPC);
     }
 
     #[test]

@@ -268,3 +268,32 @@ fn a_file_open_twice_has_one_content() {
     drop((a, b));
     assert!(m.unmount().success());
 }
+
+#[test]
+fn a_full_store_says_enospc_and_keeps_working() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "16m");
+    let m = Mount::start(dir.path(), &dir.path().join("disk/store"), MountSpec::default());
+    fs::write(m.path("small"), b"kept").unwrap();
+    // 32 MiB into a 16 MiB store: the error is the one `cp` and editors know.
+    let mut f = fs::File::create(m.path("big")).unwrap();
+    let block = vec![7u8; 1 << 20];
+    let failed = (0..32).map(|_| f.write_all(&block)).find_map(Result::err);
+    let e = match failed {
+        Some(e) => e,
+        None => f.sync_all().unwrap_err(),
+    };
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    drop(f);
+    // Nothing of the failed file is kept, everything else still works.
+    assert!(fs::metadata(m.path("big")).unwrap().len() < 32 << 20);
+    assert_eq!(fs::read(m.path("small")).unwrap(), b"kept");
+    fs::remove_file(m.path("big")).unwrap();
+    fs::write(m.path("after"), vec![1u8; 4 << 20]).unwrap();
+    assert_eq!(fs::metadata(m.path("after")).unwrap().len(), 4 << 20);
+    assert!(m.unmount().success());
+    drop(disk);
+}

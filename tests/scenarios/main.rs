@@ -3,6 +3,7 @@
 
 mod cache;
 mod custom;
+mod full_disk;
 mod health;
 mod manager;
 mod redundant;

@@ -4,7 +4,8 @@
 //! Defaults ([`HealthOptions::default`]): a call that has not completed in
 //! 30 s fails with a retryable `Unavailable`; a retryable failure is retried
 //! twice, after 20 ms and 40 ms. When a call still fails with `Unavailable`,
-//! the backend is marked unhealthy: later calls fail at once, naming the
+//! the backend is marked unhealthy (unless the cause is a full device, which
+//! is not an outage): later calls fail at once, naming the
 //! last error, instead of waiting out timeouts, and
 //! [`is_healthy`](crate::Storage::is_healthy) says `false` so that policies
 //! route around it. [`HealthStorage::probe`] (called by the manager's
@@ -200,7 +201,8 @@ impl HealthGuard {
 
     /// Runs `f` (a call of the guarded backend) under the guard: fails at
     /// once while unhealthy, times out, retries retryable failures, and
-    /// marks the backend unhealthy on a final `Unavailable`.
+    /// marks the backend unhealthy on a final `Unavailable` (unless the
+    /// device is only full: [`Error::is_out_of_space`]).
     pub async fn call<T, F, Fut>(&self, op: &'static str, key: &str, f: F) -> Result<T>
     where
         F: Fn() -> Fut,
@@ -237,7 +239,9 @@ impl HealthGuard {
                     }
                     tokio::time::sleep(self.options.retry_backoff * 2u32.pow(attempt - 1)).await;
                 }
-                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                // A full device is not an outage: reads and deletes still
+                // work, and deleting is how space comes back.
+                Err(e) if e.kind() == ErrorKind::Unavailable && !e.is_out_of_space() => {
                     self.mark_unhealthy(&e.to_string(), false);
                     return Err(e);
                 }

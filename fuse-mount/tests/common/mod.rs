@@ -243,3 +243,48 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("tierfs-test-").tempdir().expect("create a temporary directory")
 }
+
+/// A tmpfs of a given size mounted on `dir`, unmounted on drop: a device
+/// that fills up for real (needs root, as every mount test does).
+pub struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` reads it) on `dir`.
+    pub fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("create the tmpfs mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs failed");
+        SmallDisk { path: dir.to_owned() }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Fails at once, saying what to free, when `dir`'s file system has less
+/// than `bytes` available: a test that fills the disk half-way through
+/// would fail later with a bare `EIO`/`ENOSPC` that hides the cause.
+pub fn need_free_space(dir: &Path, bytes: u64) {
+    let c = CString::new(dir.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs {}: {}", dir.display(), std::io::Error::last_os_error());
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    assert!(
+        free >= bytes,
+        "this test needs {} GiB free under {} and there are {:.1} GiB: free some space (or set TMPDIR)",
+        bytes >> 30,
+        dir.display(),
+        free as f64 / (1u64 << 30) as f64
+    );
+}

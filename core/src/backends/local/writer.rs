@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{blobs, LocalStorage, StagedBody, StagedOp, StagedPut, INLINE_LIMIT};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{ObjectMeta, PutOptions, ValueWriter};
 
@@ -28,6 +28,25 @@ impl LocalWriter {
 
     fn io_error(&self, e: std::io::Error) -> Error {
         self.store.ctx(Error::io("cannot write the value's blob file", e), &self.key, "write")
+    }
+
+    /// Buffers `chunk`, or appends it to the blob once the value outgrows
+    /// [`INLINE_LIMIT`].
+    async fn append(&mut self, chunk: Bytes) -> Result<()> {
+        if self.blob.is_none() && self.buf.len() + chunk.len() <= INLINE_LIMIT {
+            self.buf.extend_from_slice(&chunk);
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
+            let pending = std::mem::take(&mut self.buf).freeze();
+            let len = pending.len() as u64;
+            self.append_to_blob(pending).await?;
+            self.size += len;
+        }
+        let len = chunk.len() as u64;
+        self.append_to_blob(chunk).await?;
+        self.size += len;
+        Ok(())
     }
 
     /// Writes `data` at offset `self.size` of the blob, creating it first if
@@ -52,23 +71,22 @@ impl LocalWriter {
 #[async_trait]
 impl ValueWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if self.blob.is_none() && self.buf.len() + chunk.len() <= INLINE_LIMIT {
-            self.buf.extend_from_slice(&chunk);
-            return Ok(());
+        if self.done {
+            return Err(self.failed_before("write"));
         }
-        if !self.buf.is_empty() {
-            let pending = std::mem::take(&mut self.buf).freeze();
-            let len = pending.len() as u64;
-            self.append_to_blob(pending).await?;
-            self.size += len;
+        let written = self.append(chunk).await;
+        if written.is_err() {
+            // The value cannot be completed: give its space back now, not
+            // when the caller drops the writer (a full disk frees up at once).
+            self.discard();
         }
-        let len = chunk.len() as u64;
-        self.append_to_blob(chunk).await?;
-        self.size += len;
-        Ok(())
+        written
     }
 
     async fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
+        if self.done {
+            return Err(self.failed_before("write"));
+        }
         self.done = true;
         let (key, metadata) = (self.key.clone(), std::mem::take(&mut self.options.metadata));
         let if_not_exists = self.options.if_not_exists;
@@ -110,8 +128,15 @@ impl ValueWriter for LocalWriter {
 }
 
 impl LocalWriter {
+    /// After a failed write, nothing more can be written or published.
+    fn failed_before(&self, op: &'static str) -> Error {
+        let e = Error::new(ErrorKind::InvalidInput, "an earlier write of this value failed; write it again");
+        self.store.ctx(e, &self.key, op)
+    }
+
     fn discard(&mut self) {
         self.done = true;
+        self.buf = BytesMut::new();
         if let Some((id, _)) = self.blob.take() {
             self.store.inner.blobs.remove(id);
         }
