@@ -34,6 +34,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export DEBIAN_FRONTEND=noninteractive
 FMT_COLOR=auto
 if [[ "${CI:-}" == "true" ]]; then
+    # A clean clone builds once: incremental caches would only take disk
+    # (gigabytes) that the large-file tests need.
+    export CARGO_INCREMENTAL=0
     export CARGO_TERM_COLOR=never
     FMT_COLOR=never # rustfmt's diff does not follow CARGO_TERM_COLOR
 fi
@@ -110,6 +113,14 @@ stage_setup() {
     rust_components_need
     run cargo --version
     run rustc --version
+    # The builds take about 15 GiB and the fuse stage moves a 4 GiB file
+    # through the store, its spool and a copy: say early if space is short.
+    run df -h "$ROOT" "${TMPDIR:-/tmp}"
+    local avail
+    avail=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR == 2 { print int($4 / 1048576) }')
+    if ((avail < 30)); then
+        log "warning: ${avail} GiB free under ${TMPDIR:-/tmp}; the suite needs about 30 GiB"
+    fi
 }
 
 stage_lint() {

@@ -32,6 +32,8 @@ fn four_gib_in_and_out_in_bounded_memory() {
         return;
     }
     let dir = tempdir();
+    // The file in the store, its spool while written, and the copy out.
+    need_free_space(dir.path(), 3 * SIZE + (1 << 30));
     let m = Mount::new(dir.path());
     let mut buf = vec![0u8; BLOCK];
     let mut f = fs::File::create(m.path("big")).unwrap();
