@@ -71,6 +71,8 @@ async fn missing_credentials_and_bad_values_are_refused_before_connecting() {
     }
     let e = start_error(&format!("{text}part_size_mib = 1\n")).await;
     assert!(e.contains("`backends.c.part_size_mib`: 1 is out of range; allowed: 5 to 1024"), "{e}");
+    let e = start_error(&format!("{text}parts_in_flight = 0\n")).await;
+    assert!(e.contains("`backends.c.parts_in_flight`: 0 is out of range; allowed: 1 to 64"), "{e}");
     let e = start_error(&format!("{text}prefx = \"a/\"\n")).await;
     assert!(e.contains("unknown field `prefx`"), "{e}");
 }

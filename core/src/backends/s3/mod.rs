@@ -23,6 +23,7 @@
 //! configured); no atomic batch, no rename.
 
 mod errors;
+mod http;
 mod listing;
 mod meta;
 mod path;
@@ -73,6 +74,7 @@ struct Inner {
     /// The configured key prefix, as path segments.
     prefix: Vec<String>,
     part_size: usize,
+    parts_in_flight: usize,
     conditional: bool,
     listings: listing::DirCache,
 }
@@ -97,6 +99,12 @@ impl S3Storage {
             return Err(field_error(
                 "part_size_mib",
                 &format!("{} is out of range; allowed: 5 to 1024", settings.part_size_mib),
+            ));
+        }
+        if !(1..=64).contains(&settings.parts_in_flight) {
+            return Err(field_error(
+                "parts_in_flight",
+                &format!("{} is out of range; allowed: 1 to 64", settings.parts_in_flight),
             ));
         }
         let prefix: Vec<String> = match &settings.prefix {
@@ -140,6 +148,12 @@ impl S3Storage {
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &settings.endpoint {
             builder = builder.with_endpoint(endpoint);
+            if endpoint.starts_with("http://") {
+                builder = builder.with_http_connector(http::QuickAckConnector {
+                    timeout: Duration::from_millis(settings.timeout_ms),
+                    connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+                });
+            }
         }
         let store = builder
             .build()
@@ -150,6 +164,7 @@ impl S3Storage {
                 store,
                 prefix,
                 part_size: (settings.part_size_mib as usize) << 20,
+                parts_in_flight: settings.parts_in_flight,
                 conditional: settings.conditional_writes.unwrap_or(false),
                 listings: listing::DirCache::default(),
             }),

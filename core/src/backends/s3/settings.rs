@@ -15,6 +15,7 @@ use serde::Deserialize;
 /// connect_timeout_ms = 5000
 /// retries = 3                          # retries of a failed request (5xx, timeouts)
 /// part_size_mib = 8                    # multipart part size; smaller values are one PUT
+/// parts_in_flight = 8                  # parts of one streamed write uploading at once
 /// conditional_writes = true            # default: probed at start-up (AWS and MinIO honour
 ///                                      # If-None-Match; Garage 2.5 ignores it)
 /// ```
@@ -46,6 +47,10 @@ pub struct S3Settings {
     /// Multipart part size in MiB (default 8, 5 to 1024).
     #[serde(default = "default_part_size")]
     pub part_size_mib: u64,
+    /// Parts of one streamed write uploading at once (default 8, 1 to 64);
+    /// a writer holds up to this many parts in memory.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
     /// Whether the store honours conditional writes (`If-None-Match: *`)
     /// for put-if-absent; when left out, probed at start-up.
     pub conditional_writes: Option<bool>,
@@ -64,5 +69,8 @@ fn default_retries() -> usize {
     3
 }
 fn default_part_size() -> u64 {
+    8
+}
+fn default_parts_in_flight() -> usize {
     8
 }

@@ -1,6 +1,6 @@
 //! Streamed writes: the first part is buffered; a value that fits is one
 //! PUT, a larger one becomes a multipart upload whose parts go up as they
-//! fill, at most four at a time.
+//! fill, at most `parts_in_flight` (a setting) at a time.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -10,9 +10,6 @@ use super::S3Storage;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{ObjectMeta, PutOptions, Storage, ValueWriter};
-
-/// Parts in flight at once.
-const CONCURRENCY: usize = 8;
 
 pub(super) struct S3Writer {
     storage: S3Storage,
@@ -60,7 +57,7 @@ impl ValueWriter for S3Writer {
         }
         if let Some(upload) = &mut self.upload {
             let (s, key) = (&self.storage, &self.key);
-            upload.wait_for_capacity(CONCURRENCY).await.map_err(|e| s.err(e, "write", key))?;
+            upload.wait_for_capacity(s.inner.parts_in_flight).await.map_err(|e| s.err(e, "write", key))?;
         }
         Ok(())
     }
