@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Distributed benchmarks: TierFS on a three-node Garage cluster, in one run.
 #
-#   scripts/bench-distributed.sh [--output FILE] [--seq-mib N] [--keys N] [--no-core]
+#   scripts/bench-distributed.sh [--output FILE] [--seq-mib N] [--keys N] [--rounds N] [--no-core]
 #
 # 1. Core API (criterion, core/benches/distributed.rs): the `s3` backend against
 #    the same requests made with the `object_store` crate directly, 4 KiB and
@@ -14,7 +14,10 @@
 #      seq-read    the same file with dd bs=1M, after a remount and drop_caches
 #      list        `ls -f` of a directory of KEYS keys (created once with a parallel
 #                  upload), first after a fresh mount (cold) and again (warm)
-#    and the daemon's CPU seconds (utime+stime) over each workload.
+#    and the daemon's CPU seconds (utime+stime) over each workload. Garage on
+#    two cores swings by 20 % from one run to the next, so the three tools
+#    take ROUNDS turns (default 3), in a rotated order each round; the table
+#    gives each tool's median and the range of the per-round ratios.
 # 3. `tierfs mount` with `prefer_cache` (LRU of 512 MiB) against the bare `s3`
 #    mount: 100 files of 1 MiB read whole with `cat`, pass after pass, the
 #    kernel's page cache dropped before each pass; the first pass fills the
@@ -34,11 +37,13 @@ SEQ_MIB=1024
 KEYS=10000
 CORE=1
 PASSES=3
+ROUNDS=3
 while (($# > 0)); do
     case "$1" in
         --output) OUTPUT="$2"; shift 2 ;;
         --seq-mib) SEQ_MIB="$2"; shift 2 ;;
         --keys) KEYS="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
         --no-core) CORE=0; shift ;;
         -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -186,12 +191,6 @@ timed() {
     printf -v "$var" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
-# record TARGET WORKLOAD VALUE UNIT CPU
-record() {
-    printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
-    printf '  %-13s %-16s %10s %-6s cpu %6ss\n' "$@"
-}
-
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / s }'; }
 
 count_listing() {
@@ -221,27 +220,37 @@ echo "  uploaded in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f
 rm -rf "$BENCH_DIR/seed"
 head -c "${SEQ_MIB}M" /dev/urandom >"$BENCH_DIR/src.bin"
 
-for target in tierfs rclone s3fs; do
-    echo "== $target"
-    cat "$BENCH_DIR/src.bin" >/dev/null # the source in the page cache
-    mount_target "$target"
-    mkdir -p "$MNT/run-$target"
-    timed secs dd if="$BENCH_DIR/src.bin" of="$MNT/run-$target/seq.bin" bs=1M conv=fsync status=none
-    record "$target" seq-write "$(rate "$SEQ_MIB" "$secs")" MiB/s "$CPU_USED"
-    unmount_target
+# record_round ROUND TARGET WORKLOAD VALUE UNIT CPU
+record_round() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    printf '  round %s %-8s %-12s %10s %-6s cpu %6ss\n' "$@"
+}
 
-    mount_target "$target"
-    drop_caches
-    timed secs dd if="$MNT/run-$target/seq.bin" of=/dev/null bs=1M status=none
-    size="$(stat -c %s "$MNT/run-$target/seq.bin")"
-    ((size == SEQ_MIB << 20)) || { echo "$target: seq.bin has $size bytes" >&2; exit 1; }
-    record "$target" seq-read "$(rate "$SEQ_MIB" "$secs")" MiB/s "$CPU_USED"
-    timed secs count_listing
-    record "$target" list-cold "$(rate "$KEYS" "$secs")" keys/s "$CPU_USED"
-    timed secs count_listing
-    record "$target" list-warm "$(rate "$KEYS" "$secs")" keys/s "$CPU_USED"
-    rm -f "$MNT/run-$target/seq.bin"
-    unmount_target
+TARGETS=(tierfs rclone s3fs)
+for round in $(seq 1 "$ROUNDS"); do
+    for i in 0 1 2; do
+        target="${TARGETS[$(((i + round - 1) % 3))]}"
+        echo "== round $round: $target"
+        cat "$BENCH_DIR/src.bin" >/dev/null # the source in the page cache
+        mount_target "$target"
+        mkdir -p "$MNT/run-$target"
+        timed secs dd if="$BENCH_DIR/src.bin" of="$MNT/run-$target/seq.bin" bs=1M conv=fsync status=none
+        record_round "$round" "$target" seq-write "$(rate "$SEQ_MIB" "$secs")" MiB/s "$CPU_USED"
+        unmount_target
+
+        mount_target "$target"
+        drop_caches
+        timed secs dd if="$MNT/run-$target/seq.bin" of=/dev/null bs=1M status=none
+        size="$(stat -c %s "$MNT/run-$target/seq.bin")"
+        ((size == SEQ_MIB << 20)) || { echo "$target: seq.bin has $size bytes" >&2; exit 1; }
+        record_round "$round" "$target" seq-read "$(rate "$SEQ_MIB" "$secs")" MiB/s "$CPU_USED"
+        timed secs count_listing
+        record_round "$round" "$target" list-cold "$(rate "$KEYS" "$secs")" keys/s "$CPU_USED"
+        timed secs count_listing
+        record_round "$round" "$target" list-warm "$(rate "$KEYS" "$secs")" keys/s "$CPU_USED"
+        rm -f "$MNT/run-$target/seq.bin"
+        unmount_target
+    done
 done
 
 # Repeated reads of the 100 MiB working set, bare and with prefer_cache.
@@ -259,7 +268,7 @@ for target in tierfs tierfs-cache; do
         total="$(awk -v a="$total" -v b="$secs" 'BEGIN { print a + b }')"
         cpu="$(awk -v a="$cpu" -v b="$CPU_USED" 'BEGIN { print a + b }')"
     done
-    record "$target" ws-reread "$(rate $((100 * PASSES)) "$total")" MiB/s "$cpu"
+    record_round 1 "$target" ws-reread "$(rate $((100 * PASSES)) "$total")" MiB/s "$cpu"
     unmount_target
 done
 
@@ -304,24 +313,35 @@ if pairs:
                 f(p["reference_ns_per_op"]), f(p["target_ns_per_op"]), p["ratio"], p["ratio_p25"], p["ratio_p75"]))
     print()
 
-data = {}
+from statistics import median
+runs = {}
 for line in open(results):
-    target, workload, value, unit, cpu = line.rstrip("\n").split("\t")
-    data[(target, workload)] = (float(value), unit, cpu)
+    rnd, target, workload, value, unit, cpu = line.rstrip("\n").split("\t")
+    runs.setdefault((target, workload), []).append((int(rnd), float(value), unit, float(cpu)))
+# Each tool's median over the rounds (value and daemon CPU).
+data = {k: (median(v[1] for v in vs), vs[0][2], "%.2f" % median(v[3] for v in vs)) for k, vs in runs.items()}
+def ratios(a, b, w):
+    """tierfs / other for each round, paired by round."""
+    other = {r: v for r, v, _, _ in runs[(b, w)]}
+    return sorted(v / other[r] for r, v, _, _ in runs[(a, w)] if r in other)
 names = {
     "seq-write": "sequential write %s MiB, dd bs=1M conv=fsync" % seq_mib,
     "seq-read": "sequential read, after remount and drop_caches",
     "list-cold": "`ls -f` of %s keys, first after mount" % keys,
     "list-warm": "`ls -f` of %s keys, again" % keys,
 }
-print("Mounts of one bucket (daemon CPU seconds in brackets):")
+rounds = max(r for vs in runs.values() for r, _, _, _ in vs)
+print("Mounts of one bucket, median of %d rounds (daemon CPU seconds in brackets); the ratios are" % rounds)
+print("of the medians, with the lowest and highest per-round ratio after them:")
 print()
 print("| workload | tierfs | rclone | s3fs | tierfs / rclone | tierfs / s3fs |")
 print("|---|---|---|---|---|---|")
 for w in ["seq-write", "seq-read", "list-cold", "list-warm"]:
     t, r, s = data[("tierfs", w)], data[("rclone", w)], data[("s3fs", w)]
     f = lambda v: "%.0f %s (%s)" % (v[0], v[1], v[2])
-    print("| %s | %s | %s | %s | %.2fx | %.2fx |" % (names[w], f(t), f(r), f(s), t[0] / r[0], t[0] / s[0]))
+    g = lambda m, rs: "%.2fx (%.2f to %.2f)" % (m, rs[0], rs[-1])
+    print("| %s | %s | %s | %s | %s | %s |" % (names[w], f(t), f(r), f(s),
+        g(t[0] / r[0], ratios("tierfs", "rclone", w)), g(t[0] / s[0], ratios("tierfs", "s3fs", w))))
 print()
 b, c = data[("tierfs", "ws-reread")], data[("tierfs-cache", "ws-reread")]
 print("| repeated read of 100 x 1 MiB, page cache dropped | tierfs (s3) | tierfs (prefer_cache, LRU) | cached / bare |")
