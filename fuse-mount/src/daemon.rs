@@ -71,6 +71,23 @@ pub fn auto_attr_ttl(config: &Config, allow_other: bool) -> Duration {
     }
 }
 
+/// Creates the mount point when it does not exist yet (the README's first
+/// command mounts on `~/tierfs`), and refuses one that is not a directory.
+fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("cannot mount at {}: it is not a directory", mountpoint.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(mountpoint)
+                .map_err(|e| format!("cannot create the mount point {}: {e}", mountpoint.display()))?;
+            tracing::info!(mountpoint = %mountpoint.display(), "created the mount point");
+            Ok(())
+        }
+        // Not readable as ours (a stale mount, no permission): let the mount say why.
+        Err(_) => Ok(()),
+    }
+}
+
 /// Loads the configuration, or the embedded default in `root`.
 pub fn load_config(config: Option<&Path>, root: Option<&Path>) -> Result<Config, String> {
     match config {
@@ -91,6 +108,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    prepare_mountpoint(&options.mountpoint)?;
     let config = load_config(options.config.as_deref(), options.root.as_deref())?;
     let attr_ttl = options.attr_ttl.unwrap_or_else(|| auto_attr_ttl(&config, options.allow_other));
     let manager =

@@ -64,7 +64,11 @@ impl Setup {
         if let Some(addr) = metrics {
             args.extend(["--metrics-addr".to_owned(), addr.to_owned()]);
         }
-        Mount::start(base, &base.join("unused"), MountSpec { config: Some(self.config.clone()), args })
+        Mount::start(
+            base,
+            &base.join("unused"),
+            MountSpec { config: Some(self.config.clone()), args, ..MountSpec::default() },
+        )
     }
 
     /// The value of `key` in the bucket, or `None` when it is not there.

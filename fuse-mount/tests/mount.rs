@@ -174,7 +174,11 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     let dir = tempdir();
     let config = dir.path().join("tierfs.toml");
     fs::write(&config, RULES).unwrap();
-    let spec = MountSpec { config: Some(config.clone()), args: vec!["--attr-timeout".into(), "0".into()] };
+    let spec = MountSpec {
+        config: Some(config.clone()),
+        args: vec!["--attr-timeout".into(), "0".into()],
+        ..MountSpec::default()
+    };
     let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
     fs::write(m.path("secret"), b"s").unwrap();
     // A broken file: reported, nothing changes.
@@ -227,7 +231,8 @@ fn metrics_and_explain() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let spec = MountSpec { config: None, args: vec!["--metrics-addr".into(), addr.clone()] };
+    let spec =
+        MountSpec { config: None, args: vec!["--metrics-addr".into(), addr.clone()], ..MountSpec::default() };
     let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
     fs::write(m.path("x"), b"1").unwrap();
     fs::read(m.path("x")).unwrap();
@@ -296,4 +301,30 @@ fn a_full_store_says_enospc_and_keeps_working() {
     assert_eq!(fs::metadata(m.path("after")).unwrap().len(), 4 << 20);
     assert!(m.unmount().success());
     drop(disk);
+}
+
+#[test]
+fn a_missing_mount_point_is_created_and_a_file_is_refused() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let mnt = dir.path().join("new/tierfs");
+    let spec = MountSpec { mountpoint: Some(mnt.clone()), ..MountSpec::default() };
+    let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
+    fs::write(m.path("f"), b"x").unwrap();
+    assert_eq!(fs::read(mnt.join("f")).unwrap(), b"x");
+    assert!(m.unmount().success());
+
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"").unwrap();
+    let out = Command::new(TIERFS)
+        .args(["mount", "--root"])
+        .arg(dir.path().join("data"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
 }

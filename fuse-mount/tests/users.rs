@@ -116,7 +116,11 @@ level = "full"
         ),
     )
     .unwrap();
-    let spec = MountSpec { config: Some(config.clone()), args: vec!["--allow-other".into()] };
+    let spec = MountSpec {
+        config: Some(config.clone()),
+        args: vec!["--allow-other".into()],
+        ..MountSpec::default()
+    };
     let m = Mount::start(dir.path(), &dir.path().join("data"), spec);
     // Root sets up the tree with permissive modes, so refusals below come
     // from the access rules, not from file modes.

@@ -43,6 +43,8 @@ pub struct MountSpec {
     pub config: Option<PathBuf>,
     /// More arguments.
     pub args: Vec<String>,
+    /// The mount point, as given (not created here); default `base/mnt`, created.
+    pub mountpoint: Option<PathBuf>,
 }
 
 impl Mount {
@@ -53,8 +55,14 @@ impl Mount {
 
     /// Mounts the store in `data` at `base/mnt`.
     pub fn start(base: &Path, data: &Path, spec: MountSpec) -> Mount {
-        let mnt = base.join("mnt");
-        std::fs::create_dir_all(&mnt).expect("create the mount point");
+        let mnt = match &spec.mountpoint {
+            Some(mnt) => mnt.clone(),
+            None => {
+                let mnt = base.join("mnt");
+                std::fs::create_dir_all(&mnt).expect("create the mount point");
+                mnt
+            }
+        };
         let log = base.join(format!("tierfs-{}.log", std::process::id()));
         let mut cmd = Command::new(TIERFS);
         cmd.arg("mount");
