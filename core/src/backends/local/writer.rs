@@ -72,7 +72,7 @@ impl LocalWriter {
 impl ValueWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         if self.done {
-            return Err(self.failed_before("write"));
+            return Err(self.failed_before());
         }
         let written = self.append(chunk).await;
         if written.is_err() {
@@ -85,7 +85,7 @@ impl ValueWriter for LocalWriter {
 
     async fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
         if self.done {
-            return Err(self.failed_before("write"));
+            return Err(self.failed_before());
         }
         self.done = true;
         let (key, metadata) = (self.key.clone(), std::mem::take(&mut self.options.metadata));
@@ -129,9 +129,9 @@ impl ValueWriter for LocalWriter {
 
 impl LocalWriter {
     /// After a failed write, nothing more can be written or published.
-    fn failed_before(&self, op: &'static str) -> Error {
+    fn failed_before(&self) -> Error {
         let e = Error::new(ErrorKind::InvalidInput, "an earlier write of this value failed; write it again");
-        self.store.ctx(e, &self.key, op)
+        self.store.ctx(e, &self.key, "write")
     }
 
     fn discard(&mut self) {
