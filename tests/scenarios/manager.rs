@@ -129,6 +129,42 @@ async fn calls_answered_at_once_are_counted_exactly() {
     }
 }
 
+/// Counts are kept per thread and summed when read: calls from many
+/// worker threads, and from threads that have exited since, all count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_from_every_thread_add_up_exactly() {
+    let config = Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap();
+    let manager = StorageManager::open(config).await.unwrap();
+    let store = manager.session("t");
+    let k = Key::new("k").unwrap();
+    store.put(&k, Bytes::from_static(b"12345678"), Default::default()).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, k) = (store.clone(), k.clone());
+            tokio::spawn(async move {
+                for _ in 0..1_000 {
+                    store.get(&k).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for _ in 0..3 {
+        let (store, k) = (store.clone(), k.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(store.get(&k)).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    let gets = &manager.metrics().backends["m"]["get"];
+    assert_eq!((gets.count, gets.errors, gets.bytes_out), (8_003, 0, 8 * 8_003));
+}
+
 /// A denied call answered through the fast path is refused and audited
 /// once, like any other; an allowed one is audited once too.
 #[tokio::test]

@@ -115,6 +115,7 @@ impl ManagedStorage {
     /// not a failure the guard would retry or mark. `None` sends the caller
     /// to the full path (which calls the backend again: only idempotent
     /// calls go through here, and only failures are redone).
+    #[inline]
     fn run_now<T>(
         &self,
         op: Op,
@@ -129,15 +130,14 @@ impl ManagedStorage {
         {
             return None;
         }
-        let start = self.metrics.sample_now(op).then(Instant::now);
+        let call = self.metrics.start_now(op);
         let result = f()?;
         if let Err(e) = &result {
             if e.is_retryable() || e.kind() == ErrorKind::Unavailable {
                 return None;
             }
         }
-        let out = result.as_ref().map(&bytes_out).unwrap_or(0);
-        self.metrics.record_now(op, start.map(|s| s.elapsed()), result.is_ok(), bytes_in, out);
+        call.finish(result.is_ok(), bytes_in, result.as_ref().map(&bytes_out).unwrap_or(0));
         Some(result)
     }
 }
@@ -160,10 +160,12 @@ impl Storage for ManagedStorage {
         self.run(Op::Get, "get", key, 0, || self.inner.get(key), |b| b.len() as u64).await
     }
 
+    #[inline]
     fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
         self.run_now(Op::Get, "get", key, 0, || self.inner.get_now(key), |b| b.len() as u64)
     }
 
+    #[inline]
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
         let call = || self.inner.put_now(key, value, options);
         self.run_now(Op::Put, "put", key, value.len() as u64, call, |_| 0)

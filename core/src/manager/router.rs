@@ -3,9 +3,15 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::config::PolicyConfig;
 use crate::error::Result;
-use crate::storage::{merge_list, KeyFilter, ListOptions, ListPage, MergeSource, Storage};
+use crate::key::Key;
+use crate::layers::ManagedStorage;
+use crate::storage::{
+    merge_list, KeyFilter, ListOptions, ListPage, MergeSource, ObjectMeta, PutOptions, Storage,
+};
 
 /// One route: a prefix (empty for the default) and the stack behind it.
 #[derive(Debug, Clone)]
@@ -20,6 +26,34 @@ pub struct Route {
     pub stack: Arc<dyn Storage>,
     /// The cache of a `prefer_cache` policy, for `explain`.
     pub cache: Option<Arc<crate::policies::cache::CacheStorage>>,
+    /// The stack when it is one managed backend (`always_local`): called
+    /// directly rather than through `dyn Storage` on the fast path.
+    pub(crate) direct: Option<Arc<ManagedStorage>>,
+}
+
+impl Route {
+    /// The stack's [`Storage::get_now`].
+    #[inline(always)]
+    pub(crate) fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        match &self.direct {
+            Some(direct) => direct.get_now(key),
+            None => self.stack.get_now(key),
+        }
+    }
+
+    /// The stack's [`Storage::put_now`].
+    #[inline]
+    pub(crate) fn put_now(
+        &self,
+        key: &Key,
+        value: &Bytes,
+        options: &PutOptions,
+    ) -> Option<Result<ObjectMeta>> {
+        match &self.direct {
+            Some(direct) => direct.put_now(key, value, options),
+            None => self.stack.put_now(key, value, options),
+        }
+    }
 }
 
 /// Routes, longest prefix first, then the default.

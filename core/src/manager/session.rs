@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 
 use super::authorize::{Check, Security};
+use super::router::Route;
 use super::state::ManagerState;
 use super::Shared;
 use crate::access::{Principal, StorageOperationType as Op, Target};
@@ -55,9 +57,15 @@ impl Session {
         &self.shared
     }
 
+    /// Whether no access rule or audit log is configured: nothing to check or record.
+    #[inline]
+    fn open_access(&self) -> bool {
+        self.shared.open_access.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Checks `op` on `key`, records it, and returns the stack serving it.
     fn stack_for(&self, op: Op, label: &str, key: &Key) -> Result<Arc<dyn Storage>> {
-        if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+        if self.open_access() {
             return Ok(self.shared.state.load().router.route(key).stack.clone());
         }
         let state = self.state();
@@ -73,9 +81,9 @@ impl Session {
         op: Op,
         label: &str,
         key: &Key,
-        now: impl FnOnce(&dyn Storage) -> Option<Result<T>>,
+        now: impl FnOnce(&Route) -> Option<Result<T>>,
     ) -> std::result::Result<Result<T>, Arc<dyn Storage>> {
-        let state = if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+        let state = if self.open_access() {
             self.shared.state.load()
         } else {
             let state = self.shared.state.load();
@@ -84,8 +92,8 @@ impl Session {
             }
             state
         };
-        let stack = &state.router.route(key).stack;
-        now(&**stack).ok_or_else(|| stack.clone())
+        let route = state.router.route(key);
+        now(route).ok_or_else(|| route.stack.clone())
     }
 
     /// Drops listing entries the principal may not read.
@@ -142,30 +150,50 @@ impl Storage for Session {
         self.state().router.routes().all(|r| r.stack.is_healthy())
     }
 
-    async fn get(&self, key: &Key) -> Result<Bytes> {
-        match self.serve(Op::Read, "read", key, |stack| stack.get_now(key)) {
-            Ok(answer) => answer,
-            Err(stack) => stack.get(key).await,
+    /// Written out rather than `async`. With no access rule or audit log
+    /// configured, the stack is asked at once (in the call, not at the first
+    /// poll): if it answers without waiting ([`Storage::get_now`], an
+    /// in-memory backend), the future returned is a ready one, with no state
+    /// machine around it; a read has no effect to defer. Otherwise the
+    /// whole call, checks included, runs when the future is polled.
+    fn get<'a, 'b, 'c>(&'a self, key: &'b Key) -> BoxFuture<'c, Result<Bytes>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        if self.open_access() {
+            if let Some(answer) = self.get_now(key) {
+                return Box::pin(std::future::ready(answer));
+            }
+            return Box::pin(async move { self.stack_for(Op::Read, "read", key)?.get(key).await });
         }
+        Box::pin(async move {
+            match self.serve(Op::Read, "read", key, |route| route.get_now(key)) {
+                Ok(answer) => answer,
+                Err(stack) => stack.get(key).await,
+            }
+        })
     }
 
     /// Answers when no access rule or audit log is configured (nothing to
     /// check or record) and the key routes to a stack that answers at once;
     /// otherwise `None`, and `get` does the whole call.
+    #[inline(always)]
     fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
-        if !self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.open_access() {
             return None;
         }
-        self.shared.state.load().router.route(key).stack.get_now(key)
+        self.shared.state.load().router.route(key).get_now(key)
     }
 
     /// Like [`Session::get_now`](Storage::get_now): only with no access
     /// rule or audit log configured.
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
-        if !self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.open_access() {
             return None;
         }
-        self.shared.state.load().router.route(key).stack.put_now(key, value, options)
+        self.shared.state.load().router.route(key).put_now(key, value, options)
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
@@ -177,7 +205,7 @@ impl Storage for Session {
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        match self.serve(Op::Write, "write", key, |stack| stack.put_now(key, &value, &options)) {
+        match self.serve(Op::Write, "write", key, |route| route.put_now(key, &value, &options)) {
             Ok(answer) => answer,
             Err(stack) => stack.put(key, value, options).await,
         }
@@ -196,7 +224,7 @@ impl Storage for Session {
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         options.validate()?;
         let state = self.state();
-        if self.shared.open_access.load(std::sync::atomic::Ordering::Acquire) {
+        if self.open_access() {
             return state.router.list(options).await;
         }
         let security = self.security();

@@ -87,6 +87,7 @@ impl ManagerState {
         let default_stack =
             build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut built).await?;
         let default = Route {
+            direct: direct(&default_policy, &config, &backends),
             cache: built.last_cache(&default_stack),
             prefix: String::new(),
             backends: default_policy.backends(&config),
@@ -100,6 +101,7 @@ impl ManagerState {
             let stack =
                 build_stack(&config, &field, &policy, &backends, registry, metrics, &mut built).await?;
             routes.push(Route {
+                direct: direct(&policy, &config, &backends),
                 cache: built.last_cache(&stack),
                 prefix: route.prefix.clone(),
                 backends: policy.backends(&config),
@@ -136,6 +138,20 @@ impl ManagerState {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The managed backend an `always_local` policy is.
+fn direct(
+    policy: &PolicyConfig,
+    config: &Config,
+    backends: &BTreeMap<String, Backend>,
+) -> Option<Arc<ManagedStorage>> {
+    match policy {
+        PolicyConfig::AlwaysLocal { .. } => {
+            policy.backends(config).first().and_then(|name| backends.get(name)).map(|b| b.managed.clone())
+        }
+        _ => None,
     }
 }
 

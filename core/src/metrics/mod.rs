@@ -1,8 +1,10 @@
 //! `StorageMetrics`: counts, errors, bytes and latency per backend and per
 //! operation, cache hits and misses, repairs and migrations.
 //!
-//! Recording is lock-free (atomics); a [`MetricsSnapshot`] copies the
-//! counters at one moment and renders them in the Prometheus text format.
+//! Recording is lock-free: counts and bytes are kept per thread, so a call
+//! adds to them with plain stores (no atomic read-modify-write shared by
+//! every core), and latency histograms are atomics. A [`MetricsSnapshot`]
+//! sums the counters at one moment and renders them in the Prometheus text format.
 //!
 //! ```
 //! use std::time::Duration;
@@ -17,6 +19,7 @@
 //! assert!(snap.to_prometheus().contains("tierfs_operations_total{backend=\"main\",op=\"get\"} 1"));
 //! ```
 
+mod counts;
 mod histogram;
 
 use std::collections::BTreeMap;
@@ -86,72 +89,70 @@ impl Op {
     }
 }
 
-/// Calls answered without waiting are timed one in this many (see
-/// [`BackendMetrics::sample_now`]); every other call is timed.
-pub const SAMPLE_EVERY: u64 = 16;
-
-/// Counters of one operation on one backend.
-#[derive(Debug, Default)]
-pub struct OpMetrics {
-    count: AtomicU64,
-    errors: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    latency: Histogram,
-}
+/// Calls answered without waiting are timed one in this many on each
+/// thread (see [`BackendMetrics::start_now`]); every other call is timed.
+pub const SAMPLE_EVERY: u64 = 64;
 
 /// Counters of one backend.
 #[derive(Debug, Default)]
 pub struct BackendMetrics {
-    ops: [OpMetrics; Op::ALL.len()],
+    counts: counts::OpCounts,
+    latency: [Histogram; Op::ALL.len()],
 }
 
 impl BackendMetrics {
     /// Records one call of `op`: its latency, success, bytes written to
     /// the backend (`bytes_in`) and read from it (`bytes_out`).
     pub fn record(&self, op: Op, latency: Duration, ok: bool, bytes_in: u64, bytes_out: u64) {
-        self.count(op, ok, bytes_in, bytes_out);
-        self.ops[op as usize].latency.record(latency);
+        self.counts.mine(op).call(ok, bytes_in, bytes_out);
+        self.latency[op as usize].record(latency);
     }
 
-    /// Whether to time the next call of `op` answered without waiting
-    /// ([`Storage::get_now`](crate::Storage::get_now)): one in
-    /// [`SAMPLE_EVERY`]. Such calls take about 100 ns, and reading the
-    /// clock twice and filling the histogram would cost half as much again.
-    pub fn sample_now(&self, op: Op) -> bool {
-        self.ops[op as usize].count.load(Ordering::Relaxed) % SAMPLE_EVERY == 0
-    }
-
-    /// Records a call answered without waiting like [`BackendMetrics::record`];
-    /// `latency` is there for the sampled calls ([`BackendMetrics::sample_now`]),
-    /// each standing for [`SAMPLE_EVERY`] calls in the latency histogram.
+    /// Starts recording a call of `op` answered without waiting
+    /// ([`Storage::get_now`](crate::Storage::get_now)); the call counts
+    /// when [`NowCall::finish`] is called. Such calls take about 100 ns,
+    /// and reading the clock twice and filling the histogram would cost
+    /// half as much again, so one call in [`SAMPLE_EVERY`] on each thread
+    /// is timed, and stands for that many in the latency histogram.
     /// Counts, errors and bytes are exact.
-    pub fn record_now(&self, op: Op, latency: Option<Duration>, ok: bool, bytes_in: u64, bytes_out: u64) {
-        self.count(op, ok, bytes_in, bytes_out);
-        if let Some(latency) = latency {
-            self.ops[op as usize].latency.record_weighted(latency, SAMPLE_EVERY);
-        }
-    }
-
-    fn count(&self, op: Op, ok: bool, bytes_in: u64, bytes_out: u64) {
-        let m = &self.ops[op as usize];
-        m.count.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            m.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if bytes_in > 0 {
-            m.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-        }
-        if bytes_out > 0 {
-            m.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
-        }
+    #[inline]
+    pub fn start_now(&self, op: Op) -> NowCall<'_> {
+        let counts = self.counts.mine(op);
+        let start = (counts.calls() % SAMPLE_EVERY == 0).then(quanta::Instant::now);
+        NowCall { counts, latency: &self.latency[op as usize], start }
     }
 
     /// Adds bytes moved by a stream after the call that opened it.
     pub fn add_bytes(&self, op: Op, bytes_in: u64, bytes_out: u64) {
-        let m = &self.ops[op as usize];
-        m.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-        m.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        self.counts.add_bytes(op, bytes_in, bytes_out);
+    }
+
+    /// The counters of `op` at this moment.
+    fn snapshot(&self, op: Op) -> OpSnapshot {
+        let (count, errors, bytes_in, bytes_out) = self.counts.total(op);
+        OpSnapshot { count, errors, bytes_in, bytes_out, latency: self.latency[op as usize].snapshot() }
+    }
+}
+
+/// A call answered without waiting, being recorded (see
+/// [`BackendMetrics::start_now`]). Dropped without [`NowCall::finish`], it
+/// records nothing.
+#[derive(Debug)]
+pub struct NowCall<'a> {
+    counts: &'a counts::Counts,
+    latency: &'a Histogram,
+    start: Option<quanta::Instant>,
+}
+
+impl NowCall<'_> {
+    /// Records the call: its success and bytes written to the backend
+    /// (`bytes_in`) and read from it (`bytes_out`).
+    #[inline]
+    pub fn finish(self, ok: bool, bytes_in: u64, bytes_out: u64) {
+        self.counts.call(ok, bytes_in, bytes_out);
+        if let Some(start) = self.start {
+            self.latency.record_weighted(start.elapsed(), SAMPLE_EVERY);
+        }
     }
 }
 
@@ -206,17 +207,7 @@ impl StorageMetrics {
             .map(|(name, m)| {
                 let ops = Op::ALL
                     .iter()
-                    .map(|op| {
-                        let o = &m.ops[*op as usize];
-                        let snap = OpSnapshot {
-                            count: o.count.load(Ordering::Relaxed),
-                            errors: o.errors.load(Ordering::Relaxed),
-                            bytes_in: o.bytes_in.load(Ordering::Relaxed),
-                            bytes_out: o.bytes_out.load(Ordering::Relaxed),
-                            latency: o.latency.snapshot(),
-                        };
-                        (op.as_str(), snap)
-                    })
+                    .map(|op| (op.as_str(), m.snapshot(*op)))
                     .filter(|(_, s)| s.count > 0)
                     .collect();
                 (name.clone(), ops)
