@@ -12,6 +12,7 @@
 # this 2-core machine is shared and absolute figures move with its load:
 #   tierfs local / raw redb, 4 KiB get and put     >= 0.90x ops/s
 #   manager session / bare memory, 4 KiB get, put  >= 0.85x ops/s
+#   prefer_cache / local alone, 90 % hits          >= 3x ops/s
 #   memory backend, 4 KiB get                      < 1000 ns
 # Each ratio is read from an interleaved benchmark: both sides alternate in
 # blocks, and the verdict uses the median over adjacent block pairs of the
@@ -126,6 +127,8 @@ RATIOS = [
     ("local/raw put 4 KiB", "local_vs_raw_put_4KiB", "engine/raw_redb/put/4KiB", "engine/tierfs_local/put/4KiB", 0.90),
     ("manager/bare get 4 KiB", "session_vs_bare_get_4KiB", "manager/bare_memory/get/4KiB", "manager/session/get/4KiB", 0.85),
     ("manager/bare put 4 KiB", "session_vs_bare_put_4KiB", "manager/bare_memory/put/4KiB", "manager/session/put/4KiB", 0.85),
+    ("prefer_cache/local, 90 % hits, 2,000 cold keys", "prefer_cache_vs_local_cold_2k", "prefer_cache_90pct_hits_cold_2k/local_alone", "prefer_cache_90pct_hits_cold_2k/prefer_cache", 3.0),
+    ("prefer_cache/local, 90 % hits, 20,000 cold keys", "prefer_cache_vs_local_cold_20k", "prefer_cache_90pct_hits_cold_20k/local_alone", "prefer_cache_90pct_hits_cold_20k/prefer_cache", 3.0),
 ]
 rows = []
 for label, pair, ref_id, target_id, goal in RATIOS:

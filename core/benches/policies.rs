@@ -4,10 +4,12 @@
 //!   (target at least 3x the ops/s): nine gets of 1,000 hot keys and one of
 //!   a cold set, in two sizes: 20,000 cold keys (about 160 MiB of redb
 //!   pages, past local's 64 MiB page cache, so a cold get reads the file)
-//!   and 2,000 (everything fits in local's page cache);
+//!   and 2,000 (everything fits in local's page cache); measured apart and
+//!   interleaved (`prefer_cache_vs_local_*`, as `common::interleaved`);
 //! - `Redundant` with 2 copies (two local stores) against one local store,
 //!   4 KiB puts (target at least 0.45x).
 
+use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -42,13 +44,19 @@ fn cache_hit(c: &mut Criterion) {
     group.finish();
 }
 
-/// Nine reads of hot keys and one of a cold key, per iteration.
-async fn mixed(store: &dyn Storage, hot: &[Key], cold: &[Key], i: &mut usize) {
+/// Nine reads of hot keys and one of a cold key: iteration `i`.
+async fn mixed(store: &dyn Storage, hot: &[Key], cold: &[Key], i: usize) {
     for j in 0..9 {
-        black_box(store.get(&hot[(*i * 9 + j) % hot.len()]).await.unwrap());
+        black_box(store.get(&hot[(i * 9 + j) % hot.len()]).await.unwrap());
     }
-    black_box(store.get(&cold[*i % cold.len()]).await.unwrap());
-    *i += 1;
+    black_box(store.get(&cold[i % cold.len()]).await.unwrap());
+}
+
+/// The next iteration number of a side.
+fn next(counter: &Cell<usize>) -> usize {
+    let i = counter.get();
+    counter.set(i + 1);
+    i
 }
 
 fn prefer_cache(c: &mut Criterion) {
@@ -69,13 +77,29 @@ fn prefer_cache(c: &mut Criterion) {
         let metrics = StorageMetrics::new();
         let cache = CacheStorage::with_lru(local.clone(), options, metrics.clone());
         let mut group = c.benchmark_group(format!("prefer_cache_90pct_hits_{name}"));
-        let (mut i, mut j) = (0, 0);
-        group.bench_function("local_alone", |b| b.iter(|| rt.block_on(mixed(&*local, &hot, &cold, &mut i))));
-        group.bench_function("prefer_cache", |b| b.iter(|| rt.block_on(mixed(&*cache, &hot, &cold, &mut j))));
+        let (i, j) = (Cell::new(0), Cell::new(0));
+        group
+            .bench_function("local_alone", |b| b.iter(|| rt.block_on(mixed(&*local, &hot, &cold, next(&i)))));
+        group.bench_function("prefer_cache", |b| {
+            b.iter(|| rt.block_on(mixed(&*cache, &hot, &cold, next(&j))))
+        });
+        // Both sides alternating in blocks of ten iterations (100 gets).
+        let (hot, cold) = (&hot, &cold);
+        common::interleaved(
+            &mut group,
+            &rt,
+            &format!("prefer_cache_vs_local_{name}"),
+            10,
+            || mixed(&*local, hot, cold, next(&i)),
+            || mixed(&*cache, hot, cold, next(&j)),
+        );
         group.finish();
         let snap = metrics.snapshot();
-        let ratio = snap.cache_hits as f64 / (snap.cache_hits + snap.cache_misses).max(1) as f64;
-        eprintln!("prefer_cache_90pct_hits_{name}: {:.1} % of gets were hits", ratio * 100.0);
+        let gets = snap.cache_hits + snap.cache_misses;
+        if gets > 0 {
+            let ratio = snap.cache_hits as f64 / gets as f64;
+            eprintln!("prefer_cache_90pct_hits_{name}: {:.1} % of gets were hits", ratio * 100.0);
+        }
     }
 }
 

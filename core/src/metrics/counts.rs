@@ -91,6 +91,36 @@ impl OpCounts {
     }
 }
 
+/// Counters of events (cache hits, repairs, ...), `N` of them, kept per
+/// thread like [`OpCounts`].
+#[derive(Debug, Default)]
+pub(super) struct EventCounts<const N: usize> {
+    threads: ThreadLocal<ThreadEvents<N>>,
+}
+
+#[derive(Debug)]
+#[repr(align(64))]
+struct ThreadEvents<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for ThreadEvents<N> {
+    fn default() -> Self {
+        ThreadEvents(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> EventCounts<N> {
+    /// Counts one event `event` on this thread.
+    #[inline]
+    pub fn count(&self, event: usize) {
+        add(&self.threads.get_or_default().0[event], 1);
+    }
+
+    /// The total of `event` over every thread.
+    pub fn total(&self, event: usize) -> u64 {
+        self.threads.iter().map(|t| t.0[event].load(Ordering::Relaxed)).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +157,19 @@ mod tests {
         }
         counts.mine(Op::Put).call(true, 10, 0);
         assert_eq!(counts.total(Op::Put), (4, 0, 40, 0));
+    }
+
+    #[test]
+    fn events_from_many_threads_add_up() {
+        let events = Arc::new(EventCounts::<3>::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let events = events.clone();
+                std::thread::spawn(move || (0..1_000).for_each(|_| events.count(1)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        events.count(2);
+        assert_eq!([events.total(0), events.total(1), events.total(2)], [0, 4_000, 1]);
     }
 }

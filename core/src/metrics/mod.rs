@@ -24,7 +24,6 @@ mod histogram;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,19 +159,24 @@ impl NowCall<'_> {
 #[derive(Debug, Default)]
 pub struct StorageMetrics {
     backends: RwLock<BTreeMap<String, Arc<BackendMetrics>>>,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    cache_evictions: AtomicU64,
-    repairs: AtomicU64,
-    migrations: AtomicU64,
-    retries: AtomicU64,
+    /// Indexed by the `EVENT_*` constants.
+    events: counts::EventCounts<EVENTS>,
 }
 
+const EVENT_CACHE_HIT: usize = 0;
+const EVENT_CACHE_MISS: usize = 1;
+const EVENT_CACHE_EVICTION: usize = 2;
+const EVENT_REPAIR: usize = 3;
+const EVENT_MIGRATION: usize = 4;
+const EVENT_RETRY: usize = 5;
+const EVENTS: usize = 6;
+
 macro_rules! counter {
-    ($name:ident, $field:ident, $doc:literal) => {
+    ($name:ident, $event:ident, $doc:literal) => {
         #[doc = $doc]
+        #[inline]
         pub fn $name(&self) {
-            self.$field.fetch_add(1, Ordering::Relaxed);
+            self.events.count($event);
         }
     };
 }
@@ -191,12 +195,12 @@ impl StorageMetrics {
         self.backends.write().entry(name.to_owned()).or_default().clone()
     }
 
-    counter!(cache_hit, cache_hits, "Counts a read served by a cache.");
-    counter!(cache_miss, cache_misses, "Counts a read a cache could not serve.");
-    counter!(cache_eviction, cache_evictions, "Counts an entry evicted from a cache.");
-    counter!(repair, repairs, "Counts a stale or missing copy repaired.");
-    counter!(migration, migrations, "Counts a key moved between tiers.");
-    counter!(retry, retries, "Counts a call retried after a retryable error.");
+    counter!(cache_hit, EVENT_CACHE_HIT, "Counts a read served by a cache.");
+    counter!(cache_miss, EVENT_CACHE_MISS, "Counts a read a cache could not serve.");
+    counter!(cache_eviction, EVENT_CACHE_EVICTION, "Counts an entry evicted from a cache.");
+    counter!(repair, EVENT_REPAIR, "Counts a stale or missing copy repaired.");
+    counter!(migration, EVENT_MIGRATION, "Counts a key moved between tiers.");
+    counter!(retry, EVENT_RETRY, "Counts a call retried after a retryable error.");
 
     /// The counters at this moment.
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -213,15 +217,15 @@ impl StorageMetrics {
                 (name.clone(), ops)
             })
             .collect();
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let total = |event| self.events.total(event);
         MetricsSnapshot {
             backends,
-            cache_hits: load(&self.cache_hits),
-            cache_misses: load(&self.cache_misses),
-            cache_evictions: load(&self.cache_evictions),
-            repairs: load(&self.repairs),
-            migrations: load(&self.migrations),
-            retries: load(&self.retries),
+            cache_hits: total(EVENT_CACHE_HIT),
+            cache_misses: total(EVENT_CACHE_MISS),
+            cache_evictions: total(EVENT_CACHE_EVICTION),
+            repairs: total(EVENT_REPAIR),
+            migrations: total(EVENT_MIGRATION),
+            retries: total(EVENT_RETRY),
         }
     }
 }

@@ -47,6 +47,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::RwLock;
 
@@ -172,6 +173,19 @@ impl Coherence {
         (self.hasher.hash_one(key.as_str()) % STRIPES as u64) as usize
     }
 
+    /// The value of the tier's live entry of `key` when the tier answers
+    /// at once ([`CacheTier::value_now`]) and nothing is pending; `None` for
+    /// everything else (a miss, an error, a remote tier, a pending
+    /// invalidation), which [`Coherence::lookup`] then handles and records.
+    pub(super) fn hit_now(&self, key: &Key) -> Option<Bytes> {
+        if self.any_pending.load(SeqCst) {
+            return None;
+        }
+        let value = self.tier.value_now(key)?.ok()??;
+        self.answered();
+        Some(value)
+    }
+
     /// Looks `key` up in the tier.
     pub(super) async fn lookup(&self, key: &Key) -> Lookup {
         if self.any_pending.load(SeqCst) {
@@ -201,7 +215,11 @@ impl Coherence {
                 },
             }
         }
-        match self.tier.get(key).await {
+        let answer = match self.tier.get_now(key) {
+            Some(answer) => answer,
+            None => self.tier.get(key).await,
+        };
+        match answer {
             Ok(Some(value)) => {
                 self.answered();
                 Lookup::Hit(value)

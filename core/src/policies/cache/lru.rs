@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -97,6 +98,25 @@ impl LruCacheTier {
         }
     }
 
+    /// `take` of the live entry of `key`, marked most recently used; an
+    /// expired one is dropped.
+    fn lookup<T>(&self, key: &Key, take: impl FnOnce(&Slot) -> T) -> Option<T> {
+        let mut state = self.state.lock();
+        match state.map.get(key.as_str()) {
+            None => return None,
+            Some(slot) if !slot.expired(Instant::now) => return Some(take(slot)),
+            Some(_) => {}
+        }
+        // Expired: drop it now, and free it outside the lock.
+        let slot = state.map.pop(key.as_str());
+        if let Some(slot) = &slot {
+            state.bytes -= slot.charge;
+        }
+        drop(state);
+        drop(slot);
+        None
+    }
+
     /// Bytes charged for the entries held now (at most the capacity).
     pub fn cached_bytes(&self) -> u64 {
         self.state.lock().bytes
@@ -130,20 +150,15 @@ impl CacheTier for LruCacheTier {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<CachedValue>> {
-        let mut state = self.state.lock();
-        match state.map.get(key.as_str()) {
-            None => return Ok(None),
-            Some(slot) if !slot.expired(Instant::now) => return Ok(Some(slot.value.clone())),
-            Some(_) => {}
-        }
-        // Expired: drop it now, and free it outside the lock.
-        let slot = state.map.pop(key.as_str());
-        if let Some(slot) = &slot {
-            state.bytes -= slot.charge;
-        }
-        drop(state);
-        drop(slot);
-        Ok(None)
+        Ok(self.lookup(key, |slot| slot.value.clone()))
+    }
+
+    fn get_now(&self, key: &Key) -> Option<Result<Option<CachedValue>>> {
+        Some(Ok(self.lookup(key, |slot| slot.value.clone())))
+    }
+
+    fn value_now(&self, key: &Key) -> Option<Result<Option<Bytes>>> {
+        Some(Ok(self.lookup(key, |slot| slot.value.value.clone())))
     }
 
     async fn put(&self, key: &Key, value: CachedValue) -> Result<()> {

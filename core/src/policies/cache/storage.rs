@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 
 use super::coherence::{Coherence, Lookup, ReadTicket};
@@ -209,14 +210,8 @@ impl CacheStorage {
     }
 
     async fn find(&self, key: &Key) -> Found {
-        if let Some(wb) = &self.write_back {
-            if let Some(dirty) = wb.lookup(key) {
-                self.metrics.cache_hit();
-                return match dirty {
-                    Dirty::Put { value, meta } => Found::Value(value, meta),
-                    Dirty::Deleted => Found::Deleted,
-                };
-            }
+        if let Some(found) = self.dirty(key) {
+            return found;
         }
         match self.coherence.lookup(key).await {
             Lookup::Hit(cached) => {
@@ -234,18 +229,45 @@ impl CacheStorage {
         }
     }
 
+    /// The write-back entry of `key`, if one is waiting (a hit).
+    fn dirty(&self, key: &Key) -> Option<Found> {
+        let dirty = self.write_back.as_ref()?.lookup(key)?;
+        self.metrics.cache_hit();
+        Some(match dirty {
+            Dirty::Put { value, meta } => Found::Value(value, meta),
+            Dirty::Deleted => Found::Deleted,
+        })
+    }
+
+    /// A hit found without waiting, for a read that needs the value alone:
+    /// a write-back entry, or an entry of a tier that answers at once.
+    /// `None` for the rest, which [`CacheStorage::find`] looks up (and
+    /// records) itself.
+    fn value_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        match self.dirty(key) {
+            Some(Found::Value(value, _)) => return Some(Ok(value)),
+            Some(_) => return Some(Err(self.not_found(key, "get"))),
+            None => {}
+        }
+        let value = self.coherence.hit_now(key)?;
+        self.metrics.cache_hit();
+        Some(Ok(value))
+    }
+
     /// Reads a value of at most `max_entry_bytes` whole from the primary and
     /// caches it; `None` when it is larger or the primary failed (the
     /// caller then asks the primary for what it needs, which reports the
     /// error as its own).
     /// A miss: the value and its metadata from the primary in one call,
     /// filled into the tier when `fill` and small enough.
-    async fn read_through(&self, key: &Key, fill: bool) -> Result<(ObjectMeta, Bytes)> {
+    async fn read_through(&self, key: &Key, fill: bool) -> Result<(Arc<ObjectMeta>, Bytes)> {
         let ticket = self.coherence.read_ticket(key);
         let (meta, value) = self.primary.get_with_meta(key).await?;
+        let meta = Arc::new(meta);
         let size = value.len() as u64;
         if fill && size <= self.options.max_entry_bytes && meta.size == size {
-            self.coherence.fill(key, &ticket, CachedValue::new(value.clone(), meta.clone())).await;
+            let cached = CachedValue { value: value.clone(), meta: meta.clone() };
+            self.coherence.fill(key, &ticket, cached).await;
         }
         Ok((meta, value))
     }
@@ -345,19 +367,41 @@ impl Storage for CacheStorage {
         self.primary.is_healthy()
     }
 
-    async fn get(&self, key: &Key) -> Result<Bytes> {
-        match self.find(key).await {
-            Found::Value(value, _) => Ok(value),
-            Found::Deleted => Err(self.not_found(key, "get")),
-            Found::Miss { fill } => self.read_through(key, fill).await.map(|(_, value)| value),
+    /// Written out rather than `async`: a hit in an in-process tier (or
+    /// in the write-back set) is answered in the call
+    /// ([`Storage::get_now`]), and the future returned is a ready one. A
+    /// miss runs when the future is polled.
+    fn get<'a, 'b, 'c>(&'a self, key: &'b Key) -> BoxFuture<'c, Result<Bytes>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        if let Some(answer) = self.get_now(key) {
+            return Box::pin(std::future::ready(answer));
         }
+        Box::pin(async move {
+            match self.find(key).await {
+                Found::Value(value, _) => Ok(value),
+                Found::Deleted => Err(self.not_found(key, "get")),
+                Found::Miss { fill } => self.read_through(key, fill).await.map(|(_, value)| value),
+            }
+        })
+    }
+
+    /// A hit answered at once: a write-back entry, or an entry of a tier
+    /// that answers without waiting (LRU); `None` on a miss.
+    fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        self.value_now(key)
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
         match self.find(key).await {
             Found::Value(value, meta) => Ok(((*meta).clone(), value)),
             Found::Deleted => Err(self.not_found(key, "get")),
-            Found::Miss { fill } => self.read_through(key, fill).await,
+            Found::Miss { fill } => {
+                self.read_through(key, fill).await.map(|(meta, value)| (Arc::unwrap_or_clone(meta), value))
+            }
         }
     }
 

@@ -68,6 +68,19 @@ pub trait CacheTier: Send + Sync + Debug {
     /// Drops every entry.
     async fn clear(&self) -> Result<()>;
 
+    /// [`CacheTier::get`] answered at once, for a tier that can look up
+    /// without waiting (in-process); `None` when it cannot (a remote tier),
+    /// and the caller awaits `get`.
+    fn get_now(&self, _key: &Key) -> Option<Result<Option<CachedValue>>> {
+        None
+    }
+
+    /// Like [`CacheTier::get_now`], the value alone (a read that does not
+    /// need the metadata leaves it untouched).
+    fn value_now(&self, key: &Key) -> Option<Result<Option<Bytes>>> {
+        self.get_now(key).map(|answer| answer.map(|cached| cached.map(|c| c.value)))
+    }
+
     /// Whether a live entry of `key` is held, answered at once without
     /// touching recency; `None` when the tier cannot tell without a round
     /// trip (a remote tier). Used by `explain`.
