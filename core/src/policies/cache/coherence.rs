@@ -245,11 +245,18 @@ impl Coherence {
     /// unless a write may have changed the key since the ticket was taken.
     pub(super) async fn fill(&self, key: &Key, ticket: &ReadTicket, value: CachedValue) {
         let stripe = &self.stripes[ticket.stripe];
-        let _shared = stripe.lock.read().await;
+        let _shared = match stripe.lock.try_read() {
+            Ok(shared) => shared,
+            Err(_) => stripe.lock.read().await,
+        };
         if stripe.generation.load(SeqCst) != ticket.generation || stripe.writers.load(SeqCst) != 0 {
             return;
         }
-        match self.tier.put(key, value).await {
+        let stored = match self.tier.put_now(key, value) {
+            Ok(stored) => stored,
+            Err(value) => self.tier.put(key, value).await,
+        };
+        match stored {
             Ok(()) => self.answered(),
             Err(e) => self.failed("put", Some(key), &e),
         }

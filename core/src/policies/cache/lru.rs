@@ -117,6 +117,38 @@ impl LruCacheTier {
         None
     }
 
+    /// Holds `value` as the entry of `key`, evicting least recently used
+    /// entries to stay within the byte bound.
+    fn insert(&self, key: &Key, value: CachedValue) -> Result<()> {
+        let charge = value.footprint() + ENTRY_OVERHEAD_BYTES;
+        let fits = value.value.len() as u64 <= self.max_entry_bytes && charge <= self.capacity_bytes;
+        let expires = self.ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        // Dropped after the lock is released: freeing large buffers takes time.
+        let mut released = Vec::new();
+        {
+            let mut state = self.state.lock();
+            if let Some(old) = state.map.pop(key.as_str()) {
+                state.bytes -= old.charge;
+                released.push(old);
+            }
+            if !fits {
+                return Ok(());
+            }
+            while state.bytes + charge > self.capacity_bytes {
+                let Some((_, victim)) = state.map.pop_lru() else { break };
+                state.bytes -= victim.charge;
+                if !victim.expired(Instant::now) {
+                    self.metrics.cache_eviction();
+                }
+                released.push(victim);
+            }
+            state.bytes += charge;
+            state.map.put(key.clone(), Slot { value, charge, expires });
+        }
+        drop(released);
+        Ok(())
+    }
+
     /// Bytes charged for the entries held now (at most the capacity).
     pub fn cached_bytes(&self) -> u64 {
         self.state.lock().bytes
@@ -162,33 +194,11 @@ impl CacheTier for LruCacheTier {
     }
 
     async fn put(&self, key: &Key, value: CachedValue) -> Result<()> {
-        let charge = value.footprint() + ENTRY_OVERHEAD_BYTES;
-        let fits = value.value.len() as u64 <= self.max_entry_bytes && charge <= self.capacity_bytes;
-        let expires = self.ttl.and_then(|ttl| Instant::now().checked_add(ttl));
-        // Dropped after the lock is released: freeing large buffers takes time.
-        let mut released = Vec::new();
-        {
-            let mut state = self.state.lock();
-            if let Some(old) = state.map.pop(key.as_str()) {
-                state.bytes -= old.charge;
-                released.push(old);
-            }
-            if !fits {
-                return Ok(());
-            }
-            while state.bytes + charge > self.capacity_bytes {
-                let Some((_, victim)) = state.map.pop_lru() else { break };
-                state.bytes -= victim.charge;
-                if !victim.expired(Instant::now) {
-                    self.metrics.cache_eviction();
-                }
-                released.push(victim);
-            }
-            state.bytes += charge;
-            state.map.put(key.clone(), Slot { value, charge, expires });
-        }
-        drop(released);
-        Ok(())
+        self.insert(key, value)
+    }
+
+    fn put_now(&self, key: &Key, value: CachedValue) -> std::result::Result<Result<()>, CachedValue> {
+        Ok(self.insert(key, value))
     }
 
     async fn invalidate(&self, key: &Key) -> Result<()> {

@@ -75,6 +75,13 @@ pub trait CacheTier: Send + Sync + Debug {
         None
     }
 
+    /// [`CacheTier::put`] done at once, for a tier that can store without
+    /// waiting (in-process); a tier that cannot hands the value back
+    /// (`Err`), and the caller awaits `put`.
+    fn put_now(&self, _key: &Key, value: CachedValue) -> std::result::Result<Result<()>, CachedValue> {
+        Err(value)
+    }
+
     /// Like [`CacheTier::get_now`], the value alone (a read that does not
     /// need the metadata leaves it untouched).
     fn value_now(&self, key: &Key) -> Option<Result<Option<Bytes>>> {
