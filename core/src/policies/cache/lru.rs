@@ -119,7 +119,7 @@ impl LruCacheTier {
 
     /// Holds `value` as the entry of `key`, evicting least recently used
     /// entries to stay within the byte bound.
-    fn insert(&self, key: &Key, value: CachedValue) -> Result<()> {
+    fn insert(&self, key: &Key, value: CachedValue) {
         let charge = value.footprint() + ENTRY_OVERHEAD_BYTES;
         let fits = value.value.len() as u64 <= self.max_entry_bytes && charge <= self.capacity_bytes;
         let expires = self.ttl.and_then(|ttl| Instant::now().checked_add(ttl));
@@ -132,7 +132,7 @@ impl LruCacheTier {
                 released.push(old);
             }
             if !fits {
-                return Ok(());
+                return;
             }
             while state.bytes + charge > self.capacity_bytes {
                 let Some((_, victim)) = state.map.pop_lru() else { break };
@@ -146,7 +146,6 @@ impl LruCacheTier {
             state.map.put(key.clone(), Slot { value, charge, expires });
         }
         drop(released);
-        Ok(())
     }
 
     /// Bytes charged for the entries held now (at most the capacity).
@@ -194,11 +193,13 @@ impl CacheTier for LruCacheTier {
     }
 
     async fn put(&self, key: &Key, value: CachedValue) -> Result<()> {
-        self.insert(key, value)
+        self.insert(key, value);
+        Ok(())
     }
 
     fn put_now(&self, key: &Key, value: CachedValue) -> std::result::Result<Result<()>, CachedValue> {
-        Ok(self.insert(key, value))
+        self.insert(key, value);
+        Ok(Ok(()))
     }
 
     async fn invalidate(&self, key: &Key) -> Result<()> {

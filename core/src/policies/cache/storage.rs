@@ -239,25 +239,6 @@ impl CacheStorage {
         })
     }
 
-    /// A hit found without waiting, for a read that needs the value alone:
-    /// a write-back entry, or an entry of a tier that answers at once.
-    /// `None` for the rest, which [`CacheStorage::find`] looks up (and
-    /// records) itself.
-    fn value_now(&self, key: &Key) -> Option<Result<Bytes>> {
-        match self.dirty(key) {
-            Some(Found::Value(value, _)) => return Some(Ok(value)),
-            Some(_) => return Some(Err(self.not_found(key, "get"))),
-            None => {}
-        }
-        let value = self.coherence.hit_now(key)?;
-        self.metrics.cache_hit();
-        Some(Ok(value))
-    }
-
-    /// Reads a value of at most `max_entry_bytes` whole from the primary and
-    /// caches it; `None` when it is larger or the primary failed (the
-    /// caller then asks the primary for what it needs, which reports the
-    /// error as its own).
     /// A miss: the value and its metadata from the primary in one call,
     /// filled into the tier when `fill` and small enough.
     async fn read_through(&self, key: &Key, fill: bool) -> Result<(Arc<ObjectMeta>, Bytes)> {
@@ -272,6 +253,10 @@ impl CacheStorage {
         Ok((meta, value))
     }
 
+    /// Reads a value of at most `max_entry_bytes` whole from the primary and
+    /// caches it; `None` when it is larger or the primary failed (the
+    /// caller then asks the primary for what it needs, which reports the
+    /// error as its own).
     async fn fetch_small(&self, key: &Key, ticket: &ReadTicket) -> Option<Bytes> {
         let meta = self.primary.stat(key).await.ok()?;
         if meta.size > self.options.max_entry_bytes {
@@ -390,9 +375,17 @@ impl Storage for CacheStorage {
     }
 
     /// A hit answered at once: a write-back entry, or an entry of a tier
-    /// that answers without waiting (LRU); `None` on a miss.
+    /// that answers without waiting (LRU), its value alone. `None` for the
+    /// rest, which `get` looks up (and records) when polled.
     fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
-        self.value_now(key)
+        match self.dirty(key) {
+            Some(Found::Value(value, _)) => return Some(Ok(value)),
+            Some(_) => return Some(Err(self.not_found(key, "get"))),
+            None => {}
+        }
+        let value = self.coherence.hit_now(key)?;
+        self.metrics.cache_hit();
+        Some(Ok(value))
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
