@@ -34,6 +34,7 @@ pub mod layers;
 pub mod manager;
 pub mod metrics;
 pub mod policies;
+pub mod private_files;
 pub mod registry;
 pub mod storage;
 

@@ -184,21 +184,22 @@ fn audit_verify(config: Option<PathBuf>) -> Result<(), String> {
             config.describe_source()
         ));
     };
-    let report = tierfs_core::audit::verify(&audit.path).map_err(|e| e.to_string())?;
+    let report = tierfs_core::audit::verify(&audit).map_err(|e| e.to_string())?;
     match &report.first_break {
         None => {
             println!(
-                "intact: {} records in {} file(s), from {}",
+                "intact: {} records in {} file(s), from {}, up to its seal (record {})",
                 report.records,
                 report.files.len(),
-                audit.path.display()
+                audit.path.display(),
+                report.seal.as_ref().map_or(0, |s| s.seq),
             );
             Ok(())
         }
         Some(brk) => {
-            println!("BROKEN: {}:{}: {}", brk.file.display(), brk.line, brk.reason);
+            println!("BROKEN ({}): {}:{}: {}", brk.kind, brk.file.display(), brk.line, brk.reason);
             println!("{} records verified before the break", report.records);
-            Err("the audit log's hash chain is broken".into())
+            Err(format!("the audit log is not intact: {} at {}:{}", brk.kind, brk.file.display(), brk.line))
         }
     }
 }

@@ -1,11 +1,23 @@
-//! The audit log: one JSON record a line in an append-only file, each
-//! carrying the hash of the one before, so that [`verify`] finds an edited,
-//! removed or reordered line.
+//! The audit log: one JSON record a line in an append-only file, sealed
+//! with a keyed hash chain, so that [`verify`] finds an edited, removed,
+//! inserted or reordered line, and a log cut short.
 //!
 //! Every access attempt (allowed or denied), every policy change and every
 //! admin command is one [`AuditRecord`], with keys but never values. When a
 //! record cannot be written the operation fails (`on_failure = "closed"`,
 //! the default) unless the configuration says `"open"`.
+//!
+//! How the log is sealed:
+//! - each line's `hash` is HMAC-SHA-256, under the log's secret key
+//!   ([`chain`]), of the line's exact bytes before it, which include the
+//!   previous line's hash (`prev`): without the key, nobody can write a
+//!   line that verifies;
+//! - the first record of a log is its genesis record (`seq` 0, with the
+//!   log's id), and the first of every newer file after a rotation links
+//!   to the last of the file before;
+//! - after every write of records, at rotation, at close and at least once
+//!   a second, the last record's position and hash are sealed into a
+//!   separate file ([`seal`]): a log that ends before its seal was cut.
 //!
 //! ```
 //! use tierfs_core::audit::{verify, AuditConfig, AuditLog, AuditQuery, AuditResult};
@@ -19,25 +31,27 @@
 //! let denied = log.query(&AuditQuery { result: Some(AuditResult::Denied), ..Default::default() }).unwrap();
 //! assert_eq!(denied.len(), 1);
 //! assert_eq!(denied[0].principal, "bob");
-//! assert!(verify(&config.path).unwrap().is_intact());
+//! drop(log);
+//! let report = verify(&config).unwrap();
+//! assert!(report.is_intact());
+//! assert_eq!(report.records, 2);
 //! ```
 
+pub mod chain;
 mod files;
 mod record;
+pub mod seal;
 mod verify;
+mod writer;
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
 use serde::Deserialize;
 
 pub use record::{format_time, AuditRecord, AuditResult, GENESIS};
-pub use verify::{verify, ChainBreak, VerifyReport};
-
-use crate::error::{Error, ErrorKind, Result};
+pub use verify::{verify, ChainBreak, Tampering, VerifyReport};
+pub use writer::AuditLog;
 
 /// What to do when a record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -58,8 +72,9 @@ pub enum FlushMode {
     /// failure to write refuses that very operation.
     #[default]
     Record,
-    /// Records are gathered in a 64 KiB buffer and written together; a
-    /// write failure refuses the operations that follow it. Faster.
+    /// Records are gathered in a 64 KiB buffer and written together (and
+    /// at least once a second); a write failure refuses the operations
+    /// that follow it. Faster.
     Batch,
 }
 
@@ -73,6 +88,9 @@ pub enum FlushMode {
 /// on_failure = "closed"      # or "open"
 /// flush = "record"           # or "batch"
 /// fsync = false              # fsync each write (slow, survives power loss)
+/// key_file = "/etc/tierfs/audit.key"   # default: the log's path + ".key", created if missing
+/// seal_file = "/var/lib/tierfs/audit.seal"  # default: the log's path + ".seal"
+/// group = "adm"              # optional: this group may read the log (0640)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -89,6 +107,13 @@ pub struct AuditConfig {
     pub flush: FlushMode,
     /// Whether to fsync after each write.
     pub fsync: bool,
+    /// The file holding the chain's secret key (default: `path` + `.key`).
+    pub key_file: Option<PathBuf>,
+    /// The file holding the seal (default: `path` + `.seal`).
+    pub seal_file: Option<PathBuf>,
+    /// A group allowed to read the log files (mode `0640`); by default
+    /// only the daemon's user may.
+    pub group: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -100,7 +125,22 @@ impl Default for AuditConfig {
             on_failure: OnFailure::Closed,
             flush: FlushMode::Record,
             fsync: false,
+            key_file: None,
+            seal_file: None,
+            group: None,
         }
+    }
+}
+
+impl AuditConfig {
+    /// The key file in force.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| files::with_suffix(&self.path, ".key"))
+    }
+
+    /// The seal file in force.
+    pub fn seal_path(&self) -> PathBuf {
+        self.seal_file.clone().unwrap_or_else(|| files::with_suffix(&self.path, ".seal"))
     }
 }
 
@@ -131,218 +171,5 @@ impl AuditQuery {
                 self.since.is_none_or(|s| t.is_some_and(|t| t >= s))
                     && self.until.is_none_or(|u| t.is_some_and(|t| t < u))
             })
-    }
-}
-
-#[derive(Debug)]
-struct Writer {
-    file: File,
-    buffer: Vec<u8>,
-    size: u64,
-    seq: u64,
-    prev: String,
-    failed: Option<String>,
-}
-
-/// An open audit log.
-#[derive(Debug)]
-pub struct AuditLog {
-    config: AuditConfig,
-    writer: Mutex<Writer>,
-}
-
-const BATCH_BYTES: usize = 64 * 1024;
-
-impl AuditLog {
-    /// Opens (or creates) the log, continuing the chain where it ended.
-    pub fn open(config: &AuditConfig) -> Result<AuditLog> {
-        let path = &config.path;
-        let io =
-            |e| Error::io(format!("cannot open the audit log {}; check `[audit] path`", path.display()), e);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let (seq, prev) = last_record(path)?.map_or((0, GENESIS.to_owned()), |r| (r.seq, r.hash));
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        Ok(AuditLog {
-            config: config.clone(),
-            writer: Mutex::new(Writer { file, buffer: Vec::new(), size, seq, prev, failed: None }),
-        })
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &AuditConfig {
-        &self.config
-    }
-
-    /// Appends one record. An error means the record is not in the log;
-    /// with `on_failure = "closed"` the caller must refuse the operation.
-    pub fn append(
-        &self,
-        principal: &str,
-        operation: &str,
-        keys: &[&str],
-        result: AuditResult,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        let mut w = self.writer.lock();
-        if let Some(why) = &w.failed {
-            return Err(self.unwritable(why.clone()));
-        }
-        let mut record = AuditRecord {
-            seq: w.seq + 1,
-            time: format_time(SystemTime::now()),
-            principal: principal.to_owned(),
-            operation: operation.to_owned(),
-            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-            result,
-            detail: detail.map(str::to_owned),
-            prev: w.prev.clone(),
-            hash: String::new(),
-        };
-        record.hash = record.compute_hash();
-        let mut line = serde_json::to_vec(&record).expect("records serialize");
-        line.push(b'\n');
-        if w.size + (w.buffer.len() + line.len()) as u64 > self.config.max_file_mib << 20 {
-            self.flush_locked(&mut w)?;
-            self.rotate_locked(&mut w)?;
-        }
-        w.buffer.extend_from_slice(&line);
-        if self.config.flush == FlushMode::Record || w.buffer.len() >= BATCH_BYTES {
-            self.flush_locked(&mut w)?;
-        }
-        w.seq = record.seq;
-        w.prev = record.hash;
-        Ok(())
-    }
-
-    fn unwritable(&self, why: String) -> Error {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "the audit log {} cannot be written ({why}); operations are refused until it can (set `[audit] on_failure = \"open\"` to allow them)",
-                self.config.path.display()
-            ),
-        )
-    }
-
-    fn flush_locked(&self, w: &mut Writer) -> Result<()> {
-        if w.buffer.is_empty() {
-            return Ok(());
-        }
-        let written =
-            w.file
-                .write_all(&w.buffer)
-                .and_then(|_| if self.config.fsync { w.file.sync_data() } else { Ok(()) });
-        match written {
-            Ok(()) => {
-                w.size += w.buffer.len() as u64;
-                w.buffer.clear();
-                Ok(())
-            }
-            Err(e) => {
-                // What reached the file is unknown: stop writing, so the
-                // chain is never continued past a hole.
-                w.buffer.clear();
-                w.failed = Some(e.to_string());
-                Err(self.unwritable(e.to_string()))
-            }
-        }
-    }
-
-    fn rotate_locked(&self, w: &mut Writer) -> Result<()> {
-        files::rotate(&self.config.path, self.config.max_files)?;
-        w.file = OpenOptions::new().create(true).append(true).open(&self.config.path).map_err(|e| {
-            Error::io(format!("cannot create the audit log {}", self.config.path.display()), e)
-        })?;
-        w.size = 0;
-        Ok(())
-    }
-
-    /// Writes buffered records (batch mode).
-    pub fn flush(&self) -> Result<()> {
-        let mut w = self.writer.lock();
-        self.flush_locked(&mut w)?;
-        if self.config.fsync {
-            w.file.sync_data().map_err(|e| Error::io("cannot fsync the audit log", e))?;
-        }
-        Ok(())
-    }
-
-    /// The records matching `query`, oldest first, at most `limit` (the most recent).
-    pub fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        self.flush()?;
-        let limit = query.limit.unwrap_or(1000);
-        let mut out = std::collections::VecDeque::new();
-        for file in files::log_files(&self.config.path)? {
-            let reader = BufReader::new(
-                File::open(&file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?,
-            );
-            for line in reader.lines() {
-                let line = line.map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
-                let Ok(record) = serde_json::from_str::<AuditRecord>(&line) else { continue };
-                if query.matches(&record) {
-                    if out.len() == limit {
-                        out.pop_front();
-                    }
-                    out.push_back(record);
-                }
-            }
-        }
-        Ok(out.into())
-    }
-}
-
-impl Drop for AuditLog {
-    fn drop(&mut self) {
-        let mut w = self.writer.lock();
-        if let Err(e) = self.flush_locked(&mut w) {
-            tracing::error!(error = %e, "audit records lost at close");
-        }
-    }
-}
-
-/// The last record of the log's newest non-empty file, read from the end
-/// (only regular files are read; a device such as `/dev/full` has none).
-fn last_record(path: &Path) -> Result<Option<AuditRecord>> {
-    let Ok(files) = files::log_files(path) else { return Ok(None) };
-    for file in files.iter().rev() {
-        let io = |e| Error::io(format!("cannot read {}", file.display()), e);
-        if !std::fs::metadata(file).map_err(io)?.is_file() {
-            continue;
-        }
-        let Some(line) = last_line(file).map_err(io)? else { continue };
-        let record: AuditRecord = serde_json::from_slice(&line).map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "the last line of the audit log {} is damaged ({e}); run `tierfs audit verify` and repair or move the file",
-                    file.display()
-                ),
-            )
-        })?;
-        return Ok(Some(record));
-    }
-    Ok(None)
-}
-
-/// The last non-empty line of `file`, reading backwards in growing windows.
-fn last_line(file: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = File::open(file)?;
-    let len = f.metadata()?.len();
-    let mut window = 64 * 1024u64;
-    loop {
-        let start = len.saturating_sub(window);
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::with_capacity((len - start) as usize);
-        Read::by_ref(&mut f).take(len - start).read_to_end(&mut buf)?;
-        let trimmed = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        match trimmed.iter().rposition(|b| *b == b'\n') {
-            Some(i) => return Ok(Some(trimmed[i + 1..].to_vec())),
-            None if start == 0 => return Ok((!trimmed.is_empty()).then(|| trimmed.to_vec())),
-            None => window *= 4,
-        }
     }
 }

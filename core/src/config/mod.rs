@@ -159,9 +159,12 @@ impl Config {
 
     /// The audit settings with the log path resolved against the file's directory.
     pub fn audit_config(&self) -> Option<crate::audit::AuditConfig> {
-        self.audit
-            .as_ref()
-            .map(|a| crate::audit::AuditConfig { path: self.resolve_path(&a.path), ..a.clone() })
+        self.audit.as_ref().map(|a| crate::audit::AuditConfig {
+            path: self.resolve_path(&a.path),
+            key_file: a.key_file.as_deref().map(|p| self.resolve_path(p)),
+            seal_file: a.seal_file.as_deref().map(|p| self.resolve_path(p)),
+            ..a.clone()
+        })
     }
 
     /// Checks that `name` is a configured backend, for a reference at `field`.

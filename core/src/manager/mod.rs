@@ -257,5 +257,9 @@ fn build_security(config: &Config, previous: Option<&Security>) -> Result<Securi
             )),
         },
     };
+    // With access rules, a log other users can read would show them every key name.
+    if let (Some(log), Some(_)) = (&audit, &config.access) {
+        log.check_private().map_err(|e| config.error("audit.path", e.message()))?;
+    }
     Ok(Security { access, audit })
 }

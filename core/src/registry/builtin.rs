@@ -81,6 +81,10 @@ impl StoragePlugin for LocalPlugin {
             tokio::task::spawn_blocking(move || LocalStorage::open(name, &root, LocalOptions { cache_size }))
                 .await
                 .map_err(|e| settings.error("path", &format!("opening the store failed: {e}")))??;
+        // With access rules, a store other users can read around them is refused.
+        if settings.config.access.is_some() {
+            storage.check_private().map_err(|e| settings.error("path", e.message()))?;
+        }
         Ok(Arc::new(storage))
     }
 }

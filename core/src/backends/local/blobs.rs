@@ -21,7 +21,7 @@ pub(super) struct BlobDir {
 impl BlobDir {
     /// Opens `dir`, removing every blob not in `referenced`.
     pub fn open(dir: PathBuf, referenced: &HashSet<u64>) -> io::Result<Self> {
-        fs::create_dir_all(&dir)?;
+        crate::private_files::create_dir_private(&dir)?;
         let mut max_id = referenced.iter().copied().max().unwrap_or(0);
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
@@ -50,7 +50,7 @@ impl BlobDir {
     }
 
     pub fn create(&self, id: u64) -> io::Result<File> {
-        File::options().write(true).create_new(true).open(self.path(id))
+        crate::private_files::create_private(&self.path(id))
     }
 
     /// Makes the directory entries of newly created blobs durable.

@@ -140,8 +140,12 @@ impl LocalStorage {
     pub fn open(name: impl Into<String>, root: &Path, options: LocalOptions) -> Result<Self> {
         let name = name.into();
         let context = |e: Error| e.with_backend(name.clone()).with_operation("open");
-        std::fs::create_dir_all(root).map_err(|e| {
+        crate::private_files::create_dir_private(root).map_err(|e| {
             context(Error::io(format!("cannot create the store directory {}", root.display()), e))
+        })?;
+        // redb creates its file with the umask's mode: create it private first.
+        crate::private_files::touch_private(&root.join(DB_FILE)).map_err(|e| {
+            context(Error::io(format!("cannot create the database file in {}", root.display()), e))
         })?;
         let db = Database::builder().set_cache_size(options.cache_size).create(root.join(DB_FILE)).map_err(
             |e| match e {
@@ -196,6 +200,16 @@ impl LocalStorage {
     /// The directory holding the store.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Refuses a store whose directory, database or blob directory other
+    /// users may read or change (see [`check_private`](crate::private_files::check_private)).
+    pub fn check_private(&self) -> Result<()> {
+        use crate::private_files::check_private;
+        let root = &self.inner.root;
+        check_private(root, "the store directory", false)?;
+        check_private(&root.join(DB_FILE), "the store's database", false)?;
+        check_private(&root.join("blobs"), "the store's blob directory", false)
     }
 
     fn ctx(&self, err: Error, key: &str, op: &'static str) -> Error {
