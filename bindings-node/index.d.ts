@@ -165,10 +165,18 @@ export interface AccessRule {
   level: AccessLevel;
 }
 
+/** A rule in force, with who added it at run time (absent for rules of the configuration). */
+export interface RuleInForce extends Required<AccessRule> {
+  /** The principal that added the rule through the admin API. */
+  addedBy?: string;
+  /** The broadest resource on which that principal held admin (its authority); only principals whose authority encloses it may remove the rule. */
+  authority?: string;
+}
+
 export interface AccessPolicy {
   /** The level when no rule matches. */
   default: AccessLevel;
-  rules: Required<AccessRule>[];
+  rules: RuleInForce[];
 }
 
 export interface AuditQuery {
@@ -227,6 +235,8 @@ export interface Explanation {
   /** The deciding rule; `null` when the default decided. */
   rule: string | null;
   route: { prefix: string; policy: string; backends: string[] };
+  /** Whether a cache holds the key now (`hit`, `miss`, `none` without a cache, `unknown`); `null` when the caller may not read the key. */
+  cache: 'hit' | 'miss' | 'none' | 'unknown' | null;
 }
 
 /** Settings of a backend added at run time: its `type` and that type's fields. */
@@ -411,8 +421,18 @@ export declare class Store {
    */
   auditLog(query?: AuditQuery): Promise<AuditRecord[]>;
 
-  /** Whether `operation` on `key` would be allowed for this principal, and which rule decides. */
-  explain(operation: Operation, key: string): Explanation;
+  /**
+   * Whether `operation` on `key` would be allowed for `principal` (default: this store's), and which
+   * rule decides. Explaining another principal's rights needs admin on the key (`EACCES` otherwise);
+   * every explanation is audited.
+   *
+   * @example
+   * ```ts
+   * store.explain('write', 'docs/a.txt').allowed;            // this principal
+   * admin.explain('read', 'docs/a.txt', 'bob').rule;         // needs admin on docs/a.txt
+   * ```
+   */
+  explain(operation: Operation, key: string, principal?: string): Explanation;
 
   /** Counters of every backend and operation, now. */
   metrics(): Metrics;

@@ -433,10 +433,13 @@ class Store {
     });
   }
 
-  explain(operation, key) {
+  explain(operation, key, principal) {
     checkString('operation', operation);
     checkString('key', key);
-    return this.#n.explain(operation, key);
+    if (principal !== undefined && principal !== null) {
+      checkString('principal', principal);
+    }
+    return this.#n.explain(operation, key, principal ?? undefined);
   }
 
   metrics() {

@@ -64,7 +64,7 @@ export declare class NativeStore {
   /** Audit records matching `query` (needs admin on `*`). */
   auditLog(query?: NativeAuditQuery | undefined | null): Promise<any>
   /** Whether `operation` on `key` would be allowed for this principal, and why. */
-  explain(operation: string, key: string): any
+  explain(operation: string, key: string, principal?: string | undefined | null): any
   /** Counters of every backend and operation, now. */
   metrics(): any
   /** The metrics in the Prometheus text format. */

@@ -299,17 +299,24 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
     }
 }
 
-/// The access policy as `{ default, rules: [{ principal, resource, operation, level }] }`.
+/// The access policy as `{ default, rules: [{ principal, resource, operation, level, addedBy?, authority? }] }`.
 pub fn policy_to_json(policy: &AccessPolicy) -> Value {
     let config = policy.to_config();
     json!({
         "default": config.default.as_str(),
-        "rules": config.rules.iter().map(|r| json!({
-            "principal": r.principal,
-            "resource": r.resource,
-            "operation": r.operation,
-            "level": r.level.as_str(),
-        })).collect::<Vec<_>>(),
+        "rules": config.rules.iter().map(|r| {
+            let mut rule = json!({
+                "principal": r.principal,
+                "resource": r.resource,
+                "operation": r.operation,
+                "level": r.level.as_str(),
+            });
+            if let (Some(by), Some(authority)) = (&r.added_by, &r.authority) {
+                rule["addedBy"] = json!(by);
+                rule["authority"] = json!(authority);
+            }
+            rule
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -494,12 +494,24 @@ impl NativeStore {
         promise(env, fut, plain)
     }
 
-    /// Whether `operation` on `key` would be allowed for this principal, and why.
+    /// Whether `operation` on `key` would be allowed for `principal`
+    /// (default: this store's), and why. Another principal's rights need
+    /// admin on the key; audited.
     #[napi]
-    pub fn explain(&self, env: Env, operation: String, key: String) -> napi::Result<Value> {
-        let explained = self.manager().and_then(|m| {
+    pub fn explain(
+        &self,
+        env: Env,
+        operation: String,
+        key: String,
+        principal: Option<String>,
+    ) -> napi::Result<Value> {
+        let explained = self.session().and_then(|s| {
             let op: StorageOperationType = operation.parse()?;
-            m.explain(&self.principal, op, &key)
+            let who = match principal {
+                Some(id) => self::principal(Some(id), None)?,
+                None => self.principal.clone(),
+            };
+            s.explain(&who, op, &key)
         });
         let e = explained.map_err(|e| crate::error::to_js(&env, &e))?;
         Ok(serde_json::json!({
@@ -510,6 +522,12 @@ impl NativeStore {
             "level": e.level.as_str(),
             "rule": e.rule.map(|r| r.to_string()),
             "route": { "prefix": e.route.prefix, "policy": e.route.policy, "backends": e.route.backends },
+            "cache": e.cache.map(|c| match c {
+                tierfs_core::manager::CacheVerdict::NoCache => "none",
+                tierfs_core::manager::CacheVerdict::Hit => "hit",
+                tierfs_core::manager::CacheVerdict::Miss => "miss",
+                tierfs_core::manager::CacheVerdict::Unknown => "unknown",
+            }),
         }))
     }
 

@@ -6,7 +6,7 @@ use pyo3::types::{PyDict, PyList};
 use tierfs_core::access::{AccessLevel, AccessPolicy, AccessRule};
 use tierfs_core::audit::AuditQuery;
 use tierfs_core::config::{BackendConfig, PolicyConfig};
-use tierfs_core::manager::Explanation;
+use tierfs_core::manager::{CacheVerdict, Explanation};
 use tierfs_core::{Error, ErrorKind};
 
 use crate::convert::{audit_result, time, toml_table};
@@ -55,6 +55,10 @@ pub fn rule_dict<'py>(py: Python<'py>, r: &AccessRule) -> PyResult<Bound<'py, Py
     d.set_item("resource", r.resource.to_string())?;
     d.set_item("operation", r.operation.map_or("*", |o| o.as_str()))?;
     d.set_item("level", r.level.as_str())?;
+    if let Some(p) = &r.added_by {
+        d.set_item("added_by", &p.principal)?;
+        d.set_item("authority", p.authority.to_string())?;
+    }
     Ok(d)
 }
 
@@ -125,6 +129,13 @@ pub fn explanation<'py>(py: Python<'py>, e: &Explanation) -> PyResult<Bound<'py,
     route.set_item("policy", e.route.policy)?;
     route.set_item("backends", &e.route.backends)?;
     d.set_item("route", route)?;
+    let cache = e.cache.map(|c| match c {
+        CacheVerdict::NoCache => "none",
+        CacheVerdict::Hit => "hit",
+        CacheVerdict::Miss => "miss",
+        CacheVerdict::Unknown => "unknown",
+    });
+    d.set_item("cache", cache)?;
     d.set_item("text", e.to_string())?;
     Ok(d)
 }

@@ -457,7 +457,7 @@ impl AsyncStore {
             Some(p) => crate::handle::principal(Some(p), None),
             None => self.core.principal().clone(),
         };
-        let e = self.core.handle()?.manager.explain(&who, op, &key).py_err()?;
+        let e = self.session()?.explain(&who, op, &key).py_err()?;
         Python::attach(|py| Ok(admin::explanation(py, &e)?.unbind()))
     }
 

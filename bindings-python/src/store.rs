@@ -469,7 +469,10 @@ impl Store {
     }
 
     /// How `operation` on `key` by `principal` (default: this store's)
-    /// would be decided and routed, without doing it or auditing it.
+    /// would be decided and routed, without doing it. Explaining another
+    /// principal's rights needs admin on the key; every explanation is
+    /// audited; `cache` says whether a cache holds the key only when this
+    /// store's principal may read it (else None).
     ///
     /// Example:
     ///     >>> store.explain("write", "public/a.txt", principal="bob")["allowed"]
@@ -487,7 +490,7 @@ impl Store {
             Some(p) => crate::handle::principal(Some(p), None),
             None => self.core.principal().clone(),
         };
-        let e = self.core.handle()?.manager.explain(&who, op, key).py_err()?;
+        let e = self.session()?.explain(&who, op, key).py_err()?;
         admin::explanation(py, &e)
     }
 

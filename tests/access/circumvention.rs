@@ -193,3 +193,92 @@ async fn admin_commands_by_non_admins_are_refused() {
     assert_eq!(m.backend_names(), ["main"]);
     assert_eq!(denied_count(&m, "alice"), results.len());
 }
+
+/// Names a listing may not show: a directory the caller's group is denied,
+/// one reachable only through a write-only grant, one whose only grant
+/// inside is overruled.
+#[tokio::test]
+async fn listings_show_no_name_through_an_overruled_or_write_only_grant() {
+    let text = r#"
+[backends.main]
+type = "memory"
+[access]
+default = "none"
+[[access.rules]]
+principal = "root"
+resource = "*"
+level = "full"
+[[access.rules]]
+principal = "*"
+resource = "public/"
+level = "read"
+[[access.rules]]
+principal = "role:group:outsiders"
+resource = "public/"
+level = "none"
+[[access.rules]]
+principal = "*"
+resource = ""
+operation = "list"
+level = "read"
+[[access.rules]]
+principal = "alice"
+resource = "ops/log.txt"
+operation = "write"
+level = "full"
+[[access.rules]]
+principal = "eve"
+resource = "hidden/report"
+level = "read"
+[[access.rules]]
+principal = "role:group:outsiders"
+resource = "hidden/report"
+level = "none"
+"#;
+    let text = text.replace("resource = \"\"\noperation", "resource = \"*\"\noperation");
+    let (m, _dir) = super::manager(&text).await;
+    let backend = m.backend("main").unwrap();
+    for k in ["public/a", "ops/log.txt", "hidden/report", "other/x"] {
+        backend.put(&key(k), Bytes::from_static(b"v"), Default::default()).await.unwrap();
+    }
+    let names = |s: std::sync::Arc<tierfs_core::Session>| async move {
+        s.list_stream(ListOptions::children("")).map_ok(|e| e.name().to_owned()).try_collect::<Vec<_>>().await
+    };
+    assert_eq!(names(as_user(&m, "bob", &[])).await.unwrap(), ["public/"]);
+    // eve's group is denied public/, and her read grant in hidden/ is overruled by it too.
+    assert_eq!(names(as_user(&m, "eve", &["group:outsiders"])).await.unwrap(), Vec::<String>::new());
+    let page =
+        as_user(&m, "eve", &["group:outsiders"]).list(&ListOptions::children("hidden/")).await.unwrap();
+    assert!(page.entries.is_empty(), "{page:?}");
+    // Outside the group, eve's grant shows the way to it.
+    assert_eq!(names(as_user(&m, "eve", &[])).await.unwrap(), ["hidden/", "public/"]);
+    // alice's write-only grant shows nothing.
+    assert_eq!(names(as_user(&m, "alice", &[])).await.unwrap(), ["public/"]);
+}
+
+/// A streamed write is re-decided at each chunk and when it publishes: a
+/// rule narrowed meanwhile stops it, and nothing is published.
+#[tokio::test]
+async fn a_streamed_write_stops_when_the_rules_narrow() {
+    let (m, _dir) = setup().await;
+    let alice = as_user(&m, "alice", &[]);
+    let root = as_user(&m, "root", &[]);
+    let mut writer = alice.write(&key("allowed/big"), Default::default()).await.unwrap();
+    writer.write(Bytes::from_static(b"first chunk")).await.unwrap();
+    let narrowed = AccessRule::parse("alice", "allowed/big", "*", "read").unwrap();
+    root.add_access_rule(narrowed.clone()).await.unwrap();
+    let e = writer.write(Bytes::from_static(b"second")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let e = writer.finish().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_eq!(root.get(&key("allowed/big")).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    // Narrowed after the last chunk: refused when it publishes.
+    root.remove_access_rule(&narrowed).await.unwrap();
+    let mut writer = alice.write(&key("allowed/big"), Default::default()).await.unwrap();
+    writer.write(Bytes::from_static(b"all of it")).await.unwrap();
+    root.add_access_rule(narrowed).await.unwrap();
+    assert_eq!(writer.finish().await.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    assert_eq!(root.get(&key("allowed/big")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(denied_count(&m, "alice") >= 3);
+}

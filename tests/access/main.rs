@@ -2,6 +2,7 @@
 
 mod audit;
 mod circumvention;
+mod delegation;
 mod evaluator;
 mod reload;
 

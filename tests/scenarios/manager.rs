@@ -80,19 +80,23 @@ async fn explain_says_whether_the_cache_would_serve_a_read() {
     let who = Principal::new("t");
     let k = Key::new("doc").unwrap();
     manager.backend("main").unwrap().put(&k, Bytes::from_static(b"v"), Default::default()).await.unwrap();
-    let e = manager.explain(&who, StorageOperationType::Read, "doc").unwrap();
-    assert_eq!(e.cache, CacheVerdict::Miss);
+    let t = manager.session("t");
+    let e = t.explain(&who, StorageOperationType::Read, "doc").unwrap();
+    assert_eq!(e.cache, Some(CacheVerdict::Miss));
     assert!(e.allowed);
-    manager.session("t").get(&k).await.unwrap();
-    let e = manager.explain(&who, StorageOperationType::Read, "doc").unwrap();
-    assert_eq!(e.cache, CacheVerdict::Hit);
+    t.get(&k).await.unwrap();
+    let e = t.explain(&who, StorageOperationType::Read, "doc").unwrap();
+    assert_eq!(e.cache, Some(CacheVerdict::Hit));
     assert!(e.to_string().contains("served by the cache"), "{e}");
     assert_eq!(e.route.policy, "prefer_cache");
 
     let plain = StorageManager::open(Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap())
         .await
         .unwrap();
-    assert_eq!(plain.explain(&who, StorageOperationType::Read, "doc").unwrap().cache, CacheVerdict::NoCache);
+    let e = plain.session("t").explain(&who, StorageOperationType::Read, "doc").unwrap();
+    assert_eq!(e.cache, Some(CacheVerdict::NoCache));
+    // The configuration holder's explain reads rules only.
+    assert_eq!(plain.explain(&who, StorageOperationType::Read, "doc").unwrap().cache, None);
 }
 
 /// Calls an in-process backend answers at once (`Storage::get_now`) skip
@@ -188,6 +192,7 @@ async fn calls_answered_at_once_are_checked_and_audited_once() {
     let records = manager.session("root").audit_log(&Default::default()).unwrap();
     let ops: Vec<(&str, AuditResult)> = records.iter().map(|r| (r.operation.as_str(), r.result)).collect();
     let expected = [
+        ("audit:genesis", AuditResult::Allowed),
         ("write", AuditResult::Denied),
         ("read", AuditResult::Allowed),
         ("admin:query_audit", AuditResult::Allowed),

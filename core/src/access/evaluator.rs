@@ -82,7 +82,8 @@ impl Bucket {
             Resource::All => self.all.push(entry),
         }
         if let Resource::Key(r) | Resource::Prefix(r) = resource {
-            if entry.level.covers(StorageOperationType::Read) {
+            let reads = entry.operation.is_none_or(|o| o == StorageOperationType::Read);
+            if reads && entry.level.covers(StorageOperationType::Read) {
                 self.readable.insert(r.clone());
             }
         }
@@ -248,10 +249,38 @@ impl AccessEvaluator {
         Decision { allowed: self.default.covers(op), level: self.default, rule: None }
     }
 
-    /// Whether `principal` holds a grant covering Read on some key or
-    /// directory inside `prefix` (so a listing may show the directory).
-    pub fn may_read_within(&self, principal: &Principal, prefix: &str) -> bool {
+    /// Whether `principal` may read some key or directory inside `prefix`
+    /// through a grant there (so that a listing may show the directory on
+    /// the way to it). A grant counts only where it decides: one overruled
+    /// by a denial (of the principal, one of its roles, or everyone) does
+    /// not. `backends` gives the backends a key or prefix routes to.
+    pub fn may_read_within(
+        &self,
+        principal: &Principal,
+        prefix: &str,
+        backends: &dyn Fn(&str) -> Vec<String>,
+    ) -> bool {
         let end = format!("{prefix}\u{10FFFF}");
-        self.buckets(principal).any(|b| b.readable.range(prefix.to_owned()..end.clone()).next().is_some())
+        self.buckets(principal).any(|b| {
+            b.readable.range(prefix.to_owned()..end.clone()).any(|inside| {
+                let routed = backends(inside);
+                let target = if inside.ends_with('/') {
+                    Target::Prefix { prefix: inside, backends: &routed }
+                } else {
+                    Target::Key { key: inside, backends: &routed }
+                };
+                self.decide(principal, StorageOperationType::Read, target).allowed
+            })
+        })
+    }
+
+    /// Every rule, in the order given.
+    pub fn rules(&self) -> impl Iterator<Item = &AccessRule> {
+        self.rules.iter().map(|r| &**r)
+    }
+
+    /// The level that applies when no rule matches.
+    pub fn default_level(&self) -> AccessLevel {
+        self.default
     }
 }

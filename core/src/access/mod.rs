@@ -13,15 +13,17 @@
 //!
 //! Users' guide with worked examples: `docs/access-control.md`.
 
+mod delegation;
 mod evaluator;
 mod operation;
 mod principal;
 mod types;
 
+pub use delegation::Delegation;
 pub use evaluator::{AccessEvaluator, Decision, Target};
 pub use operation::{AdminCommand, StorageOperation};
 pub use principal::Principal;
 pub use types::{
-    AccessConfig, AccessLevel, AccessPolicy, AccessRule, PrincipalPattern, Resource, RuleConfig,
+    AccessConfig, AccessLevel, AccessPolicy, AccessRule, PrincipalPattern, Provenance, Resource, RuleConfig,
     StorageOperationType,
 };

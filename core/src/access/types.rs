@@ -255,6 +255,9 @@ impl fmt::Display for PrincipalPattern {
 /// One rule: `principal` doing `operation` (or any, when `None`) on
 /// `resource` gets `level`.
 ///
+/// Two rules are the same rule when these four parts are equal, whoever
+/// added them: `added_by` records provenance, not identity.
+///
 /// ```
 /// use tierfs_core::access::{AccessLevel, AccessRule};
 ///
@@ -263,7 +266,7 @@ impl fmt::Display for PrincipalPattern {
 /// assert_eq!(rule.to_string(), "role:staff read on docs/ (any operation)");
 /// assert!(AccessRule::parse("bob", "docs/../etc/", "*", "read").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 pub struct AccessRule {
     /// Who.
     pub principal: PrincipalPattern,
@@ -273,6 +276,24 @@ pub struct AccessRule {
     pub operation: Option<StorageOperationType>,
     /// What is granted.
     pub level: AccessLevel,
+    /// Who added the rule at run time, and with what authority; `None` for
+    /// a rule of the configuration (or set whole by an administrator of
+    /// `*`), which only an administrator of `*` may remove.
+    pub added_by: Option<Provenance>,
+}
+
+/// Who added a rule at run time, and from how high.
+///
+/// `authority` is the broadest resource enclosing the rule on which the
+/// adder held admin when it added it (`*` for an administrator of
+/// everything). A delegate may remove a rule only when its own authority
+/// encloses the rule's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Provenance {
+    /// The adder's principal id.
+    pub principal: String,
+    /// The adder's authority.
+    pub authority: Resource,
 }
 
 impl AccessRule {
@@ -283,7 +304,44 @@ impl AccessRule {
             resource: Resource::parse(resource)?,
             operation: if operation == "*" { None } else { Some(operation.parse()?) },
             level: level.parse()?,
+            added_by: None,
         })
+    }
+
+    /// The authority behind the rule: its adder's, or `*` for a rule of
+    /// the configuration.
+    pub fn authority(&self) -> &Resource {
+        self.added_by.as_ref().map_or(&Resource::All, |p| &p.authority)
+    }
+
+    fn identity(&self) -> (&PrincipalPattern, &Resource, &Option<StorageOperationType>, &AccessLevel) {
+        (&self.principal, &self.resource, &self.operation, &self.level)
+    }
+}
+
+impl PartialEq for AccessRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for AccessRule {}
+
+impl std::hash::Hash for AccessRule {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for AccessRule {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AccessRule {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
     }
 }
 
@@ -324,6 +382,8 @@ impl AccessPolicy {
                     resource: r.resource.to_string(),
                     operation: r.operation.map_or_else(star, |o| o.as_str().to_owned()),
                     level: r.level,
+                    added_by: r.added_by.as_ref().map(|p| p.principal.clone()),
+                    authority: r.added_by.as_ref().map(|p| p.authority.to_string()),
                 })
                 .collect(),
         }
@@ -370,6 +430,14 @@ pub struct RuleConfig {
     pub operation: String,
     /// The level granted.
     pub level: AccessLevel,
+    /// Who added the rule at run time (carried through reloads of rules
+    /// added through the admin API; a rule written here without it is a
+    /// rule of the configuration).
+    #[serde(default)]
+    pub added_by: Option<String>,
+    /// The adder's authority (a resource), with `added_by`.
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 fn star() -> String {
@@ -381,8 +449,28 @@ impl AccessConfig {
     pub fn policy(&self, config: &crate::config::Config) -> Result<AccessPolicy> {
         let mut rules = Vec::with_capacity(self.rules.len());
         for (i, r) in self.rules.iter().enumerate() {
-            let rule = AccessRule::parse(&r.principal, &r.resource, &r.operation, r.level.as_str())
+            let mut rule = AccessRule::parse(&r.principal, &r.resource, &r.operation, r.level.as_str())
                 .map_err(|e| config.error(&format!("access.rules[{i}]"), e.message()))?;
+            rule.added_by = match (&r.added_by, &r.authority) {
+                (None, None) => None,
+                (Some(principal), Some(authority)) => {
+                    let authority = Resource::parse(authority)
+                        .map_err(|e| config.error(&format!("access.rules[{i}].authority"), e.message()))?;
+                    if !rule.resource.is_within(&authority) {
+                        return Err(config.error(
+                            &format!("access.rules[{i}].authority"),
+                            &format!("`{authority}` does not enclose the rule's resource `{}`", rule.resource),
+                        ));
+                    }
+                    Some(Provenance { principal: principal.clone(), authority })
+                }
+                _ => {
+                    return Err(config.error(
+                        &format!("access.rules[{i}]"),
+                        "`added_by` and `authority` go together; remove both to make it a rule of the configuration",
+                    ))
+                }
+            };
             if let Resource::Backend(b) = &rule.resource {
                 config.check_backend(&format!("access.rules[{i}].resource"), b)?;
             }

@@ -1,78 +1,87 @@
 //! Administration at run time, each command access-checked (Admin) and
 //! audited: rules with delegation, backends, policies, reloads, the audit log.
 //!
-//! Delegation: a principal holding Admin on a resource may add or remove
-//! rules inside that resource, granting at most what it holds there
-//! itself. Anything beyond is refused as an escalation and audited.
+//! Delegation (see [`Delegation`]): an administrator of `*` may do
+//! anything; a principal holding admin on a resource may add and remove
+//! rules inside it, granting at most what it holds there, binding no
+//! administrator above or beside it, lifting no denial made with more
+//! authority, and removing only rules whose authority its own encloses.
+//! Anything beyond is refused as an escalation and audited.
 
 use std::sync::Arc;
 
-use super::authorize::{denial, Security};
+use super::gate::{denial, Security};
 use super::session::Session;
 use crate::access::{
-    AccessEvaluator, AccessPolicy, AccessRule, AdminCommand, Resource, StorageOperationType as Op, Target,
+    AccessEvaluator, AccessPolicy, AccessRule, AdminCommand, Delegation, Resource,
+    StorageOperationType as Op, Target,
 };
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::config::{BackendConfig, Config, PolicyConfig};
 use crate::error::{Error, ErrorKind, Result};
 
-impl Session {
-    fn resource_target<'a>(&self, resource: &'a Resource, backends: &'a [String]) -> Target<'a> {
-        match resource {
-            Resource::Key(key) => Target::Key { key, backends },
-            Resource::Prefix(prefix) => Target::Prefix { prefix, backends },
-            Resource::Backend(name) => Target::Backend(name),
-            Resource::All => Target::All,
-        }
-    }
+/// What an admin command is checked against.
+enum Scope<'a> {
+    /// Admin on the resource (or on `*`).
+    Resource(&'a Resource),
+    /// Adding this rule, by the delegation rules.
+    Add(&'a AccessRule),
+    /// Removing this rule (as in force), by the delegation rules.
+    Remove(&'a AccessRule),
+}
 
-    /// Checks Admin on `resource` (and, for rule changes, that the rule
-    /// stays within the caller's own rights); audits the command.
-    fn authorize_admin(&self, command: &AdminCommand, resource: &Resource) -> Result<Arc<Security>> {
+impl Session {
+    /// Checks an admin command and audits it; returns the security it was
+    /// decided under, and the provenance for a rule being added.
+    fn authorize_admin(
+        &self,
+        command: &AdminCommand,
+        scope: Scope<'_>,
+    ) -> Result<(Arc<Security>, Option<crate::access::Provenance>)> {
         let security = self.security();
         let state = self.state();
-        let path = resource.to_string();
-        let backends = match resource {
-            Resource::Key(k) | Resource::Prefix(k) => state.router.route(k).backends.clone(),
-            _ => Vec::new(),
+        let backends = |path: &str| state.router.route(path).backends.clone();
+        let delegation = Delegation::new(&security.access, &backends);
+        let resource = match &scope {
+            Scope::Resource(r) => (*r).clone(),
+            Scope::Add(rule) | Scope::Remove(rule) => rule.resource.clone(),
         };
-        let target = self.resource_target(resource, &backends);
-        let access = &security.access;
-        let mut refused = None;
-        let admin = access.decide(self.principal(), Op::Admin, target);
-        if !admin.allowed {
-            refused = Some(denial(self.principal().id(), Op::Admin, &path, &admin));
-        } else if let AdminCommand::AddRule(rule) | AdminCommand::RemoveRule(rule) = command {
-            refused = self.escalation(access, rule, target);
-        }
+        let path = resource.to_string();
+        let who = self.principal();
+        let escalation = |why: String| {
+            Error::new(ErrorKind::PermissionDenied, format!("`{who}` may not {command}: {why}"))
+                .with_key(path.clone())
+        };
+        let mut provenance = None;
+        let refused = if !delegation.may_administer(who, &resource) {
+            let routed = backends(&path);
+            let target = match &resource {
+                Resource::Key(key) => Target::Key { key, backends: &routed },
+                Resource::Prefix(prefix) => Target::Prefix { prefix, backends: &routed },
+                Resource::Backend(name) => Target::Backend(name),
+                Resource::All => Target::All,
+            };
+            let decision = security.access.decide(who, Op::Admin, target);
+            Some(denial(who.id(), Op::Admin, &path, &decision))
+        } else {
+            match scope {
+                Scope::Resource(_) => None,
+                Scope::Add(rule) => match delegation.may_add(who, rule) {
+                    Ok(p) => {
+                        provenance = Some(p);
+                        None
+                    }
+                    Err(why) => Some(escalation(why)),
+                },
+                Scope::Remove(rule) => delegation.may_remove(who, rule).err().map(escalation),
+            }
+        };
         let detail = refused.as_ref().map_or_else(|| command.to_string(), |e| e.message().to_owned());
         self.record(&security, command.label(), &[&path], refused.is_none(), Some(&detail))?;
         match refused {
             Some(e) => Err(e.with_operation("admin")),
-            None => Ok(security),
+            None => Ok((security, provenance)),
         }
-    }
-
-    /// The refusal if `rule` grants something the caller does not hold on
-    /// its resource.
-    fn escalation(&self, access: &AccessEvaluator, rule: &AccessRule, target: Target<'_>) -> Option<Error> {
-        let ops = Op::ALL
-            .into_iter()
-            .filter(|op| rule.operation.is_none_or(|o| o == *op) && rule.level.covers(*op));
-        for op in ops {
-            if !access.decide(self.principal(), op, target).allowed {
-                return Some(Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "`{}` may not grant `{}`: it does not hold {op} on `{}` itself; delegation cannot go beyond one's own rights",
-                        self.principal(),
-                        rule,
-                        rule.resource
-                    ),
-                ));
-            }
-        }
-        None
     }
 
     fn replace_rules(&self, policy: AccessPolicy) {
@@ -82,52 +91,60 @@ impl Session {
         self.shared().set_security(next);
     }
 
-    /// The access rules in force (Admin on `*`).
+    /// The access rules in force, each with who added it (Admin on `*`).
     pub fn access_policy(&self) -> Result<AccessPolicy> {
-        let security = self.authorize_admin(&AdminCommand::ReadAccessPolicy, &Resource::All)?;
+        let (security, _) =
+            self.authorize_admin(&AdminCommand::ReadAccessPolicy, Scope::Resource(&Resource::All))?;
         Ok(security.access.policy())
     }
 
-    /// Replaces every rule (Admin on `*`, and every rule within the caller's rights).
+    /// Replaces every rule (Admin on `*`: an administrator of everything
+    /// may set any rule, so the rules keep the provenance they are given).
     pub async fn set_access_policy(&self, policy: AccessPolicy) -> Result<()> {
         let _serial = self.shared().reconfigure.lock().await;
-        self.authorize_admin(&AdminCommand::SetAccessPolicy, &Resource::All)?;
-        for rule in &policy.rules {
-            self.authorize_admin(&AdminCommand::AddRule(rule.clone()), &rule.resource)?;
-        }
+        self.authorize_admin(&AdminCommand::SetAccessPolicy, Scope::Resource(&Resource::All))?;
         self.replace_rules(policy);
         Ok(())
     }
 
-    /// Adds one rule (Admin on its resource, granting no more than the caller holds there).
+    /// Adds one rule, recording who added it and with what authority
+    /// (Admin on its resource, within the delegation rules: see the
+    /// module documentation).
     pub async fn add_access_rule(&self, rule: AccessRule) -> Result<()> {
         let _serial = self.shared().reconfigure.lock().await;
-        let security = self.authorize_admin(&AdminCommand::AddRule(rule.clone()), &rule.resource)?;
+        let (security, provenance) =
+            self.authorize_admin(&AdminCommand::AddRule(rule.clone()), Scope::Add(&rule))?;
         let mut policy = security.access.policy();
         if !policy.rules.contains(&rule) {
-            policy.rules.push(rule);
+            policy.rules.push(AccessRule { added_by: provenance, ..rule });
         }
         self.replace_rules(policy);
         Ok(())
     }
 
-    /// Removes one rule (same rights as adding it); `NotFound` if absent.
+    /// Removes one rule: the caller must be able to add it, and its
+    /// authority must enclose the rule's (only an administrator of `*`
+    /// removes rules of the configuration); `NotFound` if absent.
     pub async fn remove_access_rule(&self, rule: &AccessRule) -> Result<()> {
         let _serial = self.shared().reconfigure.lock().await;
-        let security = self.authorize_admin(&AdminCommand::RemoveRule(rule.clone()), &rule.resource)?;
-        let mut policy = security.access.policy();
-        let before = policy.rules.len();
-        policy.rules.retain(|r| r != rule);
-        if policy.rules.len() == before {
+        let in_force = self.security().access.rules().find(|r| *r == rule).cloned();
+        let Some(in_force) = in_force else {
+            // Audited like any refusal, as a command on the rule's resource.
+            self.authorize_admin(&AdminCommand::RemoveRule(rule.clone()), Scope::Resource(&rule.resource))?;
             return Err(Error::new(ErrorKind::NotFound, format!("no rule `{rule}` is in force")));
-        }
+        };
+        let (security, _) =
+            self.authorize_admin(&AdminCommand::RemoveRule(rule.clone()), Scope::Remove(&in_force))?;
+        let mut policy = security.access.policy();
+        policy.rules.retain(|r| r != rule);
         self.replace_rules(policy);
         Ok(())
     }
 
     /// Records matching `query` (Admin on `*`).
     pub fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        let security = self.authorize_admin(&AdminCommand::QueryAudit, &Resource::All)?;
+        let (security, _) =
+            self.authorize_admin(&AdminCommand::QueryAudit, Scope::Resource(&Resource::All))?;
         let audit = security.audit.as_ref().ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "no audit log is configured; add an `[audit]` section")
         })?;
@@ -150,9 +167,10 @@ impl Session {
 
     /// Adds a backend (Admin on `@name`); `AlreadyExists` if the name is taken.
     pub async fn add_backend(&self, name: &str, backend: BackendConfig) -> Result<()> {
+        let resource = Resource::Backend(name.to_owned());
         self.authorize_admin(
             &AdminCommand::AddBackend { name: name.to_owned() },
-            &Resource::Backend(name.to_owned()),
+            Scope::Resource(&resource),
         )?;
         let mut config = self.current_config();
         if config.backends.contains_key(name) {
@@ -164,9 +182,10 @@ impl Session {
 
     /// Removes a backend no route or policy uses (Admin on `@name`).
     pub async fn remove_backend(&self, name: &str) -> Result<()> {
+        let resource = Resource::Backend(name.to_owned());
         self.authorize_admin(
             &AdminCommand::RemoveBackend { name: name.to_owned() },
-            &Resource::Backend(name.to_owned()),
+            Scope::Resource(&resource),
         )?;
         let mut config = self.current_config();
         if config.backends.remove(name).is_none() {
@@ -183,7 +202,7 @@ impl Session {
             Some(prefix) => Resource::parse(prefix)?,
             None => Resource::All,
         };
-        self.authorize_admin(&command, &resource)?;
+        self.authorize_admin(&command, Scope::Resource(&resource))?;
         let mut config = self.current_config();
         match route {
             None => config.policy = Some(policy),
@@ -205,13 +224,13 @@ impl Session {
     /// Replaces the whole configuration (Admin on `*`): validated and built
     /// first, swapped in at once; a configuration that fails changes nothing.
     pub async fn reload_config(&self, config: Config) -> Result<()> {
-        self.authorize_admin(&AdminCommand::ReloadConfig, &Resource::All)?;
+        self.authorize_admin(&AdminCommand::ReloadConfig, Scope::Resource(&Resource::All))?;
         self.apply(config).await
     }
 
     /// Loads plugin libraries the configuration names that are not loaded yet (Admin on `*`).
     pub async fn reload_plugins(&self) -> Result<()> {
-        self.authorize_admin(&AdminCommand::ReloadPlugins, &Resource::All)?;
+        self.authorize_admin(&AdminCommand::ReloadPlugins, Scope::Resource(&Resource::All))?;
         let config = self.current_config();
         self.shared().registry.load_libraries(&config)
     }

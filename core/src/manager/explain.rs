@@ -1,11 +1,21 @@
 //! `explain`: which rule decides, what it grants, and where the key goes,
-//! without performing anything (what `tierfs explain` prints).
+//! without performing anything.
+//!
+//! [`Session::explain`] is the faces' explain: a principal may explain its
+//! own rights; explaining another principal's needs admin on the key (or
+//! on `*`); every explanation is audited; and whether a cache holds the
+//! key is shown only to a caller who may read it (it would tell whether
+//! the key exists). [`StorageManager::explain`] is for whoever holds the
+//! configuration file (the `tierfs explain` command): it reads the rules
+//! only, touches no cache and writes no record.
 
 use std::fmt;
 
-use super::{RouteInfo, StorageManager};
-use crate::access::{AccessLevel, AccessRule, Principal, StorageOperationType, Target};
-use crate::error::Result;
+use super::{RouteInfo, Session, StorageManager};
+use crate::access::{
+    AccessEvaluator, AccessLevel, AccessRule, Delegation, Principal, Resource, StorageOperationType, Target,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::key::{validate_key, validate_prefix};
 
 /// The answer of [`StorageManager::explain`].
@@ -25,8 +35,9 @@ pub struct Explanation {
     pub rule: Option<AccessRule>,
     /// Where the key routes.
     pub route: RouteInfo,
-    /// Whether a cache would serve a read of the key now.
-    pub cache: CacheVerdict,
+    /// Whether a cache would serve a read of the key now; `None` when not
+    /// asked (the caller may not read the key, or no store was consulted).
+    pub cache: Option<CacheVerdict>,
 }
 
 /// What the cache of a route would do with a read, now.
@@ -63,10 +74,11 @@ impl fmt::Display for Explanation {
             self.route.backends.join(", ")
         )?;
         let cache = match self.cache {
-            CacheVerdict::NoCache => "no cache on this route",
-            CacheVerdict::Hit => "a read would be served by the cache",
-            CacheVerdict::Miss => "a read would miss the cache and go to the backend",
-            CacheVerdict::Unknown => "the cache cannot tell without asking it",
+            None => "not shown",
+            Some(CacheVerdict::NoCache) => "no cache on this route",
+            Some(CacheVerdict::Hit) => "a read would be served by the cache",
+            Some(CacheVerdict::Miss) => "a read would miss the cache and go to the backend",
+            Some(CacheVerdict::Unknown) => "the cache cannot tell without asking it",
         };
         write!(f, "  cache: {cache}")
     }
@@ -74,7 +86,9 @@ impl fmt::Display for Explanation {
 
 impl StorageManager {
     /// Explains how `principal` doing `operation` on `key` would be decided
-    /// and routed, touching no backend and writing no audit record.
+    /// and routed, from the rules alone: no check, no audit record, no
+    /// cache consulted. For whoever holds the configuration (the `tierfs
+    /// explain` command); faces use [`Session::explain`].
     ///
     /// ```
     /// use tierfs_core::access::{Principal, StorageOperationType};
@@ -100,41 +114,129 @@ impl StorageManager {
         operation: StorageOperationType,
         key: &str,
     ) -> Result<Explanation> {
+        let security = self.shared.security.read().clone();
+        explain_with(self, &security.access, principal, operation, key, None)
+    }
+}
+
+impl Session {
+    /// Explains how `principal` doing `operation` on `key` would be decided
+    /// and routed, without doing it. A principal may explain its own
+    /// rights; another's needs admin on the key (or on `*`). Audited as
+    /// `explain`. Whether a cache holds the key is told only when this
+    /// session's principal may read it.
+    ///
+    /// ```
+    /// use tierfs_core::access::{Principal, StorageOperationType as Op};
+    /// use tierfs_core::{Config, ErrorKind, StorageManager};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let config = Config::parse(
+    ///     "[backends.m]\ntype = \"memory\"\n[access]\ndefault = \"none\"\n\
+    ///      [[access.rules]]\nprincipal = \"alice\"\nresource = \"docs/\"\nlevel = \"read\"\n\
+    ///      [[access.rules]]\nprincipal = \"root\"\nresource = \"*\"\nlevel = \"full\"\n",
+    ///     None,
+    /// )?;
+    /// let manager = StorageManager::open(config).await?;
+    /// let alice = manager.session("alice");
+    /// assert!(alice.explain(alice.principal(), Op::Read, "docs/a.txt")?.allowed);
+    /// // Another principal's rights are for administrators.
+    /// let e = alice.explain(&Principal::new("bob"), Op::Read, "docs/a.txt").unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    /// assert!(!manager.session("root").explain(&Principal::new("bob"), Op::Read, "docs/a.txt")?.allowed);
+    /// # Ok::<_, tierfs_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        operation: StorageOperationType,
+        key: &str,
+    ) -> Result<Explanation> {
         let list = operation == StorageOperationType::List;
         if list {
             validate_prefix(key)?;
         } else {
             validate_key(key)?;
         }
-        let route = self.route_of(key);
-        let cache = {
-            let state = self.shared.state.load();
-            match (&state.router.route(key).cache, crate::key::Key::new(key)) {
-                (None, _) => CacheVerdict::NoCache,
-                (Some(_), Err(_)) => CacheVerdict::Unknown,
-                (Some(c), Ok(k)) => match c.serves_now(&k) {
-                    Some(true) => CacheVerdict::Hit,
-                    Some(false) => CacheVerdict::Miss,
-                    None => CacheVerdict::Unknown,
-                },
+        let security = self.security();
+        let state = self.state();
+        let own = principal == self.principal();
+        if !own {
+            let backends = |path: &str| state.router.route(path).backends.clone();
+            let resource = if list || key.is_empty() {
+                if key.is_empty() {
+                    Resource::All
+                } else {
+                    Resource::Prefix(key.to_owned())
+                }
+            } else {
+                Resource::Key(key.to_owned())
+            };
+            if !Delegation::new(&security.access, &backends).may_administer(self.principal(), &resource) {
+                let e = Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "`{}` may not explain `{principal}`'s rights on `{key}`: that needs admin on `{resource}`; a principal may explain its own",
+                        self.principal()
+                    ),
+                )
+                .with_key(key);
+                self.record(&security, "explain", &[key], false, Some(e.message()))?;
+                return Err(e);
             }
-        };
-        let security = self.shared.security.read().clone();
-        let target = if list {
-            Target::Prefix { prefix: key, backends: &route.backends }
-        } else {
-            Target::Key { key, backends: &route.backends }
-        };
-        let decision = security.access.decide(principal, operation, target);
-        Ok(Explanation {
-            principal: principal.to_string(),
-            operation,
-            key: key.to_owned(),
-            allowed: decision.allowed,
-            level: decision.level,
-            rule: decision.rule.map(|r| (*r).clone()),
-            route,
-            cache,
-        })
+        }
+        let detail = format!("explain `{principal}` {operation}");
+        self.record(&security, "explain", &[key], true, Some(&detail))?;
+        let manager = StorageManager { shared: self.shared().clone() };
+        let readable = list || self.allows(StorageOperationType::Read, key);
+        let cache = readable.then(|| cache_verdict(&state, key));
+        explain_with(&manager, &security.access, principal, operation, key, cache)
     }
+}
+
+/// What the cache of `key`'s route would do with a read now.
+fn cache_verdict(state: &super::state::ManagerState, key: &str) -> CacheVerdict {
+    match (&state.router.route(key).cache, crate::key::Key::new(key)) {
+        (None, _) => CacheVerdict::NoCache,
+        (Some(_), Err(_)) => CacheVerdict::Unknown,
+        (Some(c), Ok(k)) => match c.serves_now(&k) {
+            Some(true) => CacheVerdict::Hit,
+            Some(false) => CacheVerdict::Miss,
+            None => CacheVerdict::Unknown,
+        },
+    }
+}
+
+fn explain_with(
+    manager: &StorageManager,
+    access: &AccessEvaluator,
+    principal: &Principal,
+    operation: StorageOperationType,
+    key: &str,
+    cache: Option<CacheVerdict>,
+) -> Result<Explanation> {
+    let list = operation == StorageOperationType::List;
+    if list {
+        validate_prefix(key)?;
+    } else {
+        validate_key(key)?;
+    }
+    let route = manager.route_of(key);
+    let target = if list {
+        Target::Prefix { prefix: key, backends: &route.backends }
+    } else {
+        Target::Key { key, backends: &route.backends }
+    };
+    let decision = access.decide(principal, operation, target);
+    Ok(Explanation {
+        principal: principal.to_string(),
+        operation,
+        key: key.to_owned(),
+        allowed: decision.allowed,
+        level: decision.level,
+        rule: decision.rule.map(|r| (*r).clone()),
+        route,
+        cache,
+    })
 }

@@ -33,8 +33,8 @@
 //! ```
 
 mod admin;
-mod authorize;
 mod explain;
+mod gate;
 mod router;
 mod session;
 mod state;
@@ -59,7 +59,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
-use authorize::Security;
+use gate::Security;
 use state::ManagerState;
 
 #[derive(Debug)]
@@ -134,6 +134,13 @@ impl StorageManager {
     /// The manager as seen by `principal`.
     pub fn session(&self, principal: impl Into<Principal>) -> Session {
         Session::new(self.shared.clone(), principal.into())
+    }
+
+    /// Whether no access rule restricts anyone and no audit log records
+    /// anything: every principal may then do everything, and faces may
+    /// skip asking who calls.
+    pub fn access_is_open(&self) -> bool {
+        self.shared.open_access.load(Ordering::Acquire)
     }
 
     /// The registry backends and policies come from.

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::authorize::{Check, Security};
+use super::gate::{Check, Security};
 use super::router::Route;
 use super::state::ManagerState;
 use super::Shared;
-use crate::access::{Principal, StorageOperationType as Op, Target};
+use crate::access::{Principal, StorageOperationType as Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
@@ -59,7 +59,7 @@ impl Session {
 
     /// Whether no access rule or audit log is configured: nothing to check or record.
     #[inline]
-    fn open_access(&self) -> bool {
+    pub(crate) fn open_access(&self) -> bool {
         self.shared.open_access.load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -94,26 +94,6 @@ impl Session {
         };
         let route = state.router.route(key);
         now(route).ok_or_else(|| route.stack.clone())
-    }
-
-    /// Drops listing entries the principal may not read.
-    fn filter_listing(&self, state: &ManagerState, page: &mut ListPage) {
-        let security = self.security();
-        if security.access.allows_everything() {
-            return;
-        }
-        let access = &security.access;
-        page.entries.retain(|entry| match entry {
-            crate::storage::ListEntry::Object(meta) => {
-                let backends = &state.router.route(&meta.key).backends;
-                access.decide(self.principal(), Op::Read, Target::Key { key: &meta.key, backends }).allowed
-            }
-            crate::storage::ListEntry::Prefix(prefix) => {
-                let backends = &state.router.route(prefix).backends;
-                access.decide(self.principal(), Op::Read, Target::Prefix { prefix, backends }).allowed
-                    || access.may_read_within(self.principal(), prefix)
-            }
-        });
     }
 }
 
@@ -227,23 +207,7 @@ impl Storage for Session {
         if self.open_access() {
             return state.router.list(options).await;
         }
-        let security = self.security();
-        let backends = &state.router.route(&options.prefix).backends;
-        let target = Target::Prefix { prefix: &options.prefix, backends };
-        let decision = security.access.decide(self.principal(), Op::List, target);
-        let allowed = decision.allowed || security.access.may_read_within(self.principal(), &options.prefix);
-        let refused = (!allowed)
-            .then(|| super::authorize::denial(self.principal().id(), Op::List, &options.prefix, &decision));
-        self.record(
-            &security,
-            "list",
-            &[&options.prefix],
-            refused.is_none(),
-            refused.as_ref().map(|e| e.message()),
-        )?;
-        if let Some(e) = refused {
-            return Err(e);
-        }
+        self.authorize_list(&state, &options.prefix)?;
         let mut page = state.router.list(options).await?;
         self.filter_listing(&state, &mut page);
         Ok(page)
@@ -285,8 +249,16 @@ impl Storage for Session {
         self.stack_for(Op::Read, "read", key)?.read(key, range).await
     }
 
+    /// Checked when it starts, re-decided at each chunk (a reload that
+    /// narrows the rules stops it there) and checked again, audited, when
+    /// it publishes: the value is published only if the principal may
+    /// write the key at that moment.
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        self.stack_for(Op::Write, "write", key)?.write(key, options).await
+        let writer = self.stack_for(Op::Write, "write", key)?.write(key, options).await?;
+        if self.open_access() {
+            return Ok(writer);
+        }
+        Ok(Box::new(CheckedWriter { inner: writer, session: self.clone(), key: key.clone() }))
     }
 
     /// Atomic when both keys route to one stack that can rename; otherwise
@@ -308,5 +280,37 @@ impl Storage for Session {
 
     async fn sync(&self) -> Result<()> {
         self.state().sync().await
+    }
+}
+
+/// A streamed write that stays within the writer's rights until it publishes.
+struct CheckedWriter {
+    inner: Box<dyn ValueWriter>,
+    session: Session,
+    key: Key,
+}
+
+#[async_trait]
+impl ValueWriter for CheckedWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if !self.session.allows(Op::Write, self.key.as_str()) {
+            // Recorded, and the error to return.
+            self.session.check(Op::Write, self.key.as_str())?;
+        }
+        self.inner.write(chunk).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<ObjectMeta> {
+        if let Err(e) = self.session.check(Op::Write, self.key.as_str()) {
+            if let Err(abort) = self.inner.abort().await {
+                tracing::debug!(error = %abort, "abandoning a refused write failed");
+            }
+            return Err(e);
+        }
+        self.inner.finish().await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.inner.abort().await
     }
 }

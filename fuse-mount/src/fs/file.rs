@@ -8,6 +8,16 @@
 //! released) writes the spool to the store. Attribute changes of an open
 //! file are kept here and written with the next commit.
 //!
+//! Each uncommitted change belongs to one principal, the *writer*: the
+//! file's content and attributes differ from the store only by changes of
+//! that principal, and are committed as it. Before another principal reads,
+//! writes or changes the file, [`FileState::hand_over`] commits the
+//! writer's changes as the writer; if they are refused (its rights were
+//! narrowed), they are discarded, the file goes back to what the store
+//! holds, and the refusal waits for the writer's next write, `fsync` or
+//! close. So refused bytes are never published nor served to anyone else,
+//! and one principal's refusal never costs another its change.
+//!
 //! A file written from empty strictly sequentially (`cp`, `dd`, `tar`)
 //! switches, once it outgrows the memory spool, to `Streaming`: the bytes go
 //! straight into a store [`ValueWriter`] instead of a spool file, so a large
@@ -26,6 +36,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
+use tierfs_core::access::Principal;
 use tierfs_core::{Key, Metadata, ObjectMeta, PutOptions, Session, Storage, ValueWriter};
 
 use super::attr::{self, PosixMeta};
@@ -94,8 +105,12 @@ pub struct FileState {
     pub dirty: bool,
     /// Unlinked while open: never committed again.
     pub unlinked: bool,
-    /// Who changed the file last (commits run as this principal).
+    /// The principal whose changes are not yet committed (commits run as it).
     pub writer: Option<Session>,
+    /// Changes of a principal refused when another's request committed
+    /// them: errno and message, reported to that principal's next write,
+    /// `fsync` or close.
+    pub refused: Vec<(Principal, i32, String)>,
     /// Written only at its end since it was empty (may stream).
     pub sequential: bool,
     /// Times were set explicitly (`utimensat`), so they must be stored.
@@ -112,6 +127,7 @@ impl FileState {
             dirty: false,
             unlinked: false,
             writer: None,
+            refused: Vec::new(),
             sequential: size == 0,
             times_explicit: false,
         }
@@ -237,7 +253,93 @@ impl FileState {
         Ok(())
     }
 
-    /// Writes what changed to the store under `key`.
+    /// Makes the file `session`'s to change: if another principal's
+    /// changes are pending, commits them as that principal first; refused
+    /// by the access rules, they are discarded (the file is again what the
+    /// store holds) and the refusal is kept for their writer; failing
+    /// otherwise (a full disk), they are kept and this request fails.
+    /// Returns whether the content changed (read-ahead buffers are then
+    /// stale).
+    pub async fn hand_over(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        defaults: &attr::Defaults,
+    ) -> FsResult<bool> {
+        let Some(owner) = self.writer.clone() else { return Ok(false) };
+        if owner.principal() == session.principal() {
+            return Ok(false);
+        }
+        if !self.dirty || self.unlinked {
+            self.writer = None;
+            return Ok(false);
+        }
+        match self.commit(store, &owner, key).await {
+            Ok(()) => Ok(false),
+            // Not a refusal (a full disk, a backend down): the changes stay
+            // their writer's, and this request fails with the reason.
+            Err(e) if e.errno() != libc::EACCES => Err(e),
+            Err(refusal) => {
+                tracing::warn!(
+                    key = %key,
+                    principal = %owner.principal(),
+                    error = %refusal,
+                    "uncommitted changes of an open file were refused and discarded"
+                );
+                self.refused.push((owner.principal().clone(), refusal.errno(), refusal.message().to_owned()));
+                self.discard(store, session, &owner, key, defaults).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Drops every uncommitted change: content and attributes are again
+    /// what the store holds (asked as `session`, else as `owner`).
+    async fn discard(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        owner: &Session,
+        key: &Key,
+        defaults: &attr::Defaults,
+    ) -> FsResult<()> {
+        if let Content::Streaming(stream) = std::mem::replace(&mut self.content, Content::Clean { size: 0 }) {
+            if let Err(e) = stream.writer.abort().await {
+                tracing::debug!(error = %e, "abandoning a refused stream failed");
+            }
+        }
+        let meta = match store.stat(session, key).await {
+            Ok(meta) => Ok(meta),
+            Err(_) => store.stat(owner, key).await,
+        };
+        match meta {
+            Ok(meta) => {
+                self.posix = PosixMeta::from_object(&meta, defaults);
+                self.metadata = meta.metadata;
+                self.content = Content::Clean { size: meta.size };
+                self.sequential = meta.size == 0;
+            }
+            Err(e) if e.kind() == tierfs_core::ErrorKind::NotFound => {
+                self.content = Content::Clean { size: 0 };
+                self.sequential = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.dirty = false;
+        self.writer = None;
+        self.times_explicit = false;
+        Ok(())
+    }
+
+    /// The refusal of `principal`'s changes waiting to be reported, if any.
+    pub fn take_refused(&mut self, principal: &Principal) -> Option<FsError> {
+        let i = self.refused.iter().position(|(p, _, _)| p == principal)?;
+        let (_, errno, message) = self.refused.remove(i);
+        Some(FsError::new(errno, format!("earlier changes to this file were not saved: {message}")))
+    }
+
+    /// Writes what changed to the store under `key`, as the writer.
     pub async fn commit(&mut self, store: &Store, session: &Session, key: &Key) -> FsResult<()> {
         if !self.dirty || self.unlinked {
             return Ok(());
@@ -245,6 +347,7 @@ impl FileState {
         let writer = self.writer.clone().unwrap_or_else(|| session.clone());
         self.settle(store, &writer, key).await?;
         if !self.dirty {
+            self.writer = None;
             return Ok(());
         }
         let mut metadata = self.metadata.clone();
@@ -258,6 +361,7 @@ impl FileState {
         result?;
         self.metadata = metadata;
         self.dirty = false;
+        self.writer = None;
         Ok(())
     }
 }

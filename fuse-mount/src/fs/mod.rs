@@ -395,9 +395,7 @@ impl TierFs {
             return;
         }
         let Ok(k) = self.inodes.key_of(ino).and_then(key) else { return };
-        if !self.store.open_access()
-            && !self.store.manager().explain(session.principal(), Op::Write, &k).is_ok_and(|e| e.allowed)
-        {
+        if !session.allows(Op::Write, k.as_str()) {
             return;
         }
         if let Err(e) = self.store.put(session, &k, Bytes::new(), posix.to_metadata()).await {
@@ -477,14 +475,17 @@ impl TierFs {
             }
             posix.ctime = set.ctime.unwrap_or(now);
         };
+        let session = self.session(caller);
         if ino == ROOT {
             if set.size.is_some() {
                 return Err(FsError::new(libc::EISDIR, "the root is a directory"));
             }
+            // The root's attributes are everyone's: changing them needs
+            // write on the whole store (`*`), and is audited.
+            session.check(Op::Write, "")?;
             apply(&mut self.root.lock());
             return Ok(self.root_entry());
         }
-        let session = self.session(caller);
         let k = key(self.inodes.key_of(ino)?)?;
         let kind = match self.inodes.kind(ino) {
             Some(kind) => kind,
@@ -500,10 +501,13 @@ impl TierFs {
             self.store.put(&session, &k, Bytes::new(), posix.to_metadata()).await?;
             return Ok(self.entry(ino, posix, 0));
         }
-        self.store.check(&session, Op::Write, &k).await?;
+        self.store.check(&session, Op::Write, &k)?;
         let file = self.attach(ino, &session, &k).await?;
         let result = async {
             let mut state = file.state.lock().await;
+            if state.hand_over(&self.store, &session, &k, &self.options.defaults).await? {
+                file.publish(&state, true);
+            }
             if let Some(size) = set.size {
                 if size == 0 {
                     state.truncate_to_zero(&self.spool).await;
@@ -717,7 +721,7 @@ impl TierFs {
                 }
                 guards.push(state);
             }
-            self.store.check(&session, Op::Write, &to).await?;
+            self.store.check(&session, Op::Write, &to)?;
             if dst.is_some() {
                 self.store.delete(&session, &to).await?;
             }
@@ -750,8 +754,10 @@ impl TierFs {
                     state.spool(&self.store, &session, &to, &self.spool).await?;
                 }
             }
-            // A file created but not yet in the store is written first.
+            // A file created but not yet in the store is written first, as
+            // its writer; refused, the rename moves what the store holds.
             if let Some(state) = src_guard.as_mut() {
+                state.hand_over(&self.store, &session, &from, &self.options.defaults).await?;
                 state.commit(&self.store, &session, &from).await?;
             }
             self.store.rename(&session, &from, &to).await?;
@@ -804,7 +810,11 @@ impl TierFs {
     async fn close_file(&self, ino: u64, file: &Arc<OpenFile>, session: &Session) -> FsResult<()> {
         let result = {
             let mut state = file.state.lock().await;
-            if self.inodes.close(ino) && state.dirty && !state.unlinked {
+            let last = self.inodes.close(ino);
+            // A principal's changes are committed when it closes the file,
+            // even if others still have it open; all are at the last close.
+            let own = state.writer.as_ref().is_some_and(|w| w.principal() == session.principal());
+            let committed = if (last || own) && state.dirty && !state.unlinked {
                 let committed = match self.inodes.key_of(ino).and_then(key) {
                     Ok(k) => state.commit(&self.store, session, &k).await,
                     Err(e) => Err(e),
@@ -813,7 +823,9 @@ impl TierFs {
                 committed
             } else {
                 Ok(())
-            }
+            };
+            let refused = state.take_refused(session.principal());
+            committed.and(refused.map_or(Ok(()), Err))
         };
         self.inodes.detach_if_closed(ino);
         result
@@ -826,15 +838,16 @@ impl TierFs {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let fresh = self.inodes.open_file(ino).is_none();
         if writable {
-            self.store.check(&session, Op::Write, &k).await?;
+            self.store.check(&session, Op::Write, &k)?;
         }
         let file = self.attach(ino, &session, &k).await?;
         let checked = async {
             if !fresh && flags & libc::O_ACCMODE != libc::O_WRONLY {
-                self.store.check(&session, Op::Read, &k).await?;
+                self.store.check(&session, Op::Read, &k)?;
             }
             if writable && flags & libc::O_TRUNC != 0 {
                 let mut state = file.state.lock().await;
+                state.hand_over(&self.store, &session, &k, &self.options.defaults).await?;
                 if state.size() != 0 || matches!(state.content, Content::Clean { .. }) {
                     state.truncate_to_zero(&self.spool).await;
                     state.posix.touch_content();
@@ -894,9 +907,11 @@ impl TierFs {
         let file = self.inodes.open(ino, || OpenFile::new(state))?;
         {
             let mut state = file.state.lock().await;
+            state.hand_over(&self.store, &session, &k, &self.options.defaults).await?;
             if state.size() != 0 {
                 state.truncate_to_zero(&self.spool).await;
                 state.dirty = true;
+                state.writer = Some(session.clone());
                 file.publish(&state, true);
             }
         }
@@ -905,11 +920,23 @@ impl TierFs {
         Ok((entry, self.add_handle(ino, file, session, flags)))
     }
 
-    /// Reads up to `size` bytes at `offset`.
+    /// Reads up to `size` bytes at `offset`. Each read is decided again
+    /// (a reload that narrows the rules applies to open files), and
+    /// another principal's uncommitted changes are committed (or, refused,
+    /// discarded) before this principal sees them.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let handle = self.handle(fh)?;
+        let open_key = self.open_key(&handle)?;
+        if let Some(k) = &open_key {
+            self.still_allowed(&handle.session, Op::Read, k)?;
+        }
         let (file_size, generation) = {
             let mut state = handle.file.state.lock().await;
+            if let Some(k) = &open_key {
+                if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
+                    handle.file.publish(&state, true);
+                }
+            }
             if matches!(state.content, Content::Streaming(_)) {
                 let k = key(self.inodes.key_of(handle.ino)?)?;
                 let session = state.writer.clone().unwrap_or_else(|| handle.session.clone());
@@ -935,15 +962,43 @@ impl TierFs {
         if !handle.writable {
             return Err(FsError::new(libc::EBADF, "the file is not open for writing"));
         }
+        let open_key = self.open_key(&handle)?;
+        if let Some(k) = &open_key {
+            self.still_allowed(&handle.session, Op::Write, k)?;
+        }
         let mut state = handle.file.state.lock().await;
+        if let Some(refused) = state.take_refused(handle.session.principal()) {
+            return Err(refused);
+        }
+        if let Some(k) = &open_key {
+            if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
+                handle.file.publish(&state, true);
+            }
+        }
         self.write_locked(&handle, &mut state, offset, data).await?;
         state.dirty = true;
         state.posix.touch_content();
-        if state.writer.is_none() {
-            state.writer = Some(handle.session.clone());
-        }
+        state.writer = Some(handle.session.clone());
         handle.file.publish(&state, true);
         Ok(data.len() as u32)
+    }
+
+    /// The key of a handle's file; `None` once it was unlinked (its handles
+    /// keep the content, which is never committed again).
+    fn open_key(&self, handle: &Handle) -> FsResult<Option<Key>> {
+        match self.inodes.key_of(handle.ino) {
+            Ok(k) => Ok(Some(key(k)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Decides `op` on `key` again for an open handle (no audit record
+    /// while allowed; a refusal is audited).
+    fn still_allowed(&self, session: &Session, op: Op, key: &Key) -> FsResult<()> {
+        if session.allows(op, key.as_str()) {
+            return Ok(());
+        }
+        Ok(self.store.check(session, op, key)?)
     }
 
     async fn write_locked(
@@ -1002,11 +1057,22 @@ impl TierFs {
     }
 
     /// Makes the file's content and attributes durable in the store.
+    /// Another principal's pending changes are committed as theirs (a
+    /// refusal of those is not this caller's error); a refusal of this
+    /// principal's own changes, now or earlier, is.
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         let handle = self.handle(fh)?;
         let mut state = handle.file.state.lock().await;
+        if let Some(refused) = state.take_refused(handle.session.principal()) {
+            return Err(refused);
+        }
         if state.dirty && !state.unlinked {
             let k = key(self.inodes.key_of(handle.ino)?)?;
+            if state.hand_over(&self.store, &handle.session, &k, &self.options.defaults).await? {
+                handle.file.publish(&state, true);
+            }
+            // Refused, the changes stay this principal's only: another's
+            // request discards them (see `FileState::hand_over`).
             state.commit(&self.store, &handle.session, &k).await?;
         }
         drop(state);
@@ -1038,9 +1104,19 @@ impl TierFs {
             return Ok(());
         }
         let end = offset + length;
+        let open_key = self.open_key(&handle)?;
+        if let Some(k) = &open_key {
+            self.still_allowed(&handle.session, Op::Write, k)?;
+        }
         let mut state = handle.file.state.lock().await;
+        if let Some(k) = &open_key {
+            if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
+                handle.file.publish(&state, true);
+            }
+        }
         if end > state.size() {
             let k = key(self.inodes.key_of(handle.ino)?)?;
+            state.writer = Some(handle.session.clone());
             state.spool(&self.store, &handle.session, &k, &self.spool).await?.set_len(end)?;
             state.sequential = false;
             state.dirty = true;

@@ -69,52 +69,30 @@ impl Store {
         &self.manager
     }
 
-    /// Whether no access rule and no audit log are configured (checks and
-    /// principals then do not matter).
+    /// Whether no access rule and no audit log are in force (checks and
+    /// principals then do not matter), as the manager says.
     pub fn open_access(&self) -> bool {
         self.open_access.load(Ordering::Acquire)
     }
 
-    /// Re-reads whether access is open, after a reconfiguration.
+    /// Takes again from the manager whether access is open, after a reconfiguration.
     pub fn refresh_access(&self) {
-        let config = self.manager.config();
-        let open = config.audit.is_none()
-            && config
-                .access_policy()
-                .is_ok_and(|p| p.rules.is_empty() && p.default == tierfs_core::access::AccessLevel::Full);
-        self.open_access.store(open, Ordering::Release);
+        self.open_access.store(self.manager.access_is_open(), Ordering::Release);
     }
 
-    /// Whether `session` may do `op` on `key`, without performing or
-    /// auditing anything.
-    fn allowed(&self, session: &Session, op: Op, key: &str) -> bool {
-        self.open_access() || self.manager.explain(session.principal(), op, key).is_ok_and(|e| e.allowed)
-    }
-
-    /// Checks that `session` may do `op` (Read or Write) on `key` before an
+    /// Checks (and audits) that `session` may do `op` on `key` before an
     /// operation that reaches the store later (a write kept until close).
-    /// A refusal comes from core, which audits it.
-    pub async fn check(&self, session: &Session, op: Op, key: &Key) -> Result<()> {
-        if self.allowed(session, op, key) {
-            return Ok(());
-        }
-        match op {
-            Op::Read | Op::List => session.stat(key).await.map(drop),
-            _ => match session.write(key, PutOptions::default()).await {
-                // Allowed after all (the rules changed meanwhile): nothing was written.
-                Ok(writer) => writer.abort().await,
-                Err(e) => Err(e),
-            },
-        }
+    pub fn check(&self, session: &Session, op: Op, key: &Key) -> Result<()> {
+        session.check(op, key.as_str())
     }
 
-    /// The pending change of `key`, if the session may read it. A refused
-    /// read goes to core, which refuses it again and audits the refusal.
+    /// The pending change of `key`, if the session may read it; a refused
+    /// read is audited and returned.
     async fn pending(&self, session: &Session, key: &Key) -> Result<Option<Change>> {
         let Some(journal) = &self.journal else { return Ok(None) };
         let Some(change) = journal.pending(key) else { return Ok(None) };
-        if !self.allowed(session, Op::Read, key) {
-            session.stat(key).await?;
+        if !session.allows(Op::Read, key.as_str()) {
+            session.check(Op::Read, key.as_str())?;
         }
         Ok(Some(change))
     }
@@ -237,7 +215,7 @@ impl Store {
                 }
                 None => {
                     let key = Key::new(key.clone())?;
-                    if !self.allowed(session, Op::Read, &key) {
+                    if !session.allows(Op::Read, key.as_str()) {
                         continue;
                     }
                     let object = Journal::meta_of(&key, &change);
@@ -254,8 +232,14 @@ impl Store {
                 }
             }
         }
+        // A directory that exists only in queued changes shows only to
+        // whom a listing of the store would show it.
         for group in &put_groups {
-            child_mut(&mut children, group).prefix = true;
+            if children.get(group).is_some_and(|c| c.prefix)
+                || session.shows_dir(&format!("{prefix}{group}/"))
+            {
+                child_mut(&mut children, group).prefix = true;
+            }
         }
         for group in delete_groups.difference(&put_groups) {
             if children.get(group).is_some_and(|c| c.prefix) {
@@ -354,7 +338,9 @@ impl Store {
 
     async fn put_now(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
         match &self.journal {
-            Some(journal) if value.len() <= MAX_VALUE && self.allowed(session, Op::Write, key) => {
+            Some(journal) if value.len() <= MAX_VALUE => {
+                // Decided and audited now; the commit is checked again.
+                session.check(Op::Write, key.as_str())?;
                 let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
                 journal.enqueue(session, key.clone(), change).await;
                 Ok(())
@@ -376,13 +362,10 @@ impl Store {
 
     async fn delete_now(&self, session: &Session, key: &Key) -> Result<()> {
         match &self.journal {
-            Some(journal) if self.allowed(session, Op::Delete, key) => {
+            Some(journal) => {
+                session.check(Op::Delete, key.as_str())?;
                 journal.enqueue(session, key.clone(), Change::Delete).await;
                 Ok(())
-            }
-            Some(_) => {
-                self.flush().await?;
-                session.delete(key).await
             }
             None => session.delete(key).await,
         }
