@@ -13,63 +13,12 @@ const ALICE: &str = "tierfs-alice";
 const BOB: &str = "tierfs-bob";
 const TEAM: &str = "tierfs-team";
 
-/// Creates the test users and group; removes them on drop.
-struct Users;
-
-impl Users {
-    fn create() -> Users {
-        Users::remove();
-        let ok = |c: &mut Command| assert!(c.status().expect("run user tools").success(), "{c:?} failed");
-        ok(Command::new("groupadd").arg(TEAM));
-        for user in [ALICE, BOB] {
-            ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", "-G", TEAM, user]));
-        }
-        Users
-    }
-
-    fn remove() {
-        for user in [ALICE, BOB] {
-            let _ = Command::new("userdel").arg(user).output();
-        }
-        let _ = Command::new("groupdel").arg(TEAM).output();
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        Users::remove();
-    }
-}
-
-/// Runs `script` as `user` in `dir`; returns (success, stdout + stderr).
-fn as_user(user: &str, dir: &std::path::Path, script: &str) -> (bool, String) {
-    let out = Command::new("runuser")
-        .args(["-u", user, "--", "sh", "-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("run runuser");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-fn allowed(user: &str, dir: &std::path::Path, script: &str) -> String {
-    let (ok, text) = as_user(user, dir, script);
-    assert!(ok, "{user} should be allowed `{script}`:\n{text}");
-    text
-}
-
-fn denied(user: &str, dir: &std::path::Path, script: &str) {
-    let (ok, text) = as_user(user, dir, script);
-    assert!(!ok, "{user} should be denied `{script}`:\n{text}");
-    assert!(text.contains("Permission denied"), "{user} `{script}` failed otherwise:\n{text}");
-}
-
 #[test]
 fn two_users_with_different_rules() {
     if !can_mount() || !have("runuser") {
         return;
     }
-    let _users = Users::create();
+    let _users = Users::create(&[(ALICE, &[TEAM]), (BOB, &[TEAM])]);
     let dir = tempdir();
     // The test users must reach the mount point.
     sh(dir.path(), "chmod 755 .");

@@ -282,3 +282,19 @@ async fn a_streamed_write_stops_when_the_rules_narrow() {
     assert_eq!(root.get(&key("allowed/big")).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert!(denied_count(&m, "alice") >= 3);
 }
+
+/// A policy refused at run time is named as the one given, not as a route
+/// of the configuration file.
+#[tokio::test]
+async fn a_refused_runtime_policy_names_what_was_given() {
+    let (m, _dir) = setup().await;
+    let root = m.session("root");
+    let bad = tierfs_core::config::PolicyConfig::AlwaysLocal { backend: Some("nowhere".into()) };
+    let e = root.set_policy(Some("tmp/"), bad.clone()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("the policy given to set_policy for route `tmp/`"), "{text}");
+    assert!(text.contains("nowhere") && text.contains("nothing changed"), "{text}");
+    let e = root.set_policy(None, bad).await.unwrap_err();
+    assert!(e.to_string().contains("the default policy given to set_policy"), "{e}");
+    assert_eq!(m.route_of("tmp/x").backends, ["main"]);
+}

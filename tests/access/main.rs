@@ -4,6 +4,7 @@ mod audit;
 mod circumvention;
 mod delegation;
 mod evaluator;
+mod private;
 mod reload;
 
 use std::sync::Arc;

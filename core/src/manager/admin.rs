@@ -204,21 +204,45 @@ impl Session {
         };
         self.authorize_admin(&command, Scope::Resource(&resource))?;
         let mut config = self.current_config();
-        match route {
-            None => config.policy = Some(policy),
-            Some(prefix) => match config.routes.iter_mut().find(|r| r.prefix == prefix) {
-                Some(r) => {
-                    r.backend = None;
-                    r.policy = Some(policy);
-                }
-                None => config.routes.push(crate::config::RouteConfig {
-                    prefix: prefix.to_owned(),
-                    backend: None,
-                    policy: Some(policy),
-                }),
-            },
-        }
-        self.apply(config).await
+        let field = match route {
+            None => {
+                config.policy = Some(policy);
+                "policy".to_owned()
+            }
+            Some(prefix) => {
+                let index = match config.routes.iter().position(|r| r.prefix == prefix) {
+                    Some(i) => i,
+                    None => {
+                        config.routes.push(crate::config::RouteConfig {
+                            prefix: prefix.to_owned(),
+                            backend: None,
+                            policy: None,
+                        });
+                        config.routes.len() - 1
+                    }
+                };
+                let r = &mut config.routes[index];
+                r.backend = None;
+                r.policy = Some(policy);
+                format!("routes[{index}]")
+            }
+        };
+        // Errors name the policy given here, not the file and a route it may not hold.
+        let source = format!("{}: ", config.describe_source());
+        let given = match route {
+            None => "the default policy given to set_policy".to_owned(),
+            Some(prefix) => format!("the policy given to set_policy for route `{prefix}`"),
+        };
+        self.apply(config).await.map_err(|e| {
+            let message = e.message().strip_prefix(&source).unwrap_or(e.message());
+            let message = message.replacen(&format!("`{field}"), &format!("{given} (`{field}"), 1);
+            let message = if message.contains(&given) {
+                message.replacen("`: ", "`): ", 1)
+            } else {
+                format!("{given}: {message}")
+            };
+            Error::new(e.kind(), format!("{message}; nothing changed"))
+        })
     }
 
     /// Replaces the whole configuration (Admin on `*`): validated and built

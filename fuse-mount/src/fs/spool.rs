@@ -28,7 +28,8 @@ impl SpoolDir {
     /// Spools in `dir`, kept in memory up to `memory_limit` bytes each and
     /// `memory_budget` bytes together.
     pub fn new(dir: &Path, memory_limit: usize, memory_budget: usize) -> io::Result<Arc<Self>> {
-        std::fs::create_dir_all(dir)?;
+        // Created private (0700) when missing; spool files are anonymous and 0600.
+        tierfs_core::private_files::create_dir_private(dir)?;
         // Fail now, not at the first large write, if the directory is unusable.
         drop(tempfile::tempfile_in(dir)?);
         Ok(Arc::new(SpoolDir {

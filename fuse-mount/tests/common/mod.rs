@@ -13,15 +13,92 @@ use std::time::{Duration, Instant};
 pub const TIERFS: &str = env!("CARGO_BIN_EXE_tierfs");
 
 /// Whether real mounts are possible here (root and /dev/fuse); tests that
-/// need them return early, saying so, when not.
+/// need them return early, saying so, when not. Under `CI=true` they are
+/// required: the test fails instead of skipping.
 pub fn can_mount() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let ok = root && Path::new("/dev/fuse").exists();
     if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "real FUSE mounts need root and /dev/fuse, and CI=true requires them"
+        );
         eprintln!("skipped: real FUSE mounts need root and /dev/fuse");
     }
     ok
+}
+
+/// Unix users (and groups) made for one test and removed after it: each
+/// `(user, groups)` gets a user in those groups; the groups are created.
+pub struct Users {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl Users {
+    /// Creates `users`, each in its groups (created first).
+    pub fn create(users: &[(&str, &[&str])]) -> Users {
+        let mut groups: Vec<String> =
+            users.iter().flat_map(|(_, g)| g.iter().map(|g| (*g).to_owned())).collect();
+        groups.sort();
+        groups.dedup();
+        let made = Users { users: users.iter().map(|(u, _)| (*u).to_owned()).collect(), groups };
+        made.remove();
+        let ok = |c: &mut Command| assert!(c.status().expect("run user tools").success(), "{c:?} failed");
+        for group in &made.groups {
+            ok(Command::new("groupadd").arg(group));
+        }
+        for (user, groups) in users {
+            let mut cmd = Command::new("useradd");
+            cmd.args(["--no-create-home", "--shell", "/bin/sh"]);
+            if !groups.is_empty() {
+                cmd.args(["-G", &groups.join(",")]);
+            }
+            ok(cmd.arg(user));
+        }
+        made
+    }
+
+    fn remove(&self) {
+        for user in &self.users {
+            let _ = Command::new("userdel").arg(user).output();
+        }
+        for group in &self.groups {
+            let _ = Command::new("groupdel").arg(group).output();
+        }
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs `script` with `sh -c` as `user` in `dir`; returns (success, stdout + stderr).
+pub fn as_user(user: &str, dir: &Path, script: &str) -> (bool, String) {
+    let out = Command::new("runuser")
+        .args(["-u", user, "--", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run runuser");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Runs `script` as `user`, which must succeed; returns its output.
+pub fn allowed(user: &str, dir: &Path, script: &str) -> String {
+    let (ok, text) = as_user(user, dir, script);
+    assert!(ok, "{user} should be allowed `{script}`:\n{text}");
+    text
+}
+
+/// Runs `script` as `user`, which must fail with "Permission denied".
+pub fn denied(user: &str, dir: &Path, script: &str) {
+    let (ok, text) = as_user(user, dir, script);
+    assert!(!ok, "{user} should be denied `{script}`:\n{text}");
+    assert!(text.contains("Permission denied"), "{user} `{script}` failed otherwise:\n{text}");
 }
 
 /// A running `tierfs mount` with its directories.

@@ -267,6 +267,10 @@ mod tests {
             ];
             log.batch(ops).unwrap();
         }
+        // The log and its new directory are private to the daemon's user.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(path.parent().unwrap())), (0o600, 0o700));
         let log = AppendLog::open(&path).unwrap();
         assert_eq!(log.log().recovered_bytes(), 0);
         assert_eq!(log.get("b").unwrap(), b"two again");

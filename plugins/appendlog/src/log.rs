@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,15 +153,19 @@ impl Log {
     pub fn open(path: &Path) -> Result<Log, PluginError> {
         let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                PluginError::io(&format!("cannot create the log's directory {}", dir.display()), e)
-            })?;
+            // Private to the daemon's user, like every store file (0700, 0600).
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                .create(dir)
+                .map_err(|e| {
+                    PluginError::io(&format!("cannot create the log's directory {}", dir.display()), e)
+                })?;
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(|e| PluginError::io(&format!("cannot open the log {shown}"), e))?;
         lock(&file, path)?;

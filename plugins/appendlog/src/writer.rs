@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -55,9 +56,9 @@ impl SpillWriter {
         if self.spill.is_none() {
             let path = self.log.spill_path();
             let file =
-                OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| {
-                    PluginError::io(&format!("cannot create the spill file {}", path.display()), e)
-                })?;
+                OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path).map_err(
+                    |e| PluginError::io(&format!("cannot create the spill file {}", path.display()), e),
+                )?;
             self.spill = Some((path, file));
         }
         let at = self.len - self.buf.len() as u64;
