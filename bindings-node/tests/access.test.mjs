@@ -143,6 +143,42 @@ test('rules change at run time, with delegation limited to what one holds', asyn
   assert.ok(audit.some((r) => r.operation === 'admin:add_rule' && r.result === 'denied'));
 });
 
+test('a delegate cannot lift an administrator\'s deny nor lock the administrator out', async (t) => {
+  const { admin } = await openStore(t);
+  await admin.put('team/secret.txt', 'the secret');
+  await admin.addRule({ principal: 'lead', resource: 'team/secret.txt', operation: 'read', level: 'none' });
+  const lead = admin.asPrincipal('lead');
+  await rejectsWith(lead.removeRule({ principal: 'lead', resource: 'team/secret.txt', operation: 'read', level: 'none' }), 'EACCES');
+  await rejectsWith(lead.get('team/secret.txt'), 'EACCES');
+  await rejectsWith(lead.addRule({ principal: 'lead', resource: 'team/secret.txt', level: 'full' }), 'EACCES');
+  await rejectsWith(lead.addRule({ principal: 'root', resource: 'team/', level: 'none' }), 'EACCES');
+  await rejectsWith(lead.addRule({ principal: '*', resource: 'team/', level: 'none' }), 'EACCES');
+  assert.equal((await admin.get('team/secret.txt')).toString(), 'the secret');
+
+  await lead.addRule({ principal: 'bob', resource: 'team/doc', level: 'read' });
+  const rules = (await admin.accessPolicy()).rules;
+  const added = rules.find((r) => r.principal === 'bob' && r.resource === 'team/doc');
+  assert.equal(added.addedBy, 'lead');
+  assert.equal(added.authority, 'team/');
+  assert.ok(rules.filter((r) => r.principal === 'lead' && r.resource === 'team/').every((r) => r.addedBy === undefined));
+  // root, administrator of everything, can always undo.
+  await admin.removeRule({ principal: 'lead', resource: 'team/secret.txt', operation: 'read', level: 'none' });
+  assert.equal((await lead.get('team/secret.txt')).toString(), 'the secret');
+});
+
+test('explain: one\'s own rights, or another\'s with admin; audited', async (t) => {
+  const { admin } = await openStore(t);
+  await admin.put('home/x', 'private');
+  const bob = admin.asPrincipal('bob');
+  const own = bob.explain('read', 'home/x');
+  assert.equal(own.allowed, false);
+  assert.equal(own.cache, null);
+  throwsWith(() => bob.explain('read', 'home/x', 'root'), 'EACCES');
+  assert.equal(admin.explain('read', 'home/x', 'bob').allowed, false);
+  const explained = (await admin.auditLog({ keyPrefix: 'home/x' })).filter((r) => r.operation === 'explain');
+  assert.deepEqual(explained.map((r) => [r.principal, r.result]), [['bob', 'allowed'], ['bob', 'denied'], ['root', 'allowed']]);
+});
+
 test('admin commands need admin rights', async (t) => {
   const { admin } = await openStore(t);
   const bob = admin.asPrincipal('bob');

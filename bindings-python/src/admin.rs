@@ -37,12 +37,20 @@ pub fn access_policy_from(obj: &Bound<'_, PyAny>) -> PyResult<AccessPolicy> {
                     (None, None) => Err(bad(format!("rule {i} has no `{name}`"))),
                 }
             };
-            rules.push(rule(
+            let mut parsed = rule(
                 &get("principal", None)?,
                 &get("resource", None)?,
                 &get("operation", Some("*"))?,
                 &get("level", None)?,
-            )?);
+            )?;
+            // Provenance as `access_policy()` gives it is kept.
+            if let (Some(by), Some(authority)) = (r.get_item("added_by")?, r.get_item("authority")?) {
+                let authority =
+                    tierfs_core::access::Resource::parse(&authority.extract::<String>()?).py_err()?;
+                parsed.added_by =
+                    Some(tierfs_core::access::Provenance { principal: by.extract()?, authority });
+            }
+            rules.push(parsed);
         }
     }
     Ok(AccessPolicy { rules, default })

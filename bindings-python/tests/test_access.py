@@ -147,7 +147,9 @@ def test_rules_at_run_time_and_delegation(admin: tierfs.Store) -> None:
     admin.add_rule("bob", "shared/", "*", "read")
     assert bob.get("shared/doc") == b"doc"
     rules = admin.access_policy()["rules"]
-    assert {"principal": "bob", "resource": "shared/", "operation": "*", "level": "read"} in rules
+    added = {"principal": "bob", "resource": "shared/", "operation": "*", "level": "read"}
+    # A rule added at run time records who added it, with what authority.
+    assert {**added, "added_by": "root", "authority": "*"} in rules
     admin.remove_rule("bob", "shared/", "*", "read")
     with pytest.raises(tierfs.PermissionDenied):
         bob.get("shared/doc")
@@ -166,6 +168,48 @@ def test_rules_at_run_time_and_delegation(admin: tierfs.Store) -> None:
         bob.access_policy()
     admin_ops = [r["operation"] for r in admin.audit_log(principal="lead")]
     assert "admin:add_rule" in admin_ops or any(op.startswith("admin:") for op in admin_ops)
+
+
+def test_a_delegate_cannot_lift_a_deny_or_lock_out_an_administrator(admin: tierfs.Store) -> None:
+    admin.put("team/secret.txt", b"the secret")
+    admin.add_rule("lead", "team/secret.txt", "read", "none")
+    lead = admin.as_principal("lead")
+    # root's deny is root's: lead can neither remove it nor read past it.
+    with pytest.raises(tierfs.PermissionDenied, match="added by `root`"):
+        lead.remove_rule("lead", "team/secret.txt", "read", "none")
+    with pytest.raises(tierfs.PermissionDenied):
+        lead.get("team/secret.txt")
+    with pytest.raises(tierfs.PermissionDenied):
+        lead.add_rule("lead", "team/secret.txt", "read", "read")
+    # Nor can lead shut root out of team/.
+    with pytest.raises(tierfs.PermissionDenied, match="`root`"):
+        lead.add_rule("root", "team/", "*", "none")
+    with pytest.raises(tierfs.PermissionDenied):
+        lead.add_rule("*", "team/", "*", "none")
+    assert admin.get("team/secret.txt") == b"the secret"
+    # lead's own rules are lead's to remove; root can always undo.
+    lead.add_rule("bob", "team/doc", "*", "read")
+    rules = admin.access_policy()["rules"]
+    assert {"principal": "bob", "resource": "team/doc", "operation": "*", "level": "read",
+            "added_by": "lead", "authority": "team/"} in rules
+    lead.remove_rule("bob", "team/doc", "*", "read")
+    admin.remove_rule("lead", "team/secret.txt", "read", "none")
+    assert lead.get("team/secret.txt") == b"the secret"
+    refused = admin.audit_log(principal="lead", result="denied")
+    assert sum(r["operation"].startswith("admin:") for r in refused) == 4
+
+
+def test_explain_is_for_ones_own_rights_or_an_administrators(admin: tierfs.Store) -> None:
+    admin.put("home/x", b"private")
+    bob = admin.as_principal("bob")
+    own = bob.explain("read", "home/x")
+    assert own["allowed"] is False and own["cache"] is None
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.explain("read", "home/x", principal="root")
+    assert admin.explain("read", "home/x", principal="bob")["allowed"] is False
+    assert admin.explain("read", "home/x")["cache"] == "none"
+    explained = [(r["principal"], r["result"]) for r in admin.audit_log(key_prefix="home/x") if r["operation"] == "explain"]
+    assert explained == [("bob", "allowed"), ("bob", "denied"), ("root", "allowed"), ("root", "allowed")]
 
 
 def test_set_access_policy_and_explain(admin: tierfs.Store) -> None:

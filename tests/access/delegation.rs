@@ -305,3 +305,18 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn an_administrator_through_a_role_is_not_bound_either() {
+    let text = CONFIG.replace("principal = \"root\"", "principal = \"role:admins\"");
+    let (m, _dir) = manager(&text).await;
+    // root holds admin on `*` through its role; the manager knows root's
+    // roles from its sessions.
+    let root = as_user(&m, "root", &["admins"]);
+    let lead = as_user(&m, "lead", &[]);
+    let e = lead.add_access_rule(rule("root", "team/", "*", "none")).await.unwrap_err();
+    assert!(e.to_string().contains("`root`"), "{e}");
+    denied(lead.add_access_rule(rule("role:admins", "team/", "*", "none")).await);
+    lead.add_access_rule(rule("bob", "team/doc", "*", "read")).await.unwrap();
+    root.remove_access_rule(&rule("bob", "team/doc", "*", "read")).await.unwrap();
+}

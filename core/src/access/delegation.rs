@@ -13,10 +13,11 @@
 //!    every resource inside it that a rule names: a grant on `team/`
 //!    reaches `team/secret.txt` too);
 //! 3. names no principal that holds admin on an enclosing resource: not
-//!    another administrator by its id, not a role holding admin there,
-//!    and not `*` while anyone else holds admin there (rules of a role
-//!    bind every member, administrators too, so administrators should hold
-//!    admin by their own id);
+//!    another administrator (by its id, with the roles it is known to
+//!    hold: see [`Delegation::with_known`]), not a role holding admin
+//!    there, and not `*` while anyone else holds admin there (rules of a
+//!    role bind every member, administrators too, so administrators should
+//!    hold admin by their own id);
 //! 4. lifts no denial made with more authority than its own: a grant that
 //!    is more specific than a `none` rule set from above, for a principal
 //!    that rule may cover, is refused;
@@ -60,13 +61,30 @@ use super::types::{
 pub struct Delegation<'a> {
     eval: &'a AccessEvaluator,
     backends: &'a dyn Fn(&str) -> Vec<String>,
+    known: Option<&'a KnownRoles<'a>>,
 }
+
+/// Gives a user id with the roles it is known to hold.
+pub type KnownRoles<'a> = dyn Fn(&str) -> Option<Principal> + 'a;
 
 impl<'a> Delegation<'a> {
     /// Delegation over `eval`; `backends` gives the backends a key or
     /// prefix routes to.
     pub fn new(eval: &'a AccessEvaluator, backends: &'a dyn Fn(&str) -> Vec<String>) -> Self {
-        Delegation { eval, backends }
+        Delegation { eval, backends, known: None }
+    }
+
+    /// Also asks `known` for the roles a user id is known to hold, so that
+    /// a rule naming an administrator who holds admin through a role is
+    /// refused too (rules cannot tell role membership by themselves).
+    pub fn with_known(mut self, known: &'a KnownRoles<'a>) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// User `id` with the roles it is known to hold.
+    fn user(&self, id: &str) -> Principal {
+        self.known.and_then(|known| known(id)).unwrap_or_else(|| Principal::new(id))
     }
 
     fn allowed(&self, who: &Principal, op: Op, resource: &Resource) -> bool {
@@ -176,7 +194,7 @@ impl<'a> Delegation<'a> {
         let holds_admin = |p: &Principal| chain.iter().any(|r| self.allowed(p, Op::Admin, r));
         match &rule.principal {
             PrincipalPattern::User(u) if u == who.id() => None,
-            PrincipalPattern::User(u) => holds_admin(&Principal::new(u.clone())).then(|| format!("`{u}`")),
+            PrincipalPattern::User(u) => holds_admin(&self.user(u)).then(|| format!("`{u}`")),
             PrincipalPattern::Role(r) => holds_admin(&Principal::new("\u{0}member").with_role(r.clone()))
                 .then(|| format!("role `{r}`")),
             PrincipalPattern::Any => {

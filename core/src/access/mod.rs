@@ -19,7 +19,7 @@ mod operation;
 mod principal;
 mod types;
 
-pub use delegation::Delegation;
+pub use delegation::{Delegation, KnownRoles};
 pub use evaluator::{AccessEvaluator, Decision, Target};
 pub use operation::{AdminCommand, StorageOperation};
 pub use principal::Principal;

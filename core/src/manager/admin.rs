@@ -41,7 +41,8 @@ impl Session {
         let security = self.security();
         let state = self.state();
         let backends = |path: &str| state.router.route(path).backends.clone();
-        let delegation = Delegation::new(&security.access, &backends);
+        let known = |id: &str| self.shared().known(id);
+        let delegation = Delegation::new(&security.access, &backends).with_known(&known);
         let resource = match &scope {
             Scope::Resource(r) => (*r).clone(),
             Scope::Add(rule) | Scope::Remove(rule) => rule.resource.clone(),

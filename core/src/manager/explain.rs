@@ -164,6 +164,7 @@ impl Session {
         let own = principal == self.principal();
         if !own {
             let backends = |path: &str| state.router.route(path).backends.clone();
+            let known = |id: &str| self.shared().known(id);
             let resource = if list || key.is_empty() {
                 if key.is_empty() {
                     Resource::All
@@ -173,7 +174,10 @@ impl Session {
             } else {
                 Resource::Key(key.to_owned())
             };
-            if !Delegation::new(&security.access, &backends).may_administer(self.principal(), &resource) {
+            if !Delegation::new(&security.access, &backends)
+                .with_known(&known)
+                .may_administer(self.principal(), &resource)
+            {
                 let e = Error::new(
                     ErrorKind::PermissionDenied,
                     format!(

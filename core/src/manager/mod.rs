@@ -73,6 +73,43 @@ pub(crate) struct Shared {
     open_access: AtomicBool,
     /// Serializes reconfigurations; operations never take it.
     reconfigure: tokio::sync::Mutex<()>,
+    /// The roles each user id was seen with (sessions made), for
+    /// delegation checks: rules alone cannot tell who holds a role.
+    known: RwLock<rustc_hash::FxHashMap<String, Vec<String>>>,
+}
+
+/// Most user ids remembered with their roles.
+const KNOWN_MAX: usize = 100_000;
+
+impl Shared {
+    /// Remembers the roles `principal` holds.
+    pub(crate) fn saw(&self, principal: &Principal) {
+        let seen = self
+            .known
+            .read()
+            .get(principal.id())
+            .is_some_and(|roles| principal.roles().iter().all(|r| roles.contains(r)));
+        if seen {
+            return;
+        }
+        let mut known = self.known.write();
+        if known.len() >= KNOWN_MAX && !known.contains_key(principal.id()) {
+            return;
+        }
+        let roles = known.entry(principal.id().to_owned()).or_default();
+        for role in principal.roles() {
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
+    }
+
+    /// User `id` with every role it was seen with.
+    pub(crate) fn known(&self, id: &str) -> Option<Principal> {
+        let known = self.known.read();
+        let roles = known.get(id)?;
+        Some(roles.iter().fold(Principal::new(id), |p, r| p.with_role(r.clone())))
+    }
 }
 
 /// Where a key goes: its route and policy (see [`StorageManager::route_of`]).
@@ -127,6 +164,7 @@ impl StorageManager {
                 open_access: AtomicBool::new(security.is_open()),
                 security: RwLock::new(Arc::new(security)),
                 reconfigure: tokio::sync::Mutex::new(()),
+                known: RwLock::new(Default::default()),
             }),
         })
     }

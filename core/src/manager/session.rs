@@ -37,6 +37,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub(super) fn new(shared: Arc<Shared>, principal: Principal) -> Self {
+        shared.saw(&principal);
         Session { shared, principal: Arc::new(principal) }
     }
 
