@@ -143,7 +143,15 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
     let unmounter = session.unmount_callable();
     let mountpoint = options.mountpoint.canonicalize().unwrap_or_else(|_| options.mountpoint.clone());
 
-    rt.spawn(signals(unmounter, mountpoint.clone(), options.config.clone(), manager.clone(), fs.clone()));
+    let notifier = session.notifier();
+    rt.spawn(signals(
+        unmounter,
+        notifier,
+        mountpoint.clone(),
+        options.config.clone(),
+        manager.clone(),
+        fs.clone(),
+    ));
     if let Some(addr) = options.metrics_addr {
         serve_metrics(addr, manager.clone(), fs.clone())?;
     }
@@ -169,6 +177,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
 
 async fn signals(
     mut unmounter: fuser::SessionUnmounter,
+    notifier: fuser::Notifier,
     mountpoint: PathBuf,
     config: Option<PathBuf>,
     manager: StorageManager,
@@ -185,7 +194,11 @@ async fn signals(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config.as_deref(), &manager, &fs).await,
+            _ = hup.recv() => {
+                if reload(config.as_deref(), &manager, &fs).await {
+                    forget_open_pages(&notifier, &fs).await;
+                }
+            }
         }
     }
     tracing::info!("signal received; unmounting");
@@ -197,25 +210,48 @@ async fn signals(
     }
 }
 
-/// SIGHUP: reload the configuration file, or report why not.
-pub async fn reload(config: Option<&Path>, manager: &StorageManager, fs: &TierFs) {
+/// SIGHUP: reload the configuration file, or report why not; whether it
+/// was reloaded.
+pub async fn reload(config: Option<&Path>, manager: &StorageManager, fs: &TierFs) -> bool {
     let Some(path) = config else {
         tracing::warn!("SIGHUP: serving the embedded default; there is no configuration file to reload");
-        return;
+        return false;
     };
     let loaded = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the configuration was not reloaded; nothing changed");
-            return;
+            return false;
         }
     };
     match manager.reconfigure(loaded).await {
         Ok(()) => {
             fs.reconfigured();
             tracing::info!(file = %path.display(), "SIGHUP: configuration reloaded");
+            true
         }
-        Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration was not applied; nothing changed"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration was not applied; nothing changed");
+            false
+        }
+    }
+}
+
+/// After a reload, the kernel forgets the pages it cached of every open
+/// file: a descriptor opened before the rules narrowed must ask the daemon
+/// (which decides each read again), not read pages cached before.
+async fn forget_open_pages(notifier: &fuser::Notifier, fs: &TierFs) {
+    let inodes = fs.open_inodes();
+    let notifier = notifier.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        for ino in inodes {
+            if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                tracing::debug!(ino, error = %e, "the kernel did not take an invalidation");
+            }
+        }
+    });
+    if let Err(e) = sent.await {
+        tracing::warn!(error = %e, "forgetting cached pages after a reload failed");
     }
 }
 

@@ -366,3 +366,46 @@ fn audit_verify_names_each_tampering() {
         assert!(text.contains(kind) && text.contains("audit.log:"), "{how}: {text}");
     }
 }
+
+#[test]
+fn a_reader_narrowed_by_a_reload_reads_no_more_through_an_open_descriptor() {
+    if !can_mount() || !have("runuser") || !have("python3") {
+        return;
+    }
+    let s = Setup::new("tfa6");
+    let alice = s.names[0].clone();
+    let m = s.mount();
+    sh(&m.mnt, "mkdir -m 777 shared && echo first > shared/x && chmod 644 shared/x");
+    // alice reads the file (the kernel caches its pages), keeps it open,
+    // and after the reload reads it again from the start.
+    let script = "python3 -c \"import os,sys\nfd=os.open('shared/x',os.O_RDONLY)\nos.read(fd,100)\nprint('ready',flush=True)\nsys.stdin.readline()\nos.lseek(fd,0,0)\ntry:\n  os.read(fd,100); print('READ')\nexcept PermissionError: print('DENIED')\n\"";
+    let mut child = Command::new("runuser")
+        .args(["-u", &alice, "--", "sh", "-c", script])
+        .current_dir(&m.mnt)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "the reader ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let narrowed = fs::read_to_string(&s.config).unwrap().replace(
+        &format!("principal = \"{alice}\"\nresource = \"shared/\"\nlevel = \"full\""),
+        &format!("principal = \"{alice}\"\nresource = \"shared/\"\nlevel = \"none\""),
+    );
+    fs::write(&s.config, narrowed).unwrap();
+    reload(&m);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(rest.contains("DENIED"), "{rest}{}", String::from_utf8_lossy(&done.stderr));
+    assert!(m.unmount().success());
+    assert!(!s.records(&alice, "shared/x", "denied").is_empty());
+}

@@ -334,3 +334,85 @@ async fn an_audit_directory_that_cannot_be_created_refuses_to_start() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("audit.path"), "{e}");
 }
+
+#[tokio::test]
+async fn a_log_whose_files_were_removed_says_so() {
+    let (m, dir) = manager(CONFIG).await;
+    as_user(&m, "alice", &[]).stat(&key("mine/x")).await.unwrap_err();
+    drop(m);
+    let config = audit_config(dir.path());
+    // Every log file removed while closed; the key and the seal stay.
+    std::fs::remove_file(&config.path).unwrap();
+    let text = CONFIG.replace("{dir}", dir.path().to_str().unwrap());
+    let m =
+        tierfs_core::StorageManager::open(tierfs_core::Config::parse(&text, None).unwrap()).await.unwrap();
+    as_user(&m, "alice", &[]).stat(&key("mine/y")).await.unwrap_err();
+    drop(m);
+    let report = verify(&config).unwrap();
+    let brk = report.first_break.expect("the missing files");
+    assert_eq!((brk.line, brk.kind), (2, Tampering::Truncated), "{}", brk.reason);
+    assert!(brk.reason.contains("files were missing"), "{}", brk.reason);
+    // What follows the gap record is checked, and sound.
+    assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+    assert_eq!(report.records, 1);
+}
+
+#[tokio::test]
+async fn a_record_torn_by_a_crash_is_cut_and_recorded() {
+    let (m, dir) = manager(CONFIG).await;
+    as_user(&m, "alice", &[]).stat(&key("mine/x")).await.unwrap_err();
+    drop(m);
+    let config = audit_config(dir.path());
+    // A crash while the next record was written leaves half a line.
+    let mut torn = std::fs::read(&config.path).unwrap();
+    torn.extend_from_slice(b"{\"seq\":3,\"time\":\"2026-");
+    std::fs::write(&config.path, torn).unwrap();
+    let text = CONFIG.replace("{dir}", dir.path().to_str().unwrap());
+    let m =
+        tierfs_core::StorageManager::open(tierfs_core::Config::parse(&text, None).unwrap()).await.unwrap();
+    as_user(&m, "alice", &[]).stat(&key("mine/y")).await.unwrap_err();
+    drop(m);
+    let report = verify(&config).unwrap();
+    let brk = report.first_break.expect("the cut");
+    assert_eq!((brk.line, brk.kind), (3, Tampering::Truncated), "{}", brk.reason);
+    assert!(brk.reason.contains("cut short"), "{}", brk.reason);
+    assert_eq!((report.breaks.len(), report.records), (1, 2), "{:?}", report.breaks);
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_audit_settings_keeps_one_chain() {
+    let (m, dir) = manager(CONFIG).await;
+    let alice = as_user(&m, "alice", &[]);
+    alice.stat(&key("mine/a")).await.unwrap_err();
+    let text = CONFIG.replace("{dir}", dir.path().to_str().unwrap());
+    for flush in ["batch", "record", "batch"] {
+        let changed =
+            text.replace("[audit]\n", &format!("[audit]\nflush = \"{flush}\"\non_failure = \"open\"\n"));
+        m.reconfigure(tierfs_core::Config::parse(&changed, None).unwrap()).await.unwrap();
+        for i in 0..50 {
+            alice.stat(&key(&format!("mine/{flush}{i}"))).await.unwrap_err();
+        }
+    }
+    drop(alice);
+    m.shutdown().await.unwrap();
+    drop(m);
+    let report = verify(&audit_config(dir.path())).unwrap();
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!(report.records, 151);
+}
+
+#[tokio::test]
+async fn a_seal_rolled_back_shows() {
+    let (m, dir) = manager(CONFIG).await;
+    as_user(&m, "alice", &[]).stat(&key("mine/x")).await.unwrap_err();
+    drop(m);
+    let config = audit_config(dir.path());
+    let log = std::fs::read_to_string(&config.path).unwrap();
+    let seal = std::fs::read(config.seal_path()).unwrap();
+    // The last record removed, and the seal cut to its older slot.
+    let kept: Vec<&str> = log.lines().collect();
+    std::fs::write(&config.path, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    std::fs::write(config.seal_path(), &seal[..512]).unwrap();
+    let brk = verify(&config).unwrap().first_break.expect("the rollback");
+    assert_eq!(brk.kind, Tampering::Seal, "{}", brk.reason);
+}

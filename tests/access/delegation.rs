@@ -320,3 +320,80 @@ async fn an_administrator_through_a_role_is_not_bound_either() {
     lead.add_access_rule(rule("bob", "team/doc", "*", "read")).await.unwrap();
     root.remove_access_rule(&rule("bob", "team/doc", "*", "read")).await.unwrap();
 }
+
+#[tokio::test]
+async fn grants_reach_no_further_than_the_delegates_rights() {
+    // lead administers everything routed to @main, but is denied secret/;
+    // team/vault/ routes to another backend, where lead holds nothing.
+    let text = r#"
+[backends.main]
+type = "memory"
+[backends.vault]
+type = "memory"
+[[routes]]
+prefix = "team/vault/"
+backend = "vault"
+[access]
+default = "none"
+[[access.rules]]
+principal = "root"
+resource = "*"
+level = "full"
+[[access.rules]]
+principal = "lead"
+resource = "@main"
+level = "full"
+[[access.rules]]
+principal = "lead"
+resource = "secret/"
+level = "none"
+"#;
+    let (m, _dir) = manager(text).await;
+    let lead = as_user(&m, "lead", &[]);
+    // A grant on the backend would reach secret/, which lead may not read.
+    let e = lead.add_access_rule(rule("bob", "@main", "*", "full")).await.unwrap_err();
+    assert!(e.to_string().contains("secret/"), "{e}");
+    // A grant on team/ would reach the vault route.
+    let e = lead.add_access_rule(rule("bob", "team/", "*", "read")).await.unwrap_err();
+    assert!(e.to_string().contains("team/vault/"), "{e}");
+}
+
+#[tokio::test]
+async fn a_role_an_administrator_holds_is_not_bound() {
+    let text = CONFIG.replace(
+        "[audit]",
+        "[[access.rules]]\nprincipal = \"alice\"\nresource = \"team/\"\nlevel = \"full\"\n\n[audit]",
+    );
+    let (m, _dir) = manager(&text).await;
+    // alice, a peer administrator of team/, is known to be in group users.
+    let _alice = as_user(&m, "alice", &["group:users"]);
+    let lead = as_user(&m, "lead", &[]);
+    let e = lead.add_access_rule(rule("role:group:users", "team/", "*", "none")).await.unwrap_err();
+    assert!(e.to_string().contains("`alice`, a member of role `group:users`"), "{e}");
+}
+
+#[tokio::test]
+async fn removing_a_rule_removes_only_the_copy_one_may_remove() {
+    let (m, _dir) = manager(CONFIG).await;
+    let root = as_user(&m, "root", &[]);
+    let lead = as_user(&m, "lead", &[]);
+    let doc = rule("bob", "team/doc", "*", "read");
+    lead.add_access_rule(doc.clone()).await.unwrap();
+    // root sets the same rule too: a copy with root's authority.
+    let mut policy = root.access_policy().unwrap();
+    policy.rules.push(doc.clone());
+    root.set_access_policy(policy).await.unwrap();
+    lead.remove_access_rule(&doc).await.unwrap();
+    let left: Vec<_> = root.access_policy().unwrap().rules.into_iter().filter(|r| *r == doc).collect();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].added_by.is_none(), "root's copy stays");
+    denied(lead.remove_access_rule(&doc).await);
+}
+
+#[tokio::test]
+async fn a_listing_explained_tells_nothing_of_the_cache() {
+    let (m, _dir) = manager(CONFIG).await;
+    let bob = as_user(&m, "bob", &[]);
+    let e = bob.explain(bob.principal(), Op::List, "team/secret.txt").unwrap();
+    assert_eq!(e.cache, None);
+}

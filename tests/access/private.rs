@@ -89,8 +89,12 @@ async fn an_audit_group_may_read_the_log() {
     assert_eq!(mode(&dir.path().join("audit")), 0o750);
     // The key and seal stay the daemon's alone.
     assert_eq!(mode(&dir.path().join("audit/audit.log.key")), 0o600);
-    // 0640 passes the check with a group, not without one.
+    // 0640 passes the check with a group; the group removed, the log is
+    // private again; a log made readable by hand is refused.
     drop(StorageManager::open(config(dir.path(), true, "group = \"root\"\n")).await.unwrap());
+    drop(StorageManager::open(config(dir.path(), true, "")).await.unwrap());
+    assert_eq!(mode(&log), 0o600);
+    chmod(&log, 0o644);
     let e = StorageManager::open(config(dir.path(), true, "")).await.unwrap_err();
     assert!(e.to_string().contains("chmod 600"), "{e}");
     let e = StorageManager::open(config(dir.path(), true, "group = \"no-such-group-tierfs\"\n"))

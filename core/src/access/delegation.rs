@@ -11,21 +11,21 @@
 //! 2. grants no more than it holds there itself (for every operation the
 //!    rule covers, the delegate must be allowed it on the resource, and on
 //!    every resource inside it that a rule names: a grant on `team/`
-//!    reaches `team/secret.txt` too);
+//!    reaches `team/secret.txt` too), nor on the routes inside it, nor,
+//!    for a grant on a backend, anywhere routed to it;
 //! 3. names no principal that holds admin on an enclosing resource: not
 //!    another administrator (by its id, with the roles it is known to
 //!    hold: see [`Delegation::with_known`]), not a role holding admin
-//!    there, and not `*` while anyone else holds admin there (rules of a
-//!    role bind every member, administrators too, so administrators should
-//!    hold admin by their own id);
-//! 4. lifts no denial made with more authority than its own: a grant that
-//!    is more specific than a `none` rule set from above, for a principal
-//!    that rule may cover, is refused;
-//! 5. removes only rules it could add, and only rules whose authority its
+//!    there or one an administrator is known to hold, and not `*` while
+//!    anyone else holds admin there;
+//! 4. lifts no denial (`none` rule) made with more authority than its
+//!    own: a grant that is more specific than a `none` rule set from
+//!    above, for a principal that rule may cover, is refused;
+//! 5. removes only rules inside what it administers whose authority its
 //!    own encloses (rules of the configuration have the authority of `*`).
 //!
 //! So no sequence of delegated operations gives anyone a right the
-//! delegate does not hold, or removes a restriction it could not have made.
+//! delegate does not hold, or removes a denial it could not have made.
 
 use super::evaluator::{AccessEvaluator, Target};
 use super::principal::Principal;
@@ -62,16 +62,35 @@ pub struct Delegation<'a> {
     eval: &'a AccessEvaluator,
     backends: &'a dyn Fn(&str) -> Vec<String>,
     known: Option<&'a KnownRoles<'a>>,
+    members: Option<&'a RoleMembers<'a>>,
+    routes: &'a [String],
 }
 
 /// Gives a user id with the roles it is known to hold.
 pub type KnownRoles<'a> = dyn Fn(&str) -> Option<Principal> + 'a;
 
+/// Gives the principals known to hold a role.
+pub type RoleMembers<'a> = dyn Fn(&str) -> Vec<Principal> + 'a;
+
 impl<'a> Delegation<'a> {
     /// Delegation over `eval`; `backends` gives the backends a key or
     /// prefix routes to.
     pub fn new(eval: &'a AccessEvaluator, backends: &'a dyn Fn(&str) -> Vec<String>) -> Self {
-        Delegation { eval, backends, known: None }
+        Delegation { eval, backends, known: None, members: None, routes: &[] }
+    }
+
+    /// Also asks `members` for the principals known to hold a role, so
+    /// that a rule for a role some administrator holds is refused.
+    pub fn with_members(mut self, members: &'a RoleMembers<'a>) -> Self {
+        self.members = Some(members);
+        self
+    }
+
+    /// The route prefixes of the configuration: a grant on a directory
+    /// reaches the routes inside it, whose backends may differ.
+    pub fn with_routes(mut self, routes: &'a [String]) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Also asks `known` for the roles a user id is known to hold, so that
@@ -99,6 +118,42 @@ impl<'a> Delegation<'a> {
             Resource::All => Target::All,
         };
         self.eval.decide(who, op, target).allowed
+    }
+
+    /// Whether `who` may do `op` on `path`: a key, or a directory prefix
+    /// (ending in `/`, `""` for the root).
+    fn allowed_path(&self, who: &Principal, op: Op, path: &str) -> bool {
+        let routed = (self.backends)(path);
+        let target = if path.is_empty() || path.ends_with('/') {
+            Target::Prefix { prefix: path, backends: &routed }
+        } else {
+            Target::Key { key: path, backends: &routed }
+        };
+        self.eval.decide(who, op, target).allowed
+    }
+
+    /// Where a grant on `resource` may reach whose rights can differ from
+    /// the resource's own: the keys and prefixes rules name inside it, the
+    /// route prefixes inside it, and for a backend every such path (and
+    /// the root) routed to it.
+    fn reach(&self, resource: &Resource) -> Vec<String> {
+        let named = self.eval.rules().filter_map(|r| match &r.resource {
+            Resource::Key(p) | Resource::Prefix(p) => Some(p.clone()),
+            _ => None,
+        });
+        let mut paths: Vec<String> = named.chain(self.routes.iter().cloned()).collect();
+        match resource {
+            Resource::Key(_) => paths.clear(),
+            Resource::Prefix(prefix) => paths.retain(|p| p.starts_with(prefix.as_str()) && p != prefix),
+            Resource::Backend(b) => {
+                paths.push(String::new());
+                paths.retain(|p| (self.backends)(p).contains(b));
+            }
+            Resource::All => {}
+        }
+        paths.sort();
+        paths.dedup();
+        paths
     }
 
     /// Whether `who` administers everything (admin on `*`).
@@ -140,15 +195,17 @@ impl<'a> Delegation<'a> {
             .filter(|op| rule.operation.is_none_or(|o| o == *op) && rule.level.covers(*op))
             .collect();
         if !covered.is_empty() {
-            let inside = self.eval.rules().map(|r| &r.resource).filter(|r| {
-                matches!(r, Resource::Key(_) | Resource::Prefix(_))
-                    && *r != &rule.resource
-                    && r.is_within(&rule.resource)
-            });
-            for resource in std::iter::once(&rule.resource).chain(inside) {
-                if let Some(op) = covered.iter().find(|op| !self.allowed(who, **op, resource)) {
+            if let Some(op) = covered.iter().find(|op| !self.allowed(who, **op, &rule.resource)) {
+                return Err(format!(
+                    "it does not hold {op} on `{}` itself; delegation cannot go beyond one's own rights",
+                    rule.resource
+                ));
+            }
+            for path in self.reach(&rule.resource) {
+                if let Some(op) = covered.iter().find(|op| !self.allowed_path(who, **op, &path)) {
+                    let shown = if path.is_empty() { "the root" } else { path.as_str() };
                     return Err(format!(
-                        "it does not hold {op} on `{resource}` itself; delegation cannot go beyond one's own rights"
+                        "it does not hold {op} on `{shown}`, which the rule reaches; delegation cannot go beyond one's own rights"
                     ));
                 }
             }
@@ -172,9 +229,21 @@ impl<'a> Delegation<'a> {
         Ok(provenance)
     }
 
-    /// Whether `who` may remove `rule` (as in force, with its provenance).
+    /// Whether `who` may remove `rule` (as in force, with its provenance):
+    /// it administers the rule's resource, and its authority encloses the
+    /// rule's. (A delegate may always revoke what it granted, even after
+    /// its own rights were narrowed.)
     pub fn may_remove(&self, who: &Principal, rule: &AccessRule) -> Result<(), String> {
-        let provenance = self.may_add(who, rule)?;
+        let Some(authority) = self.authority(who, &rule.resource) else {
+            return Err(format!(
+                "`{who}` holds admin neither on `{}` nor on anything enclosing it",
+                rule.resource
+            ));
+        };
+        if authority != Resource::All && !self.allowed(who, Op::Admin, &rule.resource) {
+            return Err(format!("`{who}` does not hold admin on `{}` itself", rule.resource));
+        }
+        let provenance = Provenance { principal: who.id().to_owned(), authority };
         if !rule.authority().is_within(&provenance.authority) {
             let by = match &rule.added_by {
                 Some(p) => format!("added by `{}` with authority over `{}`", p.principal, p.authority),
@@ -195,8 +264,17 @@ impl<'a> Delegation<'a> {
         match &rule.principal {
             PrincipalPattern::User(u) if u == who.id() => None,
             PrincipalPattern::User(u) => holds_admin(&self.user(u)).then(|| format!("`{u}`")),
-            PrincipalPattern::Role(r) => holds_admin(&Principal::new("\u{0}member").with_role(r.clone()))
-                .then(|| format!("role `{r}`")),
+            PrincipalPattern::Role(r) => {
+                if holds_admin(&Principal::new("\u{0}member").with_role(r.clone())) {
+                    return Some(format!("role `{r}`"));
+                }
+                // A member known to hold admin on its own account.
+                let members = self.members.map(|m| m(r)).unwrap_or_default();
+                members
+                    .iter()
+                    .find(|m| m.id() != who.id() && holds_admin(m))
+                    .map(|m| format!("`{}`, a member of role `{r}`", m.id()))
+            }
             PrincipalPattern::Any => {
                 let default_admin = self.eval.default_level().covers(Op::Admin);
                 let other = self.eval.rules().find(|a| {

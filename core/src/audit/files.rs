@@ -105,3 +105,26 @@ pub(super) fn last_line(file: &Path) -> std::io::Result<Option<(Vec<u8>, bool)>>
         }
     }
 }
+
+/// Cuts `file` back to the end of its last complete line when its last
+/// line has no newline (a write cut short by a crash); returns the bytes cut.
+pub(super) fn cut_torn_tail(file: &Path) -> std::io::Result<Option<u64>> {
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(file)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    let keep = match last_line(file)? {
+        Some((line, _)) => len - line.len() as u64,
+        None => 0,
+    };
+    f.set_len(keep)?;
+    f.sync_data()?;
+    Ok(Some(len - keep))
+}

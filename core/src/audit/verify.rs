@@ -89,6 +89,10 @@ pub struct VerifyReport {
     pub seal: Option<Seal>,
     /// The first break, if any.
     pub first_break: Option<ChainBreak>,
+    /// Every break found: the `audit:gap` records (the writer found
+    /// records missing; checking goes on after them, since the gap record
+    /// itself is sealed) and the first break of the chain, if any.
+    pub breaks: Vec<ChainBreak>,
 }
 
 impl VerifyReport {
@@ -131,6 +135,7 @@ pub fn verify(config: &AuditConfig) -> Result<VerifyReport> {
         last_seq: None,
         seal: check.seal.cloned(),
         first_break: None,
+        breaks: Vec::new(),
     };
     let mut end = (config.path.clone(), 1);
     for file in files.iter().filter(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file())) {
@@ -148,7 +153,17 @@ pub fn verify(config: &AuditConfig) -> Result<VerifyReport> {
                 break;
             }
             number += 1;
-            if let Err((mut kind, mut reason)) = check.line(&line) {
+            let checked = check.line(&line);
+            if let Ok(Some(reason)) = &checked {
+                let gap = ChainBreak {
+                    file: file.clone(),
+                    line: number,
+                    kind: Tampering::Truncated,
+                    reason: reason.clone(),
+                };
+                report.breaks.push(gap);
+            }
+            if let Err((mut kind, mut reason)) = checked {
                 if kind == Tampering::Removed {
                     // Missing here, but perhaps further on: then it was moved.
                     let expected = check.prev.as_ref().map_or(0, |(seq, _)| seq + 1);
@@ -160,7 +175,7 @@ pub fn verify(config: &AuditConfig) -> Result<VerifyReport> {
                         );
                     }
                 }
-                report.first_break = Some(ChainBreak { file: file.clone(), line: number, kind, reason });
+                report.breaks.push(ChainBreak { file: file.clone(), line: number, kind, reason });
                 return Ok(check.finish(report));
             }
         }
@@ -168,7 +183,7 @@ pub fn verify(config: &AuditConfig) -> Result<VerifyReport> {
     }
     let (file, line) = end;
     let brk = |kind, reason| Some(ChainBreak { file: file.clone(), line, kind, reason });
-    report.first_break = match (&seal, &check.prev) {
+    let at_end = match (&seal, &check.prev) {
         (SealState::Missing, _) => brk(
             Tampering::Seal,
             format!(
@@ -198,6 +213,7 @@ pub fn verify(config: &AuditConfig) -> Result<VerifyReport> {
         ),
         (SealState::Sealed(_), Some(_)) => None,
     };
+    report.breaks.extend(at_end);
     Ok(check.finish(report))
 }
 
@@ -251,14 +267,16 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn finish(&self, mut report: VerifyReport) -> VerifyReport {
+        report.first_break = report.breaks.first().cloned();
         report.records = self.records;
         report.first_seq = self.first_seq;
         report.last_seq = self.prev.as_ref().map(|(seq, _)| *seq);
         report
     }
 
-    /// Checks one line (with its newline, if it has one).
-    fn line(&mut self, raw: &[u8]) -> std::result::Result<(), (Tampering, String)> {
+    /// Checks one line (with its newline, if it has one); an `audit:gap`
+    /// record, sound in itself, comes back as `Ok(Some(why))`.
+    fn line(&mut self, raw: &[u8]) -> std::result::Result<Option<String>, (Tampering, String)> {
         let Some(line) = raw.strip_suffix(b"\n") else {
             return Err((
                 Tampering::Truncated,
@@ -329,20 +347,17 @@ impl Check<'_> {
                 ));
             }
         }
-        if record.operation == "audit:gap" {
-            return Err((
-                Tampering::Truncated,
-                format!(
-                    "the writer found records missing when it reopened the log: {}",
-                    record.detail.as_deref().unwrap_or("")
-                ),
-            ));
-        }
+        let gap = (record.operation == "audit:gap").then(|| {
+            format!(
+                "the writer found records missing when it opened the log: {}",
+                record.detail.as_deref().unwrap_or("")
+            )
+        });
         if !record.is_log_record() {
             self.records += 1;
         }
         self.prev = Some((record.seq, record.hash));
-        Ok(())
+        Ok(gap)
     }
 
     /// The first record must begin the log: its genesis record, or the

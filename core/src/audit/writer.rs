@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +26,8 @@ const LOG_PRINCIPAL: &str = "tierfs";
 
 #[derive(Debug)]
 struct Writer {
+    /// The settings in force (the path, key and seal never change).
+    config: AuditConfig,
     file: File,
     buffer: Vec<u8>,
     size: u64,
@@ -42,7 +44,7 @@ struct Writer {
 
 #[derive(Debug)]
 struct Shared {
-    config: AuditConfig,
+    path: PathBuf,
     key: ChainKey,
     writer: Mutex<Writer>,
 }
@@ -53,14 +55,25 @@ pub struct AuditLog {
     shared: Arc<Shared>,
 }
 
+/// How an existing log goes on: its id, first record, last record and
+/// hash, and why records are missing, if they are.
+struct Resumed {
+    log_id: String,
+    first_seq: u64,
+    seq: u64,
+    prev: String,
+    gap: Option<String>,
+}
+
 impl AuditLog {
     /// Opens (or creates) the log, continuing its chain where it ended.
     ///
     /// A new log gets a new id, its genesis record and, if the key file is
     /// missing, a new key. An existing log must end in a record sealed
-    /// with the key; if it ends before its seal (records were removed
-    /// while it was closed), an `audit:gap` record says so, and
-    /// [`verify`](super::verify) reports it.
+    /// with the key. Records found missing (the log ends before its seal,
+    /// its files are gone while its seal remains) are recorded by an
+    /// `audit:gap` record, which [`verify`](super::verify) reports; a last
+    /// line cut short by a crash is cut off and recorded the same way.
     pub fn open(config: &AuditConfig) -> Result<AuditLog> {
         let path = &config.path;
         let io =
@@ -82,71 +95,119 @@ impl AuditLog {
         } else {
             ChainKey::create(&key_path)?
         };
+        let seal_path = config.seal_path();
+        let seal_state = seal::read(&seal_path, &key)?;
+        let resumed = resume(&records, &key, &seal_path, &seal_state)?;
         let file = private_files::private_options().create(true).append(true).open(path).map_err(io)?;
         share_with_group(&file, path, gid)?;
         let size = file.metadata().map_err(io)?.len();
-        let seal = SealFile::open(&config.seal_path())?;
-        let (log_id, first_seq, seq, prev, gap) = match resume(&records, &key, &config.seal_path())? {
+        let seal = SealFile::open(&seal_path, &key)?;
+        let fresh = resumed.is_none();
+        let Resumed { log_id, first_seq, seq, prev, gap } = match resumed {
             Some(resumed) => resumed,
-            None => (new_log_id()?, 0, 0, GENESIS.to_owned(), None),
+            None => Resumed {
+                log_id: new_log_id()?,
+                first_seq: 0,
+                seq: 0,
+                prev: GENESIS.to_owned(),
+                // A seal without a log: the log's files were removed.
+                gap: match &seal_state {
+                    SealState::Missing => None,
+                    SealState::Sealed(s) => Some(format!(
+                        "the log's files were missing when it was opened, though its seal {} names log {} up to record {} ({}): a new log begins",
+                        seal_path.display(),
+                        s.log,
+                        s.seq,
+                        s.time
+                    )),
+                    SealState::Forged => Some(format!(
+                        "the log's files were missing when it was opened, and its seal {} did not verify: a new log begins",
+                        seal_path.display()
+                    )),
+                },
+            },
         };
-        let fresh = records.is_empty();
-        let prev_hash = prev.clone();
         let writer = Writer {
+            config: config.clone(),
             file,
             buffer: Vec::new(),
             size,
             seq,
+            written: (!fresh).then(|| (seq, prev.clone())),
             prev,
-            written: (!fresh).then_some((seq, prev_hash)),
             first_seq,
             log_id,
             seal,
             failed: None,
         };
-        let shared = Arc::new(Shared { config: config.clone(), key, writer: Mutex::new(writer) });
+        let shared = Arc::new(Shared { path: path.clone(), key, writer: Mutex::new(writer) });
         {
             let mut w = shared.writer.lock();
-            let opening = match (fresh, gap) {
-                (true, _) => {
-                    let log = w.log_id.clone();
-                    shared.push_locked(&mut w, "audit:genesis", &[], None, Some(&log), 0)
-                }
-                (false, Some(why)) => {
-                    // The evidence goes into the chain before the seal is renewed.
-                    let seq = w.seq + 1;
-                    shared.push_locked(&mut w, "audit:gap", &[], Some(&why), None, seq)
-                }
-                (false, None) => Ok(()),
-            };
+            let mut opening = Ok(());
+            if fresh {
+                let log = w.log_id.clone();
+                opening = shared.push_locked(&mut w, "audit:genesis", None, Some(&log), 0);
+            }
+            if let Some(why) = gap {
+                // The evidence goes into the chain before the seal is renewed.
+                let seq = if fresh { 1 } else { w.seq + 1 };
+                opening =
+                    opening.and_then(|()| shared.push_locked(&mut w, "audit:gap", Some(&why), None, seq));
+            }
             // A log that cannot be written now (a full disk) refuses
             // operations later, as any write failure does.
             let flushed = opening.and_then(|()| shared.flush_locked(&mut w));
             // Both seal slots anew: a crash may have spoiled one.
-            let resealed = flushed.and_then(|()| shared.seal_locked(&mut w));
+            let resealed = flushed.and_then(|()| shared.seal_locked(&mut w, true));
             if let Err(e) = resealed {
                 tracing::error!(error = %e, "the audit log cannot be written");
             }
         }
-        if config.flush == FlushMode::Batch {
-            let weak = Arc::downgrade(&shared);
-            std::thread::Builder::new()
-                .name("tierfs-audit".into())
-                .spawn(move || flush_periodically(weak))
-                .map_err(|e| Error::io("cannot start the audit log's flusher", e))?;
-        }
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("tierfs-audit".into())
+            .spawn(move || flush_periodically(weak))
+            .map_err(|e| Error::io("cannot start the audit log's flusher", e))?;
         Ok(AuditLog { shared })
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &AuditConfig {
-        &self.shared.config
+    pub fn config(&self) -> AuditConfig {
+        self.shared.writer.lock().config.clone()
+    }
+
+    /// Whether `config` names this log: the same file, key and seal (its
+    /// other settings may be changed in place, [`AuditLog::reconfigure`]).
+    pub fn is_same_log(&self, config: &AuditConfig) -> bool {
+        let w = self.shared.writer.lock();
+        config.path == w.config.path
+            && config.key_path() == w.config.key_path()
+            && config.seal_path() == w.config.seal_path()
+    }
+
+    /// Takes `config`'s settings (rotation, failure mode, flushing, fsync,
+    /// group) for the records that follow, keeping the one chain: a
+    /// second writer of the same files would fork it. `config` must name
+    /// this log ([`AuditLog::is_same_log`]).
+    pub fn reconfigure(&self, config: &AuditConfig) -> Result<()> {
+        if !self.is_same_log(config) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{} is another log: open it instead", config.path.display()),
+            ));
+        }
+        let gid = config.group.as_deref().map(group_id).transpose()?;
+        let mut w = self.shared.writer.lock();
+        self.shared.flush_locked(&mut w)?;
+        share_with_group(&w.file, &self.shared.path, gid)?;
+        w.config = config.clone();
+        Ok(())
     }
 
     /// Refuses a log file, key file or seal other users may read or change
     /// (the group of `audit.group` may read the log).
     pub fn check_private(&self) -> Result<()> {
-        let config = &self.shared.config;
+        let config = self.config();
         let group = config.group.is_some();
         if std::fs::metadata(&config.path).is_ok_and(|m| m.is_file()) {
             private_files::check_private(&config.path, "the audit log", group)?;
@@ -187,7 +248,7 @@ impl AuditLog {
             (record.seq, AuditRecord::line(&sealed, &hash), hash)
         };
         let (mut seq, mut line, mut hash) = make(&w);
-        if w.size + (w.buffer.len() + line.len()) as u64 > shared.config.max_file_mib << 20 {
+        if w.size + (w.buffer.len() + line.len()) as u64 > w.config.max_file_mib << 20 {
             shared.flush_locked(&mut w)?;
             shared.rotate_locked(&mut w)?;
             // The rotation record took the next place in the chain.
@@ -207,7 +268,7 @@ impl AuditLog {
         self.flush()?;
         let limit = query.limit.unwrap_or(1000);
         let mut out = std::collections::VecDeque::new();
-        for file in files::log_files(&self.shared.config.path)? {
+        for file in files::log_files(&self.shared.path)? {
             let reader = BufReader::new(
                 File::open(&file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?,
             );
@@ -232,7 +293,7 @@ impl Shared {
             ErrorKind::Unavailable,
             format!(
                 "the audit log {} cannot be written ({why}); operations are refused until it can (set `[audit] on_failure = \"open\"` to allow them)",
-                self.config.path.display()
+                self.path.display()
             ),
         )
     }
@@ -242,7 +303,6 @@ impl Shared {
         &self,
         w: &mut Writer,
         operation: &str,
-        keys: &[&str],
         detail: Option<&str>,
         log: Option<&str>,
         seq: u64,
@@ -252,7 +312,7 @@ impl Shared {
             time: super::format_time(SystemTime::now()),
             principal: LOG_PRINCIPAL.to_owned(),
             operation: operation.to_owned(),
-            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            keys: Vec::new(),
             result: AuditResult::Allowed,
             detail: detail.map(str::to_owned),
             log: log.map(str::to_owned),
@@ -269,7 +329,7 @@ impl Shared {
         w.buffer.extend_from_slice(&line);
         w.seq = seq;
         w.prev = hash;
-        if self.config.flush == FlushMode::Record || w.buffer.len() >= BATCH_BYTES {
+        if w.config.flush == FlushMode::Record || w.buffer.len() >= BATCH_BYTES {
             self.flush_locked(w)?;
         }
         Ok(())
@@ -285,7 +345,7 @@ impl Shared {
         if w.buffer.is_empty() && w.written.as_ref().is_some_and(|(seq, _)| *seq == w.seq) {
             return Ok(());
         }
-        let fsync = self.config.fsync;
+        let fsync = w.config.fsync;
         let written =
             w.file.write_all(&w.buffer).and_then(|_| if fsync { w.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
@@ -296,18 +356,24 @@ impl Shared {
         w.size += w.buffer.len() as u64;
         w.buffer.clear();
         w.written = Some((w.seq, w.prev.clone()));
-        self.seal_locked(w)
+        self.seal_locked(w, false)
     }
 
-    /// Seals what reached the file.
-    fn seal_locked(&self, w: &mut Writer) -> Result<()> {
+    /// Seals what reached the file (in both slots with `both`).
+    fn seal_locked(&self, w: &mut Writer, both: bool) -> Result<()> {
         if let Some(why) = &w.failed {
             return Err(self.unwritable(why.clone()));
         }
         let Some((seq, hash)) = w.written.clone() else { return Ok(()) };
         let time = super::format_time(SystemTime::now());
         let seal = Seal::new(&self.key, &w.log_id, w.first_seq, seq, &hash, time);
-        if let Err(e) = w.seal.write(&seal, self.config.fsync) {
+        let fsync = w.config.fsync;
+        let written = if both {
+            w.seal.write_both(&self.key, &seal, fsync)
+        } else {
+            w.seal.write(&self.key, &seal, fsync)
+        };
+        if let Err(e) = written {
             let why = format!("its seal {} cannot be written: {e}", w.seal.path().display());
             w.failed = Some(why.clone());
             return Err(self.unwritable(why));
@@ -318,14 +384,14 @@ impl Shared {
     /// Moves the full file aside and starts the next with an `audit:rotate`
     /// record linking to the last record of the one before.
     fn rotate_locked(&self, w: &mut Writer) -> Result<()> {
-        let path = &self.config.path;
-        files::rotate(path, self.config.max_files)?;
+        let path = &self.path;
+        files::rotate(path, w.config.max_files)?;
         w.file = private_files::private_options()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| Error::io(format!("cannot create the audit log {}", path.display()), e))?;
-        let gid = self.config.group.as_deref().map(group_id).transpose()?;
+        let gid = w.config.group.as_deref().map(group_id).transpose()?;
         share_with_group(&w.file, path, gid)?;
         w.size = 0;
         // The oldest file kept may have changed: the seal names its first record.
@@ -337,7 +403,7 @@ impl Shared {
             }
         }
         let (log, seq) = (w.log_id.clone(), w.seq + 1);
-        self.push_locked(w, "audit:rotate", &[], None, Some(&log), seq)?;
+        self.push_locked(w, "audit:rotate", None, Some(&log), seq)?;
         self.flush_locked(w)
     }
 }
@@ -362,11 +428,12 @@ fn flush_periodically(log: Weak<Shared>) {
     }
 }
 
-/// Where an existing log goes on: its id, first record, last record and
-/// hash, and why records are missing, if they are.
-type Resumed = (String, u64, u64, String, Option<String>);
-
-fn resume(records: &[std::path::PathBuf], key: &ChainKey, seal_path: &Path) -> Result<Option<Resumed>> {
+fn resume(
+    records: &[PathBuf],
+    key: &ChainKey,
+    seal_path: &Path,
+    seal: &SealState,
+) -> Result<Option<Resumed>> {
     let (Some(oldest), Some(newest)) = (records.first(), records.last()) else { return Ok(None) };
     let damaged = |file: &Path, why: &str| {
         Error::new(
@@ -380,12 +447,18 @@ fn resume(records: &[std::path::PathBuf], key: &ChainKey, seal_path: &Path) -> R
     let read = |file: &Path, e: std::io::Error| {
         Error::io(format!("cannot read the audit log {}", file.display()), e)
     };
-    let (line, complete) = files::last_line(newest)
-        .map_err(|e| read(newest, e))?
-        .ok_or_else(|| damaged(newest, "it is empty"))?;
-    if !complete {
-        return Err(damaged(newest, "its last line is cut short"));
+    // A last line cut short by a crash cannot be verified: it is cut off,
+    // and the cut recorded.
+    let mut gaps = Vec::new();
+    if let Some(cut) = files::cut_torn_tail(newest).map_err(|e| read(newest, e))? {
+        gaps.push(format!(
+            "a last record cut short ({cut} bytes, by a crash while it was written) was removed from {}",
+            newest.display()
+        ));
     }
+    let Some((line, _)) = files::last_line(newest).map_err(|e| read(newest, e))? else {
+        return Err(damaged(newest, "it holds no complete record"));
+    };
     let genuine = split_line(&line).is_some_and(|(sealed, hash)| key.verify(sealed, hash));
     if !genuine {
         return Err(damaged(
@@ -400,11 +473,10 @@ fn resume(records: &[std::path::PathBuf], key: &ChainKey, seal_path: &Path) -> R
         .map_err(|e| damaged(newest, &format!("its last record does not parse: {e}")))?;
     let first_line = files::first_line(oldest).map_err(|e| read(oldest, e))?.unwrap_or_default();
     let first: Option<AuditRecord> = serde_json::from_slice(&first_line).ok();
-    let seal = seal::read(seal_path, key)?;
     let log_id = first
         .as_ref()
         .and_then(|r| r.log.clone())
-        .or_else(|| match &seal {
+        .or_else(|| match seal {
             SealState::Sealed(s) => Some(s.log.clone()),
             _ => None,
         })
@@ -412,11 +484,11 @@ fn resume(records: &[std::path::PathBuf], key: &ChainKey, seal_path: &Path) -> R
             damaged(oldest, "its first record is not a genesis or rotation record, and no seal names the log")
         })?;
     let first_seq = first.map_or(last.seq, |r| r.seq);
-    let gap = match seal {
+    match seal {
         SealState::Sealed(s) if s.log != log_id => {
-            Some(format!("the seal {} belongs to log {}, not this one", seal_path.display(), s.log))
+            gaps.push(format!("the seal {} belongs to log {}, not this one", seal_path.display(), s.log))
         }
-        SealState::Sealed(s) if s.seq > last.seq => Some(format!(
+        SealState::Sealed(s) if s.seq > last.seq => gaps.push(format!(
             "the log ended at record {} when reopened, but was sealed at record {} on {}: records {}..={} are missing",
             last.seq,
             s.seq,
@@ -424,13 +496,16 @@ fn resume(records: &[std::path::PathBuf], key: &ChainKey, seal_path: &Path) -> R
             last.seq + 1,
             s.seq
         )),
-        SealState::Sealed(_) => None,
-        SealState::Missing => Some(format!("the seal {} was missing when the log was reopened", seal_path.display())),
-        SealState::Forged => {
-            Some(format!("the seal {} did not verify when the log was reopened", seal_path.display()))
+        SealState::Sealed(_) => {}
+        SealState::Missing => {
+            gaps.push(format!("the seal {} was missing when the log was reopened", seal_path.display()))
         }
-    };
-    Ok(Some((log_id, first_seq, last.seq, last.hash, gap)))
+        SealState::Forged => {
+            gaps.push(format!("the seal {} did not verify when the log was reopened", seal_path.display()))
+        }
+    }
+    let gap = (!gaps.is_empty()).then(|| gaps.join("; "));
+    Ok(Some(Resumed { log_id, first_seq, seq: last.seq, prev: last.hash, gap }))
 }
 
 /// The gid of group `name`.
@@ -463,13 +538,21 @@ fn group_id(name: &str) -> Result<u32> {
 }
 
 /// Gives the log file to group `gid`, readable by it (`0640`); without a
-/// group the file stays `0600`.
+/// group the file is `0600`.
 fn share_with_group(file: &File, path: &Path, gid: Option<u32>) -> Result<()> {
-    let Some(gid) = gid else { return Ok(()) };
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return Ok(());
     }
-    let io = |e| Error::io(format!("cannot give the audit log {} to its group", path.display()), e);
-    std::os::unix::fs::fchown(file, None, Some(gid)).map_err(io)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io)
+    let io = |e| Error::io(format!("cannot set the owner and mode of the audit log {}", path.display()), e);
+    match gid {
+        Some(gid) => {
+            std::os::unix::fs::fchown(file, None, Some(gid)).map_err(io)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(io)
+        }
+        None if file.metadata().map_err(io)?.permissions().mode() & 0o077 == 0o040 => {
+            // A group removed from the configuration: private again.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)
+        }
+        None => Ok(()),
+    }
 }

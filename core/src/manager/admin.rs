@@ -42,7 +42,13 @@ impl Session {
         let state = self.state();
         let backends = |path: &str| state.router.route(path).backends.clone();
         let known = |id: &str| self.shared().known(id);
-        let delegation = Delegation::new(&security.access, &backends).with_known(&known);
+        let members = |role: &str| self.shared().members(role);
+        let routes: Vec<String> =
+            state.router.routes().map(|r| r.prefix.clone()).filter(|p| !p.is_empty()).collect();
+        let delegation = Delegation::new(&security.access, &backends)
+            .with_known(&known)
+            .with_members(&members)
+            .with_routes(&routes);
         let resource = match &scope {
             Scope::Resource(r) => (*r).clone(),
             Scope::Add(rule) | Scope::Remove(rule) => rule.resource.clone(),
@@ -128,7 +134,17 @@ impl Session {
     /// removes rules of the configuration); `NotFound` if absent.
     pub async fn remove_access_rule(&self, rule: &AccessRule) -> Result<()> {
         let _serial = self.shared().reconfigure.lock().await;
-        let in_force = self.security().access.rules().find(|r| *r == rule).cloned();
+        // Of duplicates, the one the caller may remove, if any.
+        let security = self.security();
+        let state = self.state();
+        let backends = |path: &str| state.router.route(path).backends.clone();
+        let candidates: Vec<AccessRule> = security.access.rules().filter(|r| *r == rule).cloned().collect();
+        let delegation = Delegation::new(&security.access, &backends);
+        let in_force = candidates
+            .iter()
+            .find(|r| delegation.may_remove(self.principal(), r).is_ok())
+            .or(candidates.first())
+            .cloned();
         let Some(in_force) = in_force else {
             // Audited like any refusal, as a command on the rule's resource.
             self.authorize_admin(&AdminCommand::RemoveRule(rule.clone()), Scope::Resource(&rule.resource))?;
@@ -137,7 +153,12 @@ impl Session {
         let (security, _) =
             self.authorize_admin(&AdminCommand::RemoveRule(rule.clone()), Scope::Remove(&in_force))?;
         let mut policy = security.access.policy();
-        policy.rules.retain(|r| r != rule);
+        // Only the copy that was checked: a duplicate with another
+        // provenance stays for whoever may remove it.
+        let checked = policy.rules.iter().position(|r| r == rule && r.added_by == in_force.added_by);
+        if let Some(i) = checked {
+            policy.rules.remove(i);
+        }
         self.replace_rules(policy);
         Ok(())
     }

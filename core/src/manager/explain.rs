@@ -193,7 +193,8 @@ impl Session {
         let detail = format!("explain `{principal}` {operation}");
         self.record(&security, "explain", &[key], true, Some(&detail))?;
         let manager = StorageManager { shared: self.shared().clone() };
-        let readable = list || self.allows(StorageOperationType::Read, key);
+        // A listing has no cache verdict; a key's only for whom may read it.
+        let readable = !list && self.allows(StorageOperationType::Read, key);
         let cache = readable.then(|| cache_verdict(&state, key));
         explain_with(&manager, &security.access, principal, operation, key, cache)
     }

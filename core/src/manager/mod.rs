@@ -53,7 +53,7 @@ pub use session::Session;
 
 use crate::access::AccessEvaluator;
 use crate::access::Principal;
-use crate::audit::AuditLog;
+use crate::audit::{AuditConfig, AuditLog};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
@@ -102,6 +102,16 @@ impl Shared {
                 roles.push(role.clone());
             }
         }
+    }
+
+    /// Every user known to hold `role`, with all its roles.
+    pub(crate) fn members(&self, role: &str) -> Vec<Principal> {
+        let known = self.known.read();
+        known
+            .iter()
+            .filter(|(_, roles)| roles.iter().any(|r| r == role))
+            .map(|(id, roles)| roles.iter().fold(Principal::new(id.clone()), |p, r| p.with_role(r.clone())))
+            .collect()
     }
 
     /// User `id` with every role it was seen with.
@@ -154,7 +164,7 @@ impl StorageManager {
     /// Opens `config` with backend types and policies from `registry`.
     pub async fn with_registry(config: Config, registry: Arc<StorageRegistry>) -> Result<Self> {
         let metrics = StorageMetrics::new();
-        let security = build_security(&config, None)?;
+        let (security, _) = build_security(&config, None)?;
         let state = ManagerState::build(config, &registry, &metrics, None).await?;
         Ok(StorageManager {
             shared: Arc::new(Shared {
@@ -273,8 +283,11 @@ impl Shared {
         let _one_at_a_time = self.reconfigure.lock().await;
         let old = self.state.load_full();
         let old_security = self.security.read().clone();
-        let security = build_security(&config, Some(&old_security))?;
+        let (security, retune) = build_security(&config, Some(&old_security))?;
         let new = ManagerState::build(config, &self.registry, &self.metrics, Some(&old)).await?;
+        if let (Some(log), Some(settings)) = (&security.audit, retune) {
+            log.reconfigure(&settings)?;
+        }
         self.state.store(Arc::new(new));
         self.set_security(security);
         // Write-back data of the old stacks reaches the backends.
@@ -291,12 +304,20 @@ impl Shared {
 
 /// The evaluator and audit log for `config`, keeping the open log of
 /// `previous` when its settings did not change (one writer per file).
-fn build_security(config: &Config, previous: Option<&Security>) -> Result<Security> {
+fn build_security(config: &Config, previous: Option<&Security>) -> Result<(Security, Option<AuditConfig>)> {
     let access = Arc::new(AccessEvaluator::new(&config.access_policy()?));
+    let mut retune = None;
     let audit = match config.audit_config() {
         None => None,
         Some(audit_config) => match previous.and_then(|p| p.audit.clone()) {
-            Some(log) if *log.config() == audit_config => Some(log),
+            // The same files: one writer, so one chain; settings that
+            // changed are applied when the reload is applied.
+            Some(log) if log.is_same_log(&audit_config) => {
+                if log.config() != audit_config {
+                    retune = Some(audit_config);
+                }
+                Some(log)
+            }
             _ => Some(Arc::new(
                 AuditLog::open(&audit_config).map_err(|e| config.error("audit.path", e.message()))?,
             )),
@@ -306,5 +327,5 @@ fn build_security(config: &Config, previous: Option<&Security>) -> Result<Securi
     if let (Some(log), Some(_)) = (&audit, &config.access) {
         log.check_private().map_err(|e| config.error("audit.path", e.message()))?;
     }
-    Ok(Security { access, audit })
+    Ok((Security { access, audit }, retune))
 }

@@ -107,10 +107,13 @@ pub struct FileState {
     pub unlinked: bool,
     /// The principal whose changes are not yet committed (commits run as it).
     pub writer: Option<Session>,
-    /// Changes of a principal refused when another's request committed
-    /// them: errno and message, reported to that principal's next write,
-    /// `fsync` or close.
+    /// Changes of a principal refused (or lost) when another's request
+    /// committed them: errno and message, reported to that principal's
+    /// next write, `fsync` or close.
     pub refused: Vec<(Principal, i32, String)>,
+    /// What the store holds, as this file last knew it: the metadata, the
+    /// size and the time of the value (what discarded changes go back to).
+    pub base: (Metadata, u64, std::time::SystemTime),
     /// Written only at its end since it was empty (may stream).
     pub sequential: bool,
     /// Times were set explicitly (`utimensat`), so they must be stored.
@@ -121,6 +124,7 @@ impl FileState {
     /// A state for a file the store holds.
     pub fn clean(posix: PosixMeta, metadata: Metadata, size: u64) -> Self {
         FileState {
+            base: (metadata.clone(), size, posix.mtime),
             posix,
             metadata,
             content: Content::Clean { size },
@@ -239,6 +243,7 @@ impl FileState {
         let same = wanted
             .iter()
             .all(|(k, v)| (!times_stored && times.contains(&k.as_str())) || stream.stored.get(k) == Some(v));
+        self.base = (published.metadata.clone(), len, published.modified);
         self.metadata = published.metadata;
         if same && (times_stored || !self.times_explicit) {
             if !times_stored {
@@ -278,8 +283,16 @@ impl FileState {
         match self.commit(store, &owner, key).await {
             Ok(()) => Ok(false),
             // Not a refusal (a full disk, a backend down): the changes stay
-            // their writer's, and this request fails with the reason.
-            Err(e) if e.errno() != libc::EACCES => Err(e),
+            // their writer's, and this request fails with the reason; if
+            // they were lost on the way (a stream that could not be
+            // published), their writer hears of it too.
+            Err(e) if e.errno() != libc::EACCES => {
+                if !self.dirty {
+                    self.refused.push((owner.principal().clone(), e.errno(), e.message().to_owned()));
+                    self.writer = None;
+                }
+                Err(e)
+            }
             Err(refusal) => {
                 tracing::warn!(
                     key = %key,
@@ -288,48 +301,29 @@ impl FileState {
                     "uncommitted changes of an open file were refused and discarded"
                 );
                 self.refused.push((owner.principal().clone(), refusal.errno(), refusal.message().to_owned()));
-                self.discard(store, session, &owner, key, defaults).await?;
+                self.discard(defaults).await;
                 Ok(true)
             }
         }
     }
 
     /// Drops every uncommitted change: content and attributes are again
-    /// what the store holds (asked as `session`, else as `owner`).
-    async fn discard(
-        &mut self,
-        store: &Store,
-        session: &Session,
-        owner: &Session,
-        key: &Key,
-        defaults: &attr::Defaults,
-    ) -> FsResult<()> {
+    /// what the store holds as this file last knew it (no request is made:
+    /// nobody may be allowed to read the key now).
+    async fn discard(&mut self, defaults: &attr::Defaults) {
         if let Content::Streaming(stream) = std::mem::replace(&mut self.content, Content::Clean { size: 0 }) {
             if let Err(e) = stream.writer.abort().await {
                 tracing::debug!(error = %e, "abandoning a refused stream failed");
             }
         }
-        let meta = match store.stat(session, key).await {
-            Ok(meta) => Ok(meta),
-            Err(_) => store.stat(owner, key).await,
-        };
-        match meta {
-            Ok(meta) => {
-                self.posix = PosixMeta::from_object(&meta, defaults);
-                self.metadata = meta.metadata;
-                self.content = Content::Clean { size: meta.size };
-                self.sequential = meta.size == 0;
-            }
-            Err(e) if e.kind() == tierfs_core::ErrorKind::NotFound => {
-                self.content = Content::Clean { size: 0 };
-                self.sequential = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let (metadata, size, modified) = self.base.clone();
+        self.posix = PosixMeta::from_metadata(&metadata, modified, defaults);
+        self.metadata = metadata;
+        self.content = Content::Clean { size };
+        self.sequential = size == 0;
         self.dirty = false;
         self.writer = None;
         self.times_explicit = false;
-        Ok(())
     }
 
     /// The refusal of `principal`'s changes waiting to be reported, if any.
@@ -359,6 +353,7 @@ impl FileState {
             Content::Streaming(_) => return Err(FsError::new(libc::EIO, "a settled stream is still open")),
         };
         result?;
+        self.base = (metadata.clone(), self.size(), std::time::SystemTime::now());
         self.metadata = metadata;
         self.dirty = false;
         self.writer = None;

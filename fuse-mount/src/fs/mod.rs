@@ -268,6 +268,11 @@ impl TierFs {
         &self.inodes
     }
 
+    /// The inodes of every open file.
+    pub fn open_inodes(&self) -> Vec<u64> {
+        self.inodes.all_open_files().into_iter().map(|(ino, _)| ino).collect()
+    }
+
     /// Call after the manager was reconfigured.
     pub fn reconfigured(&self) {
         self.store.reconfigured();
