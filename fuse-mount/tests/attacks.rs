@@ -190,17 +190,23 @@ fn the_store_and_the_audit_log_are_private_to_the_daemon() {
     assert!(text.contains("chmod 600"), "{text}");
 }
 
-/// An open shell as `user` in `dir`, running `script` and then waiting for
-/// a line on stdin before it runs `then`.
+/// A program run as `user` in `dir` (with `sh -c`) that prints `ready`,
+/// then waits for a line on stdin before it goes on.
 struct Held {
     child: std::process::Child,
+    out: std::process::ChildStdout,
 }
 
 impl Held {
+    /// Runs `script`, then says ready and waits, then runs `then`.
     fn start(user: &str, dir: &Path, script: &str, then: &str) -> Held {
-        let full = format!("{script} && echo ready && read line; {then}");
+        Held::spawn(user, dir, &format!("{script} && echo ready && read line; {then}"))
+    }
+
+    /// Runs `program`, which prints `ready` and reads a line itself.
+    fn spawn(user: &str, dir: &Path, program: &str) -> Held {
         let mut child = Command::new("runuser")
-            .args(["-u", user, "--", "sh", "-c", &full])
+            .args(["-u", user, "--", "sh", "-c", program])
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -213,22 +219,25 @@ impl Held {
         while !String::from_utf8_lossy(&seen).contains("ready") {
             assert!(
                 Instant::now() < deadline,
-                "the held shell did not start: {}",
+                "the held program did not start: {}",
                 String::from_utf8_lossy(&seen)
             );
             let mut buf = [0u8; 64];
             let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-            assert!(n > 0, "the held shell ended early");
+            assert!(n > 0, "the held program ended early");
             seen.extend_from_slice(&buf[..n]);
         }
-        Held { child }
+        Held { child, out }
     }
 
-    /// Lets the shell go on and waits for it; returns its stderr.
+    /// Lets the program go on and waits for it; returns the rest of its
+    /// output (stdout, then stderr).
     fn finish(mut self) -> String {
         self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.out, &mut rest).unwrap();
+        let done = self.child.wait_with_output().unwrap();
+        rest + &String::from_utf8_lossy(&done.stderr)
     }
 }
 
@@ -379,33 +388,15 @@ fn a_reader_narrowed_by_a_reload_reads_no_more_through_an_open_descriptor() {
     // alice reads the file (the kernel caches its pages), keeps it open,
     // and after the reload reads it again from the start.
     let script = "python3 -c \"import os,sys\nfd=os.open('shared/x',os.O_RDONLY)\nos.read(fd,100)\nprint('ready',flush=True)\nsys.stdin.readline()\nos.lseek(fd,0,0)\ntry:\n  os.read(fd,100); print('READ')\nexcept PermissionError: print('DENIED')\n\"";
-    let mut child = Command::new("runuser")
-        .args(["-u", &alice, "--", "sh", "-c", script])
-        .current_dir(&m.mnt)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let mut buf = [0u8; 64];
-        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-        assert!(n > 0, "the reader ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let held = Held::spawn(&alice, &m.mnt, script);
     let narrowed = fs::read_to_string(&s.config).unwrap().replace(
         &format!("principal = \"{alice}\"\nresource = \"shared/\"\nlevel = \"full\""),
         &format!("principal = \"{alice}\"\nresource = \"shared/\"\nlevel = \"none\""),
     );
     fs::write(&s.config, narrowed).unwrap();
     reload(&m);
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    let done = child.wait_with_output().unwrap();
-    assert!(rest.contains("DENIED"), "{rest}{}", String::from_utf8_lossy(&done.stderr));
+    let rest = held.finish();
+    assert!(rest.contains("DENIED"), "{rest}");
     assert!(m.unmount().success());
     assert!(!s.records(&alice, "shared/x", "denied").is_empty());
 }
