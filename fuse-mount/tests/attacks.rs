@@ -138,7 +138,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn the_store_and_the_audit_log_are_private_to_the_daemon() {
-    if !can_mount() || !have("runuser") {
+    if !can_mount() || !need("runuser") {
         return;
     }
     let s = Setup::new("tfa1");
@@ -254,7 +254,7 @@ fn reload(m: &Mount) {
 
 #[test]
 fn a_narrowed_rule_applies_to_open_files_and_each_writer_is_its_own() {
-    if !can_mount() || !have("runuser") {
+    if !can_mount() || !need("runuser") {
         return;
     }
     let s = Setup::new("tfa2");
@@ -308,7 +308,7 @@ fn a_narrowed_rule_applies_to_open_files_and_each_writer_is_its_own() {
 
 #[test]
 fn listings_show_no_name_the_caller_may_not_read() {
-    if !can_mount() || !have("runuser") {
+    if !can_mount() || !need("runuser") {
         return;
     }
     let s = Setup::new("tfa3");
@@ -334,7 +334,7 @@ fn listings_show_no_name_the_caller_may_not_read() {
 
 #[test]
 fn touching_the_root_needs_a_rule_and_is_audited() {
-    if !can_mount() || !have("runuser") {
+    if !can_mount() || !need("runuser") {
         return;
     }
     let s = Setup::new("tfa4");
@@ -378,7 +378,7 @@ fn audit_verify_names_each_tampering() {
 
 #[test]
 fn a_reader_narrowed_by_a_reload_reads_no_more_through_an_open_descriptor() {
-    if !can_mount() || !have("runuser") || !have("python3") {
+    if !can_mount() || !need("runuser") || !need("python3") {
         return;
     }
     let s = Setup::new("tfa6");

@@ -13,15 +13,6 @@ use std::path::Path;
 
 use common::*;
 
-fn need(program: &str) -> bool {
-    if have(program) {
-        return true;
-    }
-    assert!(std::env::var("TIERFS_REQUIRE_TOOLS").is_err(), "{program} is required but not installed");
-    eprintln!("skipped: {program} is not installed");
-    false
-}
-
 /// A source tree with small and large files, nested and empty directories,
 /// symlinks, modes and old modification times.
 fn make_tree(root: &Path) {

@@ -15,7 +15,7 @@ const TEAM: &str = "tierfs-team";
 
 #[test]
 fn two_users_with_different_rules() {
-    if !can_mount() || !have("runuser") {
+    if !can_mount() || !need("runuser") {
         return;
     }
     let _users = Users::create(&[(ALICE, &[TEAM]), (BOB, &[TEAM])]);

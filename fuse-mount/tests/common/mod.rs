@@ -303,6 +303,20 @@ pub fn sh(dir: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether `program` is installed, for a test that cannot run without it;
+/// under `CI=true` (which installs it) its absence fails the test instead.
+pub fn need(program: &str) -> bool {
+    let found = have(program);
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`{program}` is missing, and CI=true requires it"
+        );
+        eprintln!("skipped: `{program}` is not installed");
+    }
+    found
+}
+
 /// Whether `program` is installed.
 pub fn have(program: &str) -> bool {
     Command::new("sh")
