@@ -88,6 +88,17 @@ fn prepare_mountpoint(mountpoint: &Path) -> Result<(), String> {
     }
 }
 
+/// The directory of the local backend that holds keys no route claims (or
+/// of the first local backend): where `statfs` finds the store's space.
+pub fn store_dir(config: &Config) -> Option<PathBuf> {
+    let default = config.policy.as_ref().map(|p| p.backends(config)).unwrap_or_default();
+    let local_dir = |name: &String| {
+        let b = config.backends.get(name).filter(|b| b.kind == "local")?;
+        Some(config.resolve_path(Path::new(b.settings.get("path")?.as_str()?)))
+    };
+    default.iter().find_map(local_dir).or_else(|| config.backends.keys().find_map(local_dir))
+}
+
 /// Loads the configuration, or the embedded default in `root`.
 pub fn load_config(config: Option<&Path>, root: Option<&Path>) -> Result<Config, String> {
     match config {
@@ -123,6 +134,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
     let fs_options = FsOptions {
         attr_ttl,
         root_mode: if options.allow_other { 0o777 } else { 0o755 },
+        store_dir: store_dir(&manager.config()),
         ..FsOptions::default()
     };
     let fs = Arc::new(TierFs::new(store, spool, options.identities.clone(), fs_options));

@@ -282,6 +282,16 @@ fn a_full_store_says_enospc_and_keeps_working() {
     let dir = tempdir();
     let disk = SmallDisk::mount(&dir.path().join("disk"), "16m");
     let m = Mount::start(dir.path(), &dir.path().join("disk/store"), MountSpec::default());
+    // `df` on the mount tells the store's space (the 16 MiB disk), not the spool's.
+    let total = |path: &std::path::Path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        st.f_blocks as u64 * st.f_frsize as u64
+    };
+    assert_eq!(total(&m.mnt), total(&dir.path().join("disk")));
+    assert_ne!(total(&m.mnt), total(&std::env::temp_dir()));
     fs::write(m.path("small"), b"kept").unwrap();
     // 32 MiB into a 16 MiB store: the error is the one `cp` and editors know.
     let mut f = fs::File::create(m.path("big")).unwrap();

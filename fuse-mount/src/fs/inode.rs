@@ -21,9 +21,9 @@ use crate::errno::{FsError, FsResult};
 pub const ROOT: u64 = 1;
 
 /// Longest key, in bytes (core's limit).
-pub const MAX_KEY_LEN: usize = 1024;
+pub use tierfs_core::key::MAX_KEY_LEN;
 /// Longest name, in bytes (POSIX `NAME_MAX`, core's segment limit).
-pub const MAX_NAME_LEN: usize = 255;
+pub use tierfs_core::key::MAX_SEGMENT_LEN as MAX_NAME_LEN;
 
 #[derive(Debug)]
 struct Node {

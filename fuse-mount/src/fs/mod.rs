@@ -54,6 +54,9 @@ pub struct FsOptions {
     pub group_commit: bool,
     /// Mode of the root directory.
     pub root_mode: u32,
+    /// A directory on the file system that holds the store, whose space
+    /// `statfs` reports (the spool's when none: a store of objects only).
+    pub store_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for FsOptions {
@@ -63,6 +66,7 @@ impl Default for FsOptions {
             defaults: Defaults::default(),
             group_commit: true,
             root_mode: 0o755,
+            store_dir: None,
         }
     }
 }
@@ -1267,10 +1271,12 @@ impl TierFs {
         self.dirs.lock().remove(&fh);
     }
 
-    /// Space of the file system holding the spool directory, and no inode limit.
+    /// Space of the file system holding the store (its local backend's
+    /// directory; the spool's for a store of objects only), and no inode limit.
     pub fn statfs(&self) -> FsResult<Statfs> {
-        let path = std::ffi::CString::new(self.spool.dir().as_os_str().as_encoded_bytes())
-            .map_err(|_| FsError::new(libc::EIO, "the spool path contains NUL"))?;
+        let dir = self.options.store_dir.as_deref().unwrap_or(self.spool.dir());
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| FsError::new(libc::EIO, "the store's path contains NUL"))?;
         // SAFETY: an all-zero statvfs is a valid value to be overwritten.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is NUL-terminated and `st` is valid for writes.
