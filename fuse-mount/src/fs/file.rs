@@ -397,13 +397,21 @@ pub struct OpenFile {
     snapshot: Mutex<(PosixMeta, u64, bool)>,
     /// Bumped on every content change (read-ahead buffers check it).
     generation: AtomicU64,
+    /// Handles opened to execute the file (`FMODE_EXEC`): while any is
+    /// open, opening it to write or truncate is `ETXTBSY`.
+    executing: std::sync::atomic::AtomicU32,
 }
 
 impl OpenFile {
     /// An open file in `state`.
     pub fn new(state: FileState) -> Arc<Self> {
         let snapshot = Mutex::new((state.posix.clone(), state.size(), state.unlinked));
-        Arc::new(OpenFile { state: tokio::sync::Mutex::new(state), snapshot, generation: AtomicU64::new(0) })
+        Arc::new(OpenFile {
+            state: tokio::sync::Mutex::new(state),
+            snapshot,
+            generation: AtomicU64::new(0),
+            executing: std::sync::atomic::AtomicU32::new(0),
+        })
     }
 
     /// Records the attributes of `state` for readers of the snapshot; with
@@ -418,6 +426,20 @@ impl OpenFile {
     /// Attributes, size and whether the file was unlinked.
     pub fn snapshot(&self) -> (PosixMeta, u64, bool) {
         self.snapshot.lock().clone()
+    }
+
+    /// Counts a handle opened to execute the file, or (`false`) its release.
+    pub fn executes(&self, opened: bool) {
+        if opened {
+            self.executing.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.executing.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a process is executing the file.
+    pub fn is_executing(&self) -> bool {
+        self.executing.load(Ordering::Acquire) > 0
     }
 
     /// The content generation.

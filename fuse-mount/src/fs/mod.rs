@@ -208,8 +208,13 @@ struct Handle {
     session: Session,
     writable: bool,
     append: bool,
+    /// Opened to execute the file.
+    exec: bool,
     readahead: tokio::sync::Mutex<ReadAhead>,
 }
+
+/// The open flag of a file opened by `execve` (the kernel's `__FMODE_EXEC`).
+const FMODE_EXEC: i32 = 0o40;
 
 #[derive(Debug)]
 struct DirHandle {
@@ -851,6 +856,12 @@ impl TierFs {
         }
         let file = self.attach(ino, &session, &k).await?;
         let checked = async {
+            // A file being executed is not opened to change: the kernel
+            // refuses write opens itself, but leaves a truncating open to
+            // the file system (`O_TRUNC` reaches the daemon).
+            if (writable || flags & libc::O_TRUNC != 0) && file.is_executing() {
+                return Err(FsError::new(libc::ETXTBSY, format!("`{k}` is being executed")));
+            }
             if !fresh && flags & libc::O_ACCMODE != libc::O_WRONLY {
                 self.store.check(&session, Op::Read, &k)?;
             }
@@ -877,12 +888,17 @@ impl TierFs {
 
     fn add_handle(&self, ino: u64, file: Arc<OpenFile>, session: Session, flags: i32) -> Opened {
         let fh = self.new_fh();
+        let exec = flags & FMODE_EXEC != 0;
+        if exec {
+            file.executes(true);
+        }
         let handle = Handle {
             ino,
             file,
             session,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
             append: flags & libc::O_APPEND != 0,
+            exec,
             readahead: tokio::sync::Mutex::new(ReadAhead::default()),
         };
         self.handles.lock().insert(fh, Arc::new(handle));
@@ -1094,6 +1110,9 @@ impl TierFs {
         let Some(handle) = self.handles.lock().remove(&fh) else {
             return Err(FsError::new(libc::EBADF, format!("no open file {fh}")));
         };
+        if handle.exec {
+            handle.file.executes(false);
+        }
         let result = self.close_file(handle.ino, &handle.file, &handle.session).await;
         if let Err(e) = &result {
             tracing::error!(ino = handle.ino, error = %e, "changes of a closed file could not be saved");

@@ -806,3 +806,19 @@ async fn each_writer_is_committed_as_itself() {
     let commits = writers_of(&f, "shared/z");
     assert_eq!(commits, ["root Allowed", "alice Allowed", "root Allowed", "alice Allowed"]);
 }
+
+#[tokio::test]
+async fn a_file_being_executed_is_not_opened_to_change() {
+    let f = fixture().await;
+    let ino = f.write_file(ROOT, "prog", b"#!/bin/sh\n").await;
+    let exec = f.fs.open(&ROOT_CALLER, ino, libc::O_RDONLY | FMODE_EXEC).await.unwrap();
+    for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
+        let e = f.fs.open(&ROOT_CALLER, ino, flags).await.unwrap_err();
+        assert_eq!(e.errno(), libc::ETXTBSY, "flags {flags:#x}");
+    }
+    let read = f.fs.open(&ROOT_CALLER, ino, libc::O_RDONLY).await.unwrap();
+    f.fs.release(read.fh).await.unwrap();
+    f.fs.release(exec.fh).await.unwrap();
+    let w = f.fs.open(&ROOT_CALLER, ino, libc::O_WRONLY).await.unwrap();
+    f.fs.release(w.fh).await.unwrap();
+}

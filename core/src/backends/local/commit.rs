@@ -78,7 +78,26 @@ impl GroupCommit {
 /// Commits `units` in one durable transaction; `Err` when the transaction
 /// as a whole failed (nothing of it is stored).
 fn commit_units(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Outcome>> {
-    let txn = store.inner.db.begin_write().map_err(db_error)?;
+    match commit_in_txn(store, units) {
+        Ok(outcomes) => {
+            store.after_success();
+            Ok(outcomes)
+        }
+        // A failed commit on I/O (a full device) poisons the handle, which
+        // is reopened; deletes then go on in the reserve's room.
+        Err(e) => {
+            let freed = store.recover_after_failure(&e);
+            let deletes_only = units.iter().flatten().all(|op| matches!(op, StagedOp::Delete(_)));
+            if freed && deletes_only {
+                return commit_in_txn(store, units);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn commit_in_txn(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Outcome>> {
+    let txn = store.inner.db.get()?.begin_write().map_err(db_error)?;
     let mut outcomes = Vec::with_capacity(units.len());
     {
         let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;

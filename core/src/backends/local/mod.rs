@@ -24,7 +24,9 @@
 
 mod blobs;
 mod commit;
+mod db;
 mod record;
+mod reserve;
 mod writer;
 
 use std::collections::HashSet;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -99,10 +101,11 @@ pub struct LocalStorage {
 struct Inner {
     name: String,
     root: PathBuf,
-    db: Database,
+    db: db::Db,
     blobs: BlobDir,
     version: AtomicU64,
     commits: GroupCommit,
+    reserve: reserve::Reserve,
 }
 
 /// A value's bytes, owned, after lookup.
@@ -132,6 +135,12 @@ enum StagedOp {
 
 fn db_error(err: impl Into<redb::Error>) -> Error {
     let err: redb::Error = err.into();
+    // redb's errors do not give their cause as a source: the I/O error
+    // (a full device) is carried on, so that callers can tell ENOSPC.
+    if let redb::Error::Io(io) = &err {
+        let cause = std::io::Error::new(io.kind(), io.to_string());
+        return Error::new(ErrorKind::Unavailable, format!("the database failed: {err}")).with_source(cause);
+    }
     Error::new(ErrorKind::Unavailable, format!("the database failed: {err}")).with_source(err)
 }
 
@@ -147,7 +156,7 @@ impl LocalStorage {
         crate::private_files::touch_private(&root.join(DB_FILE)).map_err(|e| {
             context(Error::io(format!("cannot create the database file in {}", root.display()), e))
         })?;
-        let db = Database::builder().set_cache_size(options.cache_size).create(root.join(DB_FILE)).map_err(
+        let db = db::Db::open(&root.join(DB_FILE), options.cache_size).map_err(
             |e| match e {
                 DatabaseError::DatabaseAlreadyOpen => context(Error::new(
                     ErrorKind::Unavailable,
@@ -159,7 +168,7 @@ impl LocalStorage {
                 e => context(db_error(e)),
             },
         )?;
-        let (version, referenced) = Self::recover(&db).map_err(context)?;
+        let (version, referenced) = Self::recover(&*db.get().map_err(context)?).map_err(context)?;
         let blobs = BlobDir::open(root.join("blobs"), &referenced).map_err(|e| {
             context(Error::io(format!("cannot open the blob directory under {}", root.display()), e))
         })?;
@@ -171,6 +180,7 @@ impl LocalStorage {
                 blobs,
                 version: AtomicU64::new(version),
                 commits: GroupCommit::default(),
+                reserve: reserve::Reserve::open(root),
             }),
         })
     }
@@ -228,8 +238,40 @@ impl LocalStorage {
     }
 
     /// Looks `key` up, mapping its record with `f`.
+    /// A read transaction; a handle poisoned by an earlier I/O error is
+    /// reopened first.
+    fn read_txn(&self) -> Result<ReadTransaction> {
+        let first = self.inner.db.get()?.begin_read();
+        match first {
+            Ok(txn) => Ok(txn),
+            Err(e) => {
+                if self.inner.db.recover() {
+                    return self.inner.db.get()?.begin_read().map_err(db_error);
+                }
+                Err(db_error(e))
+            }
+        }
+    }
+
+    /// After a failed write: gives the reserve's room back when the device
+    /// is full (so that deletes go on), and reopens the database if the
+    /// failure poisoned it. Returns whether room was freed.
+    pub(super) fn recover_after_failure(&self, error: &Error) -> bool {
+        let freed = error.is_out_of_space() && self.inner.reserve.release();
+        self.inner.db.recover();
+        freed
+    }
+
+    /// After a write that went through: writes the reserve again if it was
+    /// given back and the device has room.
+    pub(super) fn after_success(&self) {
+        if !self.inner.reserve.is_present() {
+            self.inner.reserve.restore();
+        }
+    }
+
     fn with_record<T>(&self, key: &str, f: impl FnOnce(Record<'_>) -> T) -> Result<Option<T>> {
-        let txn = self.inner.db.begin_read().map_err(db_error)?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(OBJECTS).map_err(db_error)?;
         let Some(value) = table.get(key).map_err(db_error)? else { return Ok(None) };
         Ok(Some(f(record::decode(value.value())?)))
@@ -359,7 +401,22 @@ impl LocalStorage {
     }
 
     fn rename_blocking(&self, from: &Key, to: &Key) -> Result<()> {
-        let txn = self.inner.db.begin_write().map_err(db_error)?;
+        match self.rename_in_txn(from, to) {
+            // A rename takes no more room once done: with the reserve's, it goes on.
+            Err(e) if e.kind() == ErrorKind::Unavailable => match self.recover_after_failure(&e) {
+                true => self.rename_in_txn(from, to),
+                false => Err(e),
+            },
+            Ok(()) => {
+                self.after_success();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rename_in_txn(&self, from: &Key, to: &Key) -> Result<()> {
+        let txn = self.inner.db.get()?.begin_write().map_err(db_error)?;
         let replaced = {
             let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
             let value = objects
@@ -465,7 +522,7 @@ impl Storage for LocalStorage {
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let ctx = |e: Error| self.ctx(e, &options.prefix, "list");
         options.validate().map_err(ctx)?;
-        let txn = self.inner.db.begin_read().map_err(|e| ctx(db_error(e)))?;
+        let txn = self.read_txn().map_err(ctx)?;
         let table = txn.open_table(OBJECTS).map_err(|e| ctx(db_error(e)))?;
         let start = options.start_bound();
         let start = match &start {
