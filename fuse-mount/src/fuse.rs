@@ -128,8 +128,20 @@ fn file_attr(attr: &Attr) -> FileAttr {
 fn time(t: Option<TimeOrNow>) -> Option<TimeSpec> {
     t.map(|t| match t {
         TimeOrNow::Now => TimeSpec::Now,
-        TimeOrNow::SpecificTime(t) => TimeSpec::At(t),
+        TimeOrNow::SpecificTime(t) => TimeSpec::At(kernel_time(t)),
     })
+}
+
+/// A time from the kernel as fuser 0.18 gives it, corrected before 1970:
+/// the kernel sends seconds and a positive fraction (`-315619200` and
+/// `0.25` for 1960-01-01 00:00:00.25), and fuser subtracts the fraction
+/// instead of adding it (`system_time_from_time`), which puts such times
+/// twice the fraction early. Times from 1970 on are right as given.
+fn kernel_time(t: SystemTime) -> SystemTime {
+    let Err(before) = t.duration_since(std::time::UNIX_EPOCH) else { return t };
+    let d = before.duration();
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    std::time::UNIX_EPOCH - Duration::from_secs(secs) + Duration::new(0, nanos)
 }
 
 /// Flags of every open file: the kernel keeps cached pages across opens
@@ -230,7 +242,7 @@ impl Filesystem for FuseAdapter {
             size,
             atime: time(atime),
             mtime: time(mtime),
-            ctime,
+            ctime: ctime.map(kernel_time),
             fh: fh.map(|f| f.0),
         };
         match self.run("setattr", self.fs.setattr(&caller(req), ino.0, set)) {
@@ -494,5 +506,23 @@ impl Filesystem for FuseAdapter {
     // calls `access`; answer for completeness.
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         reply.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_before_1970_keep_their_fraction() {
+        use std::time::UNIX_EPOCH;
+        // 1960-01-01 00:00:00.25: the kernel's (-315619200, 250000000), as fuser 0.18 turns it.
+        let from_fuser = UNIX_EPOCH - Duration::new(315_619_200, 250_000_000);
+        let want = UNIX_EPOCH - Duration::new(315_619_199, 750_000_000);
+        assert_eq!(kernel_time(from_fuser), want);
+        let whole = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(kernel_time(whole), whole);
+        let after = UNIX_EPOCH + Duration::new(5, 250_000_000);
+        assert_eq!(kernel_time(after), after);
     }
 }

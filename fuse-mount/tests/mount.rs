@@ -338,3 +338,16 @@ fn a_missing_mount_point_is_created_and_a_file_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a directory"), "{stderr}");
 }
+
+#[test]
+fn times_before_1970_keep_their_fraction() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let m = Mount::new(dir.path());
+    sh(&m.mnt, "touch -d '1960-01-01 00:00:00.25 UTC' old && touch -d '1969-12-31 23:59:59.5 UTC' edge");
+    let shown = sh(&m.mnt, "TZ=UTC stat -c '%y' old edge");
+    assert_eq!(shown, "1960-01-01 00:00:00.250000000 +0000\n1969-12-31 23:59:59.500000000 +0000\n");
+    assert!(m.unmount().success());
+}
