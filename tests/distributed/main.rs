@@ -2,7 +2,6 @@
 //! and redis-server, started by `scripts/test.sh services`.
 
 mod behaviour;
-mod faults;
 mod settings;
 
 use std::sync::Arc;
