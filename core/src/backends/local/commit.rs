@@ -97,7 +97,9 @@ fn commit_units(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Out
 }
 
 fn commit_in_txn(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Outcome>> {
-    let txn = store.inner.db.get()?.begin_write().map_err(db_error)?;
+    // The handle stays in use (a reopen waits) until the transaction ends.
+    let db = store.inner.db.get()?;
+    let txn = db.begin_write().map_err(db_error)?;
     let mut outcomes = Vec::with_capacity(units.len());
     {
         let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;

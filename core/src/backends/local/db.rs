@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, DatabaseError, StorageError, TransactionError};
+use redb::{Database, DatabaseError, ReadTransaction, StorageError, TransactionError};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -96,5 +96,28 @@ impl Db {
             }
         }
         false
+    }
+}
+
+/// A read transaction with the handle it reads: while it lives, a reopen
+/// waits for it instead of closing the file under it (its reads would then
+/// fail with `DatabaseClosed`).
+pub(super) struct Reading {
+    txn: ReadTransaction,
+    _db: Arc<Database>,
+}
+
+impl Reading {
+    /// `txn`, begun on `db`.
+    pub fn new(txn: ReadTransaction, db: Arc<Database>) -> Reading {
+        Reading { txn, _db: db }
+    }
+}
+
+impl std::ops::Deref for Reading {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
     }
 }

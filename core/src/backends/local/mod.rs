@@ -38,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -131,6 +131,25 @@ enum StagedBody {
 enum StagedOp {
     Put(StagedPut),
     Delete(Key),
+}
+
+/// Why a read failed: the database (which a retry on a reopened handle
+/// may cure), or anything else.
+enum ReadFail {
+    Db(redb::Error),
+    Other(Error),
+}
+
+impl<E: Into<redb::Error>> From<E> for ReadFail {
+    fn from(e: E) -> Self {
+        ReadFail::Db(e.into())
+    }
+}
+
+impl From<Error> for ReadFail {
+    fn from(e: Error) -> Self {
+        ReadFail::Other(e)
+    }
 }
 
 fn db_error(err: impl Into<redb::Error>) -> Error {
@@ -239,14 +258,18 @@ impl LocalStorage {
 
     /// Looks `key` up, mapping its record with `f`.
     /// A read transaction; a handle poisoned by an earlier I/O error is
-    /// reopened first.
-    fn read_txn(&self) -> Result<ReadTransaction> {
-        let first = self.inner.db.get()?.begin_read();
-        match first {
-            Ok(txn) => Ok(txn),
+    /// reopened first. The transaction keeps its handle in use, so a
+    /// reopen waits for it rather than closing the file under it.
+    fn read_txn(&self) -> Result<db::Reading> {
+        let db = self.inner.db.get()?;
+        match db.begin_read() {
+            Ok(txn) => Ok(db::Reading::new(txn, db)),
             Err(e) => {
+                drop(db);
                 if self.inner.db.recover() {
-                    return self.inner.db.get()?.begin_read().map_err(db_error);
+                    let db = self.inner.db.get()?;
+                    let txn = db.begin_read().map_err(db_error)?;
+                    return Ok(db::Reading::new(txn, db));
                 }
                 Err(db_error(e))
             }
@@ -270,11 +293,40 @@ impl LocalStorage {
         }
     }
 
-    fn with_record<T>(&self, key: &str, f: impl FnOnce(Record<'_>) -> T) -> Result<Option<T>> {
-        let txn = self.read_txn()?;
-        let table = txn.open_table(OBJECTS).map_err(db_error)?;
-        let Some(value) = table.get(key).map_err(db_error)? else { return Ok(None) };
-        Ok(Some(f(record::decode(value.value())?)))
+    /// Runs `read` in a read transaction. A read that meets a handle
+    /// poisoned meanwhile by a failed write (a full device) is run again on
+    /// the reopened handle, so a full disk never fails a read.
+    fn reading<T>(
+        &self,
+        read: impl Fn(&redb::ReadTransaction) -> std::result::Result<T, ReadFail>,
+    ) -> Result<T> {
+        let mut retried = false;
+        loop {
+            let result = {
+                let txn = self.read_txn()?;
+                read(&txn)
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(ReadFail::Other(e)) => return Err(e),
+                Err(ReadFail::Db(e)) => {
+                    let poisoned = matches!(e, redb::Error::PreviousIo | redb::Error::DatabaseClosed);
+                    if !poisoned || retried {
+                        return Err(db_error(e));
+                    }
+                    retried = true;
+                    self.inner.db.recover();
+                }
+            }
+        }
+    }
+
+    fn with_record<T>(&self, key: &str, f: impl Fn(Record<'_>) -> T) -> Result<Option<T>> {
+        self.reading(|txn| {
+            let table = txn.open_table(OBJECTS)?;
+            let Some(value) = table.get(key)? else { return Ok(None) };
+            Ok(Some(f(record::decode(value.value())?)))
+        })
     }
 
     fn meta_of(key: &Key, record: &Record<'_>) -> ObjectMeta {
@@ -416,7 +468,9 @@ impl LocalStorage {
     }
 
     fn rename_in_txn(&self, from: &Key, to: &Key) -> Result<()> {
-        let txn = self.inner.db.get()?.begin_write().map_err(db_error)?;
+        // The handle stays in use (a reopen waits) until the transaction ends.
+        let db = self.inner.db.get()?;
+        let txn = db.begin_write().map_err(db_error)?;
         let replaced = {
             let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
             let value = objects
@@ -522,27 +576,29 @@ impl Storage for LocalStorage {
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let ctx = |e: Error| self.ctx(e, &options.prefix, "list");
         options.validate().map_err(ctx)?;
-        let txn = self.read_txn().map_err(ctx)?;
-        let table = txn.open_table(OBJECTS).map_err(|e| ctx(db_error(e)))?;
-        let start = options.start_bound();
-        let start = match &start {
-            Bound::Included(s) => Bound::Included(s.as_str()),
-            Bound::Excluded(s) => Bound::Excluded(s.as_str()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let mut page = ListPageBuilder::new(options);
-        for row in table.range::<&str>((start, Bound::Unbounded)).map_err(|e| ctx(db_error(e)))? {
-            let (key, value) = row.map_err(|e| ctx(db_error(e)))?;
-            let key = key.value();
-            let meta = || {
-                let key = Key::new(key).map_err(|e| e.with_key(key))?;
-                record::decode(value.value()).map(|r| Self::meta_of(&key, &r))
+        self.reading(|txn| {
+            let table = txn.open_table(OBJECTS)?;
+            let start = options.start_bound();
+            let start = match &start {
+                Bound::Included(s) => Bound::Included(s.as_str()),
+                Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+                Bound::Unbounded => Bound::Unbounded,
             };
-            if !page.push(key, meta).map_err(ctx)? {
-                break;
+            let mut page = ListPageBuilder::new(options);
+            for row in table.range::<&str>((start, Bound::Unbounded))? {
+                let (key, value) = row?;
+                let key = key.value();
+                let meta = || {
+                    let key = Key::new(key).map_err(|e| e.with_key(key))?;
+                    record::decode(value.value()).map(|r| Self::meta_of(&key, &r))
+                };
+                if !page.push(key, meta)? {
+                    break;
+                }
             }
-        }
-        Ok(page.finish())
+            Ok(page.finish())
+        })
+        .map_err(ctx)
     }
 
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
