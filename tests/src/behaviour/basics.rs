@@ -133,6 +133,10 @@ pub async fn conditional_put(store: Arc<dyn Storage>) {
     let k = key("once");
     let opts = PutOptions { if_not_exists: true, ..Default::default() };
     if !store.capabilities().conditional_put {
+        // Refused, never degraded to an overwrite; nothing is written.
+        expect_kind(store.put(&k, Bytes::from_static(b"first"), opts.clone()).await, ErrorKind::Unsupported);
+        expect_kind(store.write(&k, opts).await.map(drop), ErrorKind::Unsupported);
+        expect_kind(store.get(&k).await, ErrorKind::NotFound);
         return;
     }
     store.put(&k, Bytes::from_static(b"first"), opts.clone()).await.unwrap();

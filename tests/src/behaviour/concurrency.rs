@@ -3,7 +3,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tierfs_core::{BatchOp, ErrorKind, PutOptions, Storage};
 
-use super::key;
+use super::{expect_kind, key};
 
 const WRITERS: usize = 8;
 const ROUNDS: usize = 25;
@@ -59,11 +59,17 @@ pub async fn concurrent_writers_different_keys(store: Arc<dyn Storage>) {
 /// that lost left nothing of itself behind.
 pub async fn concurrent_conditional_puts(store: Arc<dyn Storage>) {
     let caps = store.capabilities();
-    if !caps.conditional_put {
-        return;
-    }
     let once = PutOptions { if_not_exists: true, ..Default::default() };
     let k = key("race/single");
+    if !caps.conditional_put {
+        // No writer may think it won: each is refused, nothing is written.
+        for w in 0..WRITERS {
+            let put = store.put(&k, Bytes::from(vec![w as u8; 10]), once.clone()).await;
+            expect_kind(put, ErrorKind::Unsupported);
+        }
+        expect_kind(store.get(&k).await, ErrorKind::NotFound);
+        return;
+    }
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let (store, k, once) = (store.clone(), k.clone(), once.clone());

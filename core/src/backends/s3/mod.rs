@@ -11,8 +11,11 @@
 //!   JSON, so any UTF-8 and any key case survive); listings do not return
 //!   metadata (S3 does not), `stat` does.
 //! - Conditional writes (`If-None-Match: *`) for put-if-absent, when
-//!   `conditional_writes` is on; a multipart upload checks absence before
-//!   completing, which is not atomic.
+//!   `conditional_writes` is on (or the start-up probe found the store
+//!   honours them). Otherwise put-if-absent is refused with `Unsupported`
+//!   naming the setting, never degraded to an overwrite; so is a
+//!   put-if-absent past one part (S3 cannot complete a multipart upload
+//!   conditionally).
 //! - Errors: not found, precondition, 403 and friends map to their kinds; a
 //!   timeout, a refused connection or a 5xx is a retryable `Unavailable`,
 //!   after `retries` retries inside the client.
@@ -262,6 +265,27 @@ impl S3Storage {
         attributes
     }
 
+    /// Refuses put-if-absent when the store does not honour conditional
+    /// writes: the guarantee cannot be given, and an overwrite would break it.
+    fn check_conditional(&self, options: &PutOptions, key: &Key, op: &'static str) -> Result<()> {
+        if !options.if_not_exists || self.inner.conditional {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "put-if-absent needs conditional writes (If-None-Match), which the store behind backend \
+                 `{}` does not honour (conditional_writes is off or the start-up probe found them \
+                 ignored): use a store that honours them and set `conditional_writes = true`, or \
+                 write without if_not_exists",
+                self.inner.name
+            ),
+        )
+        .with_key(key.as_str())
+        .with_backend(self.inner.name.clone())
+        .with_operation(op))
+    }
+
     async fn put_whole(
         &self,
         key: &Key,
@@ -269,11 +293,8 @@ impl S3Storage {
         options: &PutOptions,
         op: &'static str,
     ) -> Result<ObjectMeta> {
-        let mode = if options.if_not_exists && self.inner.conditional {
-            PutMode::Create
-        } else {
-            PutMode::Overwrite
-        };
+        self.check_conditional(options, key, op)?;
+        let mode = if options.if_not_exists { PutMode::Create } else { PutMode::Overwrite };
         let put = OsPutOptions { mode, attributes: self.attributes(&options.metadata), ..Default::default() };
         let size = value.len() as u64;
         let result = self
@@ -402,6 +423,7 @@ impl Storage for S3Storage {
     }
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
+        self.check_conditional(&options, key, "write")?;
         Ok(Box::new(writer::S3Writer::new(self.clone(), key.clone(), options)))
     }
 }

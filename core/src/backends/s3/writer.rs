@@ -50,6 +50,21 @@ impl ValueWriter for S3Writer {
             None => {
                 self.buffer.extend_from_slice(&chunk);
                 if self.buffer.len() > self.storage.inner.part_size {
+                    if self.options.if_not_exists {
+                        return Err(Error::new(
+                            ErrorKind::Unsupported,
+                            format!(
+                                "put-if-absent of a value larger than one part ({} bytes) is not \
+                                 supported: S3 completes a multipart upload unconditionally; \
+                                 raise part_size_mib of backend `{}` or write without if_not_exists",
+                                self.storage.inner.part_size,
+                                self.storage.name()
+                            ),
+                        )
+                        .with_key(self.key.as_str())
+                        .with_backend(self.storage.name().to_owned())
+                        .with_operation("write"));
+                    }
                     self.start_upload().await?;
                 }
             }
@@ -68,24 +83,6 @@ impl ValueWriter for S3Writer {
             return self.storage.put_whole(&self.key, value, &self.options, "write").await;
         };
         let s = self.storage.clone();
-        if self.options.if_not_exists {
-            match s.head(&self.key, "write").await {
-                Ok(_) => {
-                    let _ = upload.abort().await;
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        "the key exists and the write asked that it did not",
-                    )
-                    .with_key(self.key.as_str())
-                    .with_backend(s.name().to_owned()));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => {
-                    let _ = upload.abort().await;
-                    return Err(e);
-                }
-            }
-        }
         let result = upload.finish().await.map_err(|e| s.err(e, "write", &self.key))?;
         s.inner.listings.clear();
         Ok(ObjectMeta {
