@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::errno::FsError;
 use crate::fs::attr::{Attr, Kind, BLOCK_SIZE};
-use crate::fs::{DirCache, DirEntry, DirReplier, Entry, SetAttr, TierFs, TimeSpec};
+use crate::fs::{DirCache, DirEntry, DirReplier, Entry, Opened, SetAttr, TierFs, TimeSpec};
 use crate::identity::Caller;
 
 /// Largest write the kernel sends in one request.
@@ -144,13 +144,17 @@ fn kernel_time(t: SystemTime) -> SystemTime {
     std::time::UNIX_EPOCH - Duration::from_secs(secs) + Duration::new(0, nanos)
 }
 
-/// Flags of every open file: the kernel keeps cached pages across opens
+/// Flags of an open file: the kernel keeps cached pages across opens
 /// (every change passes through it, and `FUSE_AUTO_INVAL_DATA` drops them
-/// when the size or mtime we report changes), and `close` sends no `FLUSH`
-/// (changes are saved at release and on `fsync`; a flush would only cost a
-/// round trip per `close`).
-fn open_flags() -> FopenFlags {
-    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+/// when the size or mtime we report changes). `close` of a file opened to
+/// write sends a `FLUSH`, which reports changes known not to be saved; of
+/// one opened to read, none (it would only cost a round trip).
+fn open_flags(opened: &Opened) -> FopenFlags {
+    if opened.writable {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+    }
 }
 
 fn reply_entry(reply: ReplyEntry, result: Result<Entry, Errno>) {
@@ -308,7 +312,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.run("open", self.fs.open(&caller(req), ino.0, flags.0)) {
-            Ok(o) => reply.opened(FileHandle(o.fh), open_flags()),
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(e),
         }
     }
@@ -426,11 +430,8 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.rt.block_on(self.fs.store().sync()).map_err(|e| log_error("fsyncdir", e.into())),
-        );
+    fn fsyncdir(&self, req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty(reply, self.run("fsyncdir", self.fs.fsyncdir(&caller(req))));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -454,7 +455,7 @@ impl Filesystem for FuseAdapter {
     ) {
         match self.run("create", self.fs.create(&caller(req), parent.0, name, mode, flags)) {
             Ok((e, o)) => {
-                reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), open_flags())
+                reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), open_flags(&o))
             }
             Err(e) => reply.error(e),
         }

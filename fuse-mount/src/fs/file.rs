@@ -310,7 +310,7 @@ impl FileState {
     /// Drops every uncommitted change: content and attributes are again
     /// what the store holds as this file last knew it (no request is made:
     /// nobody may be allowed to read the key now).
-    async fn discard(&mut self, defaults: &attr::Defaults) {
+    pub async fn discard(&mut self, defaults: &attr::Defaults) {
         if let Content::Streaming(stream) = std::mem::replace(&mut self.content, Content::Clean { size: 0 }) {
             if let Err(e) = stream.writer.abort().await {
                 tracing::debug!(error = %e, "abandoning a refused stream failed");

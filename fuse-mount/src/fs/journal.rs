@@ -16,14 +16,27 @@
 //!   whose earlier change is still queued replaces it in place (same
 //!   principal only); a change already being committed is never touched.
 //! - [`Journal::flush`] waits until everything queued before it is
-//!   committed and reports a change that could not be: `fsync`, renames,
-//!   streamed writes and unmount go through it, so nothing ever overtakes
-//!   a queued change to the same key.
-//! - A failed batch is retried one change at a time; a change the store
+//!   committed (or has failed), so nothing ever overtakes a queued change to
+//!   the same key: renames and streamed writes go through it.
+//!   [`Journal::failure`] then tells one principal what of its changes did
+//!   not reach the store: `fsync` reports it.
+//! - A failed batch is retried one change at a time. A change the store
 //!   refuses for good (access revoked by a reload, an invalid key) is
-//!   dropped, logged and reported by the next `flush`; a change that fails
-//!   because the backend is unavailable is retried with backoff and blocks
-//!   the queue, so nothing acknowledged is lost while the daemon runs.
+//!   dropped, logged, and reported to its principal once. A change that
+//!   fails because the backend is unavailable is retried with backoff and
+//!   blocks the queue, so nothing acknowledged is lost while the daemon
+//!   runs.
+//! - A full device is not an outage and is never retried in a loop: a put
+//!   that fails for want of space is *held* (still pending, so readers see
+//!   it, and reported as `ENOSPC` to its principal at every `fsync` until it
+//!   is saved), and while any put is held, new puts are refused at once
+//!   with `ENOSPC`, so writers learn that the store is full when they
+//!   create or close a file. Deletes go on (they free space); held puts are
+//!   tried again after a delete commits and every [`PROBE`] otherwise, and
+//!   commit as soon as there is room, without a restart. A later change to
+//!   a held key replaces it.
+//! - [`Journal::close`] (unmount) commits what it can within a grace period
+//!   and logs, key by key, every change it could not commit.
 //! - Memory is bounded: writers wait while more than
 //!   [`JournalLimits::max_bytes`] are queued.
 //!
@@ -37,14 +50,20 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tierfs_core::access::Principal;
 use tierfs_core::{
     BatchOp, Error, ErrorKind, Key, Metadata, ObjectMeta, PutOptions, Session, Storage, StorageManager,
 };
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 /// Largest value the journal takes (the local backend keeps values up to
 /// this size inside its database, so a batch of them costs one fsync).
 pub const MAX_VALUE: usize = 256 * 1024;
+
+/// How often puts held for want of space are tried again when no delete
+/// has freed space meanwhile.
+pub const PROBE: Duration = Duration::from_secs(1);
 
 /// Bounds of the queue.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +108,7 @@ impl Change {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Queued {
     seq: u64,
     key: Key,
@@ -103,15 +122,30 @@ struct Latest {
     change: Change,
 }
 
+/// A change dropped for good, not yet reported to its principal.
+#[derive(Debug)]
+struct Dropped {
+    principal: Principal,
+    key: String,
+    error: Error,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_seq: u64,
     queue: VecDeque<Queued>,
-    /// The newest queued or in-flight change of each key.
+    /// The newest queued, in-flight or held change of each key.
     latest: BTreeMap<String, Latest>,
     bytes: usize,
-    /// Changes dropped after failing for good, not yet reported by a flush.
-    failures: Vec<(u64, String)>,
+    /// Puts that failed for want of space, waiting for room, by key.
+    held: BTreeMap<String, Queued>,
+    /// Changes dropped after failing for good, not yet reported.
+    dropped: Vec<Dropped>,
+    /// When held puts are tried again at the latest.
+    probe_at: Option<Instant>,
+    /// After this instant (unmount's grace period), an unavailable backend
+    /// is no longer waited for.
+    deadline: Option<Instant>,
     closed: bool,
 }
 
@@ -124,6 +158,27 @@ pub struct Journal {
     work: Notify,
     room: Notify,
     committed: watch::Sender<u64>,
+}
+
+/// The error of a put refused at once because the store is full.
+fn store_full(key: &str, held: &str) -> Error {
+    Error::io(
+        format!(
+            "the store is full (`{held}` is waiting for space): no new value is taken until space \
+             is freed; delete something"
+        ),
+        std::io::Error::from_raw_os_error(libc::ENOSPC),
+    )
+    .with_key(key)
+}
+
+/// The error of a put held for want of space.
+fn not_saved_yet(key: &str) -> Error {
+    Error::io(
+        "not saved yet: the store is full; the change is kept and saved as soon as space is freed",
+        std::io::Error::from_raw_os_error(libc::ENOSPC),
+    )
+    .with_key(key)
 }
 
 impl Journal {
@@ -159,9 +214,14 @@ impl Journal {
             .collect()
     }
 
-    /// Whether nothing is queued or being committed.
+    /// Whether nothing is queued, being committed or held.
     pub fn is_idle(&self) -> bool {
         self.state.lock().latest.is_empty()
+    }
+
+    /// Whether a put of `key` is held for want of space.
+    pub fn is_held(&self, key: &str) -> bool {
+        self.state.lock().held.contains_key(key)
     }
 
     /// The `stat` answer for a pending put.
@@ -179,18 +239,31 @@ impl Journal {
     }
 
     /// Queues `change` of `key` on behalf of `session`; returns at once
-    /// unless the queue is full.
-    pub async fn enqueue(&self, session: &Session, key: Key, change: Change) {
+    /// unless the queue is full. A put is refused with an out-of-space
+    /// error while puts are held for want of space.
+    pub async fn enqueue(&self, session: &Session, key: Key, change: Change) -> Result<(), Error> {
         let weight = change.weight(&key);
+        if matches!(change, Change::Put { .. }) && !self.state.lock().held.is_empty() {
+            // Deletes queued meanwhile may have freed space: let them
+            // commit (the first flush) and the held puts be tried again
+            // (the second) before refusing.
+            self.flush().await?;
+            self.flush().await?;
+        }
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
                 let mut state = self.state.lock();
+                if matches!(change, Change::Put { .. }) {
+                    if let Some(held) = state.held.keys().next() {
+                        return Err(store_full(key.as_str(), held));
+                    }
+                }
                 if state.bytes + weight <= self.limits.max_bytes || state.latest.is_empty() {
                     self.push(&mut state, session, key, change, weight);
-                    return;
+                    return Ok(());
                 }
             }
             self.work.notify_one();
@@ -199,6 +272,23 @@ impl Journal {
     }
 
     fn push(&self, state: &mut State, session: &Session, key: Key, change: Change, weight: usize) {
+        if let Some(held) = state.held.remove(key.as_str()) {
+            // The newer change replaces the held put; its principal, if
+            // another, is told the put was not saved.
+            state.bytes = state.bytes.saturating_sub(held.change.weight(&held.key));
+            state.latest.remove(key.as_str());
+            if held.session.principal() != session.principal() {
+                state.dropped.push(Dropped {
+                    principal: held.session.principal().clone(),
+                    key: held.key.as_str().to_owned(),
+                    error: Error::io(
+                        "not saved: the store was full, and another's change replaced it",
+                        std::io::Error::from_raw_os_error(libc::ENOSPC),
+                    )
+                    .with_key(key.as_str()),
+                });
+            }
+        }
         let front = state.queue.front().map(|q| q.seq);
         if let (Some(latest), Some(front)) = (state.latest.get(key.as_str()), front) {
             let seq = latest.seq;
@@ -222,37 +312,107 @@ impl Journal {
         self.work.notify_one();
     }
 
-    /// Waits until every change queued so far is committed; fails if one
-    /// of them was dropped since the last flush.
+    /// Waits until every change queued so far is committed, dropped or
+    /// held. Fails only if the committer stopped.
     pub async fn flush(&self) -> Result<(), Error> {
-        let target = {
-            let state = self.state.lock();
-            state.next_seq - 1
-        };
+        let target = self.state.lock().next_seq - 1;
         let mut rx = self.committed.subscribe();
         self.work.notify_one();
         rx.wait_for(|&c| c >= target).await.map_err(|_| {
             Error::new(ErrorKind::Unavailable, "the journal committer stopped; remount to continue")
         })?;
+        Ok(())
+    }
+
+    /// What keeps `principal`'s changes (of `key` only, if given) from the
+    /// store: a change dropped for good (reported once), else a put held
+    /// for want of space (reported until it is saved).
+    pub fn failure(&self, principal: &Principal, key: Option<&str>) -> Option<Error> {
         let mut state = self.state.lock();
-        let (reported, kept): (Vec<_>, Vec<_>) =
-            state.failures.drain(..).partition(|(seq, _)| *seq <= target);
-        state.failures = kept;
-        match reported.into_iter().next() {
-            None => Ok(()),
-            Some((_, message)) => Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("a queued change could not be written and was dropped: {message}"),
+        let mine = |p: &Principal, k: &str| p == principal && key.is_none_or(|key| key == k);
+        if let Some(i) = state.dropped.iter().position(|d| mine(&d.principal, &d.key)) {
+            let first = state.dropped.remove(i);
+            state.dropped.retain(|d| !mine(&d.principal, &d.key));
+            let kind = first.error.kind();
+            return Some(
+                Error::new(kind, format!("a change could not be written and was dropped: {}", first.error))
+                    .with_source(first.error)
+                    .with_key(first.key),
+            );
+        }
+        let held = state.held.values().find(|q| mine(q.session.principal(), q.key.as_str()))?;
+        Some(not_saved_yet(held.key.as_str()))
+    }
+
+    /// Commits everything it can within `grace`, then stops the committer.
+    /// Fails, after logging each of them, if changes could not be committed.
+    pub async fn close(&self, grace: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + grace;
+        self.state.lock().deadline = Some(deadline);
+        loop {
+            // An unavailable backend is no longer waited for past the
+            // deadline, so this wait is bounded too.
+            self.flush().await?;
+            if self.state.lock().held.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            self.requeue_held(true);
+            self.flush().await?;
+            if self.state.lock().held.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(deadline - Instant::now())).await;
+        }
+        let mut state = self.state.lock();
+        state.closed = true;
+        self.work.notify_one();
+        let mut lost = 0;
+        for q in std::mem::take(&mut state.held).into_values() {
+            tracing::error!(key = %q.key, principal = %q.session.principal(), "not committed at unmount: the store is full");
+            lost += 1;
+        }
+        for d in state.dropped.drain(..) {
+            tracing::error!(key = %d.key, principal = %d.principal, error = %d.error, "not committed: dropped");
+            lost += 1;
+        }
+        match lost {
+            0 => Ok(()),
+            n => Err(Error::io(
+                format!("{n} change(s) could not be committed; each is named in the log"),
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
             )),
         }
     }
 
-    /// Commits everything, then stops the committer.
-    pub async fn close(&self) -> Result<(), Error> {
-        let result = self.flush().await;
-        self.state.lock().closed = true;
+    /// Queues held puts to be tried again: `all`, or (a probe) the oldest
+    /// only, so a store still full costs one failed write per probe. They
+    /// stay held (so new puts are still refused) until they commit. Each
+    /// gets a new place at the end (it is the newest change of its key: a
+    /// newer one replaces a held put), so a flush waits for it.
+    fn requeue_held(&self, all: bool) {
+        let mut state = self.state.lock();
+        let mut held: Vec<Queued> = state.held.values().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        held.sort_by_key(|q| q.seq);
+        if !all {
+            held.truncate(1);
+        }
+        for mut q in held {
+            q.seq = state.next_seq;
+            state.next_seq += 1;
+            if let Some(latest) = state.latest.get_mut(q.key.as_str()) {
+                latest.seq = q.seq;
+            }
+            if let Some(entry) = state.held.get_mut(q.key.as_str()) {
+                entry.seq = q.seq;
+            }
+            state.queue.push_back(q);
+        }
+        state.probe_at = None;
+        drop(state);
         self.work.notify_one();
-        result
     }
 
     async fn run(self: Arc<Self>) {
@@ -261,7 +421,7 @@ impl Journal {
                 let work = self.work.notified();
                 tokio::pin!(work);
                 work.as_mut().enable();
-                {
+                let probe_at = {
                     let mut state = self.state.lock();
                     if !state.queue.is_empty() {
                         let n = state.queue.len().min(self.limits.max_batch);
@@ -270,30 +430,75 @@ impl Journal {
                     if state.closed {
                         return;
                     }
+                    state.probe_at
+                };
+                match probe_at {
+                    Some(at) => {
+                        if tokio::time::timeout_at(at, work).await.is_err() {
+                            self.requeue_held(false);
+                        }
+                    }
+                    None => work.await,
                 }
-                work.await;
             };
-            let last = batch.last().map_or(0, |q| q.seq);
-            let failures = self.commit(&batch).await;
+            let last = batch.iter().map(|q| q.seq).max().unwrap_or(0);
+            let outcome = self.commit(&batch).await;
+            let mut saved_held = false;
             {
                 let mut state = self.state.lock();
-                for q in &batch {
-                    if state.latest.get(q.key.as_str()).is_some_and(|l| l.seq == q.seq) {
+                for (i, q) in batch.into_iter().enumerate() {
+                    let current = state.latest.get(q.key.as_str()).is_some_and(|l| l.seq == q.seq);
+                    let was_held = state.held.get(q.key.as_str()).is_some_and(|h| h.seq == q.seq);
+                    match &outcome.failed[i] {
+                        // A newer change of the key is queued: it decides.
+                        Some(e) if !current => {
+                            tracing::debug!(key = %q.key, error = %e, "a change failed, and a newer one replaces it");
+                        }
+                        Some(e) if e.is_out_of_space() => {
+                            if state.held.is_empty() {
+                                tracing::warn!(key = %q.key, error = %e, "the store is full; holding changes until space is freed");
+                            }
+                            state.probe_at.get_or_insert(Instant::now() + PROBE);
+                            state.held.insert(q.key.as_str().to_owned(), q);
+                            continue;
+                        }
+                        Some(e) => {
+                            tracing::error!(key = %q.key, principal = %q.session.principal(), error = %e, "a queued change was dropped");
+                            state.dropped.push(Dropped {
+                                principal: q.session.principal().clone(),
+                                key: q.key.as_str().to_owned(),
+                                error: e.clone(),
+                            });
+                        }
+                        None => saved_held |= was_held,
+                    }
+                    if was_held {
+                        state.held.remove(q.key.as_str());
+                    }
+                    if current {
                         state.latest.remove(q.key.as_str());
                     }
                     state.bytes = state.bytes.saturating_sub(q.change.weight(&q.key));
                 }
-                state.failures.extend(failures);
             }
-            self.committed.send_replace(last);
+            // Requeued before the commit is announced, so that a flush
+            // after this one waits for the held puts too.
+            if outcome.freed || saved_held {
+                self.requeue_held(true);
+            }
+            self.committed.send_if_modified(|c| {
+                let before = *c;
+                *c = before.max(last);
+                *c != before
+            });
             self.room.notify_waiters();
         }
     }
 
     /// Writes `batch` in order: one store batch per run of changes with the
-    /// same principal and route. Returns the changes dropped.
-    async fn commit(&self, batch: &[Queued]) -> Vec<(u64, String)> {
-        let mut failures = Vec::new();
+    /// same principal and route.
+    async fn commit(&self, batch: &[Queued]) -> Outcome {
+        let mut outcome = Outcome { failed: vec![None; batch.len()], freed: false, full: None };
         let mut start = 0;
         while start < batch.len() {
             let route = self.manager.route_of(batch[start].key.as_str());
@@ -325,23 +530,39 @@ impl Journal {
             } else {
                 run[0].session.batch(ops).await.map_err(Some)
             };
-            if let Err(e) = result {
-                if let Some(e) = e {
-                    tracing::debug!(error = %e, changes = run.len(), "batch failed; committing one at a time");
-                }
-                for q in run {
-                    if let Err(e) = self.commit_one(q).await {
-                        tracing::error!(key = %q.key, error = %e, "a queued change was dropped");
-                        failures.push((q.seq, e.to_string()));
+            match result {
+                Ok(_) => outcome.freed |= run.iter().any(|q| matches!(q.change, Change::Delete)),
+                Err(e) => {
+                    if let Some(e) = e {
+                        tracing::debug!(error = %e, changes = run.len(), "batch failed; committing one at a time");
+                    }
+                    for (i, q) in run.iter().enumerate() {
+                        // Once the device is full, the puts that follow
+                        // are held without each failing (and costing a
+                        // database reopen) again; deletes still go.
+                        if let (Some(full), Change::Put { .. }) = (&outcome.full, &q.change) {
+                            outcome.failed[start + i] = Some(full.clone());
+                            continue;
+                        }
+                        match self.commit_one(q).await {
+                            Ok(()) => outcome.freed |= matches!(q.change, Change::Delete),
+                            Err(e) => {
+                                if e.is_out_of_space() {
+                                    outcome.full.get_or_insert(e.clone());
+                                }
+                                outcome.failed[start + i] = Some(e);
+                            }
+                        }
                     }
                 }
             }
             start = end;
         }
-        failures
+        outcome
     }
 
-    /// One change, retried with backoff while the backend is unavailable.
+    /// One change, retried with backoff while the backend is unavailable
+    /// (not while its device is full, and not past unmount's deadline).
     async fn commit_one(&self, q: &Queued) -> Result<(), Error> {
         let mut delay = Duration::from_millis(50);
         loop {
@@ -354,9 +575,9 @@ impl Journal {
                 Change::Delete => q.session.delete(&q.key).await,
             };
             match result {
-                Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    let closed = self.state.lock().closed;
-                    if closed {
+                Err(e) if e.kind() == ErrorKind::Unavailable && !e.is_out_of_space() => {
+                    let deadline = self.state.lock().deadline;
+                    if deadline.is_some_and(|d| Instant::now() + delay >= d) {
                         return Err(e);
                     }
                     tracing::warn!(key = %q.key, error = %e, "backend unavailable; retrying in {delay:?}");
@@ -367,6 +588,15 @@ impl Journal {
             }
         }
     }
+}
+
+/// What became of a batch: the error of each change that failed, and
+/// whether a delete committed (space may have been freed).
+struct Outcome {
+    failed: Vec<Option<Error>>,
+    freed: bool,
+    /// The first out-of-space failure.
+    full: Option<Error>,
 }
 
 #[cfg(test)]
@@ -389,9 +619,9 @@ mod tests {
         let s = m.session("alice");
         let j = Journal::start(m.clone(), JournalLimits::default());
         let k = Key::new("a/b").unwrap();
-        j.enqueue(&s, k.clone(), put(b"one")).await;
-        j.enqueue(&s, Key::new("a/c").unwrap(), put(b"two")).await;
-        j.enqueue(&s, k.clone(), Change::Delete).await;
+        j.enqueue(&s, k.clone(), put(b"one")).await.unwrap();
+        j.enqueue(&s, Key::new("a/c").unwrap(), put(b"two")).await.unwrap();
+        j.enqueue(&s, k.clone(), Change::Delete).await.unwrap();
         // Whatever is still pending (the committer may have run) is the
         // newest change of its key: a/b deleted, a/c put.
         for (k, change) in j.pending_under("a/") {
@@ -420,12 +650,13 @@ mod tests {
                 k.clone(),
                 Change::Put { value, metadata: Metadata::new(), modified: SystemTime::now() },
             )
-            .await;
-            j.enqueue(&s, Key::new(format!("other{i}")).unwrap(), put(b"x")).await;
+            .await
+            .unwrap();
+            j.enqueue(&s, Key::new(format!("other{i}")).unwrap(), put(b"x")).await.unwrap();
         }
         j.flush().await.unwrap();
         assert_eq!(&s.get(&k).await.unwrap()[..], &[49]);
-        j.close().await.unwrap();
+        j.close(Duration::from_secs(1)).await.unwrap();
     }
 
     #[tokio::test]
@@ -439,12 +670,21 @@ mod tests {
         let m = StorageManager::open(config).await.unwrap();
         let s = m.session("alice");
         let j = Journal::start(m.clone(), JournalLimits::default());
-        j.enqueue(&s, Key::new("ok/1").unwrap(), put(b"1")).await;
-        j.enqueue(&s, Key::new("no/2").unwrap(), put(b"2")).await;
-        j.enqueue(&s, Key::new("ok/3").unwrap(), put(b"3")).await;
-        let err = j.flush().await.unwrap_err();
-        assert!(err.to_string().contains("no/2"), "{err}");
-        assert!(s.stat(&Key::new("ok/3").unwrap()).await.is_ok());
+        j.enqueue(&s, Key::new("ok/1").unwrap(), put(b"1")).await.unwrap();
+        j.enqueue(&s, Key::new("no/2").unwrap(), put(b"2")).await.unwrap();
+        j.enqueue(&s, Key::new("ok/3").unwrap(), put(b"3")).await.unwrap();
         j.flush().await.unwrap();
+        let alice = Principal::new("alice");
+        let err = j.failure(&alice, None).expect("the refused change is reported");
+        assert!(err.to_string().contains("no/2"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        assert!(s.stat(&Key::new("ok/3").unwrap()).await.is_ok());
+        // Reported once, and to its principal only.
+        assert!(j.failure(&alice, None).is_none());
+        j.enqueue(&s, Key::new("no/4").unwrap(), put(b"4")).await.unwrap();
+        j.flush().await.unwrap();
+        assert!(j.failure(&Principal::new("bob"), None).is_none());
+        assert!(j.failure(&alice, Some("no/2")).is_none());
+        assert!(j.failure(&alice, Some("no/4")).is_some());
     }
 }

@@ -85,6 +85,9 @@ pub struct Entry {
 pub struct Opened {
     /// The handle.
     pub fh: u64,
+    /// Opened to write: its `close` reports what could not be saved, so
+    /// the kernel must send a flush for it.
+    pub writable: bool,
 }
 
 /// An open directory: its handle, and what the kernel may do with its
@@ -215,6 +218,10 @@ struct Handle {
 
 /// The open flag of a file opened by `execve` (the kernel's `__FMODE_EXEC`).
 const FMODE_EXEC: i32 = 0o40;
+
+/// How long unmount waits for a full or unavailable store to take the
+/// changes still queued before it gives up on them (naming each in the log).
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug)]
 struct DirHandle {
@@ -820,28 +827,50 @@ impl TierFs {
     }
 
     /// Drops one open of `ino`; the last one commits unsaved changes and
-    /// detaches the state.
+    /// detaches the state, unless something is left to tell or to save:
+    /// changes that could not be committed (a full store, a backend down)
+    /// stay with the inode, still seen by every reader, and are tried again
+    /// at its next `fsync` or close and at unmount; changes that were lost
+    /// (refused, or a stream that could not be published) are reported to
+    /// their writer at its next write, `fsync` or `close` of the file. The
+    /// result of a release reaches no one (the kernel drops it), so it is
+    /// only logged by the caller.
     async fn close_file(&self, ino: u64, file: &Arc<OpenFile>, session: &Session) -> FsResult<()> {
-        let result = {
+        let (result, keep) = {
             let mut state = file.state.lock().await;
             let last = self.inodes.close(ino);
             // A principal's changes are committed when it closes the file,
             // even if others still have it open; all are at the last close.
             let own = state.writer.as_ref().is_some_and(|w| w.principal() == session.principal());
             let committed = if (last || own) && state.dirty && !state.unlinked {
+                let writer = state.writer.clone().unwrap_or_else(|| session.clone());
                 let committed = match self.inodes.key_of(ino).and_then(key) {
                     Ok(k) => state.commit(&self.store, session, &k).await,
                     Err(e) => Err(e),
                 };
-                file.publish(&state, false);
+                let mut content_changed = false;
+                if let Err(e) = &committed {
+                    if e.errno() == libc::EACCES {
+                        state.discard(&self.options.defaults).await;
+                        content_changed = true;
+                    }
+                    if !state.dirty {
+                        state.refused.push((writer.principal().clone(), e.errno(), e.message().to_owned()));
+                    }
+                }
+                file.publish(&state, content_changed);
                 committed
             } else {
                 Ok(())
             };
-            let refused = state.take_refused(session.principal());
-            committed.and(refused.map_or(Ok(()), Err))
+            let keep = last && !state.unlinked && (state.dirty || !state.refused.is_empty());
+            (committed, keep)
         };
-        self.inodes.detach_if_closed(ino);
+        if keep {
+            tracing::warn!(ino, "a closed file keeps unsaved changes or an unreported failure in memory");
+        } else {
+            self.inodes.detach_if_closed(ino);
+        }
         result
     }
 
@@ -892,17 +921,18 @@ impl TierFs {
         if exec {
             file.executes(true);
         }
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let handle = Handle {
             ino,
             file,
             session,
-            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            writable,
             append: flags & libc::O_APPEND != 0,
             exec,
             readahead: tokio::sync::Mutex::new(ReadAhead::default()),
         };
         self.handles.lock().insert(fh, Arc::new(handle));
-        Opened { fh }
+        Opened { fh, writable }
     }
 
     /// Creates and opens a regular file.
@@ -1074,17 +1104,34 @@ impl TierFs {
         Ok(())
     }
 
-    /// `close` of one descriptor. Nothing to do: changes reach the store
-    /// when the kernel releases the file (`release`) or on `fsync`, and the
-    /// adapter asks the kernel not to send flushes at all.
+    /// `close` of one descriptor (sent for descriptors open to write only):
+    /// reports what is known not to have reached the store of this
+    /// principal's changes to the file: a refusal, a stream that could not
+    /// be published, a change the journal dropped or holds for want of
+    /// space. It does not wait for queued changes to commit (`fsync` does):
+    /// changes reach the store when the kernel releases the file or on
+    /// `fsync`.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
-        self.handle(fh).map(drop)
+        let handle = self.handle(fh)?;
+        if !handle.writable {
+            return Ok(());
+        }
+        if let Some(refused) = handle.file.state.lock().await.take_refused(handle.session.principal()) {
+            return Err(refused);
+        }
+        let k = key(self.inodes.key_of(handle.ino)?)?;
+        match self.store.failure(&handle.session, Some(&k)) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Makes the file's content and attributes durable in the store.
     /// Another principal's pending changes are committed as theirs (a
     /// refusal of those is not this caller's error); a refusal of this
-    /// principal's own changes, now or earlier, is.
+    /// principal's own changes, now or earlier, is, as is a change of this
+    /// principal the journal could not commit (`ENOSPC` while the store is
+    /// full).
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         let handle = self.handle(fh)?;
         let mut state = handle.file.state.lock().await;
@@ -1099,9 +1146,16 @@ impl TierFs {
             // Refused, the changes stay this principal's only: another's
             // request discards them (see `FileState::hand_over`).
             state.commit(&self.store, &handle.session, &k).await?;
+            handle.file.publish(&state, false);
         }
         drop(state);
-        Ok(self.store.sync().await?)
+        Ok(self.store.sync(&handle.session).await?)
+    }
+
+    /// `fsync` of a directory: every queued change is committed and made
+    /// durable; fails if one of the caller's could not be.
+    pub async fn fsyncdir(&self, caller: &Caller) -> FsResult<()> {
+        Ok(self.store.sync(&self.session(caller)).await?)
     }
 
     /// The last close of one `open`: commits unsaved changes when it is the
@@ -1320,23 +1374,32 @@ impl TierFs {
         let mut first_error = None;
         for (ino, file) in self.inodes.all_open_files() {
             let mut state = file.state.lock().await;
-            if !state.dirty || state.unlinked {
+            if state.unlinked || (!state.dirty && state.refused.is_empty()) {
                 continue;
             }
             let session = match &state.writer {
                 Some(s) => s.clone(),
                 None => self.store.manager().session("root"),
             };
-            let result = match self.inodes.key_of(ino).and_then(key) {
-                Ok(k) => state.commit(&self.store, &session, &k).await,
-                Err(e) => Err(e),
+            let k = match self.inodes.key_of(ino).and_then(key) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::error!(ino, error = %e, "not committed at unmount: the file has no name");
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             };
-            if let Err(e) = result {
-                tracing::error!(ino, error = %e, "unsaved changes of an open file could not be written at unmount");
-                first_error.get_or_insert(e);
+            if state.dirty {
+                if let Err(e) = state.commit(&self.store, &session, &k).await {
+                    tracing::error!(key = %k, principal = %session.principal(), error = %e, "not committed at unmount");
+                    first_error.get_or_insert(e);
+                }
+            }
+            for (principal, _, message) in state.refused.drain(..) {
+                tracing::error!(key = %k, %principal, error = %message, "not committed: lost before unmount and not yet reported");
             }
         }
-        if let Err(e) = self.store.close().await {
+        if let Err(e) = self.store.close(CLOSE_GRACE).await {
             tracing::error!(error = %e, "queued changes could not be written at unmount");
             first_error.get_or_insert(e.into());
         }

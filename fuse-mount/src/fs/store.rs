@@ -342,8 +342,7 @@ impl Store {
                 // Decided and audited now; the commit is checked again.
                 session.check(Op::Write, key.as_str())?;
                 let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
-                journal.enqueue(session, key.clone(), change).await;
-                Ok(())
+                journal.enqueue(session, key.clone(), change).await
             }
             Some(_) => {
                 self.flush().await?;
@@ -364,8 +363,7 @@ impl Store {
         match &self.journal {
             Some(journal) => {
                 session.check(Op::Delete, key.as_str())?;
-                journal.enqueue(session, key.clone(), Change::Delete).await;
-                Ok(())
+                journal.enqueue(session, key.clone(), Change::Delete).await
             }
             None => session.delete(key).await,
         }
@@ -447,12 +445,19 @@ impl Store {
     /// change of either key is overtaken).
     pub async fn rename(&self, session: &Session, from: &Key, to: &Key) -> Result<()> {
         self.flush().await?;
+        if let Some(journal) = &self.journal {
+            if journal.is_held(from.as_str()) {
+                return Err(journal.failure(session.principal(), Some(from.as_str())).unwrap_or_else(|| {
+                    Error::new(ErrorKind::Unavailable, "not yet saved: the store is full")
+                }));
+            }
+        }
         let renamed = session.rename(from, to).await;
         self.listings.changed();
         renamed
     }
 
-    /// Waits until every queued change is committed.
+    /// Waits until every queued change is committed, dropped or held.
     pub async fn flush(&self) -> Result<()> {
         match &self.journal {
             Some(journal) => journal.flush().await,
@@ -460,16 +465,28 @@ impl Store {
         }
     }
 
-    /// Flushes, then makes every acknowledged write durable.
-    pub async fn sync(&self) -> Result<()> {
+    /// Flushes, then makes every acknowledged write durable; fails if a
+    /// change of `session`'s principal could not be committed.
+    pub async fn sync(&self, session: &Session) -> Result<()> {
         self.flush().await?;
+        if let Some(failure) = self.failure(session, None) {
+            return Err(failure);
+        }
         self.manager.sync().await
     }
 
-    /// Flushes and stops the journal, then flushes the manager.
-    pub async fn close(&self) -> Result<()> {
+    /// What keeps `session`'s queued changes (of `key` only, if given) from
+    /// the store, as far as is known now (no wait): see
+    /// [`Journal::failure`].
+    pub fn failure(&self, session: &Session, key: Option<&Key>) -> Option<Error> {
+        self.journal.as_ref()?.failure(session.principal(), key.map(Key::as_str))
+    }
+
+    /// Commits and stops the journal (waiting at most `grace` for a full
+    /// or unavailable store), then flushes the manager.
+    pub async fn close(&self, grace: Duration) -> Result<()> {
         let journal = match &self.journal {
-            Some(journal) => journal.close().await,
+            Some(journal) => journal.close(grace).await,
             None => Ok(()),
         };
         let manager = self.manager.shutdown().await;
