@@ -137,6 +137,9 @@ stage_lint() {
 }
 
 stage_rust() {
+    # The workspace's tests include the mount's, which use these tools and
+    # fail without them under CI=true.
+    apt_need fuse3 rsync sqlite3 git
     if cargo nextest --version >/dev/null 2>&1; then
         run cargo nextest run --workspace
         # nextest does not run doctests.
@@ -153,7 +156,8 @@ stage_rust() {
 # The behaviour suite runs against the cluster bare and behind both caches,
 # then `tierfs mount` serves the cluster for real (root and /dev/fuse): bare,
 # and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), then
-# the fault tests stop nodes and Redis under load, one at a time.
+# the fault tests stop nodes and Redis under load, one at a time, through
+# the core and through the mount (fuse-mount/tests/distributed_faults.rs).
 stage_services() {
     apt_need redis-server redis-tools fuse3 diffutils
     cargo_tool_need garage@2.5.0 garage
@@ -179,6 +183,7 @@ stage_services() {
     # which then resynchronise in the background.
     run cargo test -p tierfs-fuse --features services --test distributed
     run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
+    run cargo test -p tierfs-fuse --features services --test distributed_faults -- --test-threads=1
 }
 
 # fuse: the FUSE front end mounted for real (needs root and /dev/fuse).

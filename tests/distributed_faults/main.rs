@@ -4,7 +4,6 @@
 //! the other distributed tests.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,46 +13,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tierfs_core::{Config, ErrorKind, Key, Storage, StorageManager};
 use tierfs_tests::plugins::workspace_root;
-use tierfs_tests::services::{redis_url, required_env, s3_backend_toml};
-
-fn garage(action: &str, node: u32) {
-    let script: PathBuf = workspace_root().join("scripts/services/garage.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(action)
-        .arg(required_env("TIERFS_GARAGE_DIR"))
-        .arg(node.to_string())
-        .status()
-        .expect("run garage.sh");
-    assert!(status.success(), "garage.sh {action} {node} failed");
-}
-
-/// Stopped Garage nodes, started again when dropped (also on a failed
-/// assertion), so one test's outage never leaks into the next.
-struct Down(Vec<u32>);
-
-impl Down {
-    fn stop(nodes: &[u32]) -> Down {
-        for n in nodes {
-            garage("stop-node", *n);
-        }
-        Down(nodes.to_vec())
-    }
-
-    fn restart(mut self) {
-        for n in std::mem::take(&mut self.0) {
-            garage("start-node", n);
-        }
-    }
-}
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        for n in std::mem::take(&mut self.0) {
-            garage("start-node", n);
-        }
-    }
-}
+use tierfs_tests::services::{redis_url, required_env, s3_backend_toml, wait_for_cluster, Down};
 
 /// Puts `work/<task>/<n>` in a loop and reads back its previous key, from
 /// several tasks; returns what was acknowledged and what failed.
@@ -128,27 +88,6 @@ async fn check_all(store: &dyn Storage, acked: &BTreeMap<String, String>) {
     for (key, value) in acked {
         let got = store.get(&Key::new(key.clone()).unwrap()).await.unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!(got, Bytes::from(value.clone()), "{key}");
-    }
-}
-
-/// Waits until the cluster takes writes (after an earlier test's restart).
-async fn wait_for_cluster() {
-    let text = s3_backend_toml("probe", FAST);
-    let start = Instant::now();
-    loop {
-        if let Ok(config) = Config::parse(&text, None) {
-            if let Ok(m) = StorageManager::open(config).await {
-                let ok = m
-                    .session("t")
-                    .put(&Key::new("up").unwrap(), Bytes::from_static(b"1"), Default::default())
-                    .await;
-                if ok.is_ok() {
-                    return;
-                }
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(90), "the cluster is not taking writes");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -1,7 +1,15 @@
 //! The real services the distributed tests run against, described by the
 //! environment that `scripts/test.sh services` sets up.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tierfs_core::{Config, Key, Storage, StorageManager};
+
+use crate::plugins::workspace_root;
 
 /// An environment variable the services stage must set.
 pub fn required_env(name: &str) -> String {
@@ -29,4 +37,69 @@ pub fn s3_backend_toml(name: &str, extra: &str) -> String {
 /// The URL of the test `redis-server`.
 pub fn redis_url() -> String {
     required_env("TIERFS_REDIS_URL")
+}
+
+/// Runs `scripts/services/garage.sh ACTION DIR NODE` on the test cluster.
+fn garage(action: &str, node: u32) {
+    let script: PathBuf = workspace_root().join("scripts/services/garage.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(action)
+        .arg(required_env("TIERFS_GARAGE_DIR"))
+        .arg(node.to_string())
+        .status()
+        .expect("run garage.sh");
+    assert!(status.success(), "garage.sh {action} {node} failed");
+}
+
+/// Stopped Garage nodes, started again when dropped (also on a failed
+/// assertion), so one test's outage never leaks into the next. With two
+/// of the three nodes down, the cluster answers 503.
+pub struct Down(Vec<u32>);
+
+impl Down {
+    /// Stops `nodes` (1 to 3).
+    pub fn stop(nodes: &[u32]) -> Down {
+        for n in nodes {
+            garage("stop-node", *n);
+        }
+        Down(nodes.to_vec())
+    }
+
+    /// Starts the nodes again.
+    pub fn restart(mut self) {
+        for n in std::mem::take(&mut self.0) {
+            garage("start-node", n);
+        }
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        for n in std::mem::take(&mut self.0) {
+            garage("start-node", n);
+        }
+    }
+}
+
+/// Waits until the cluster takes writes (after an earlier test's restart),
+/// for at most 90 s.
+pub async fn wait_for_cluster() {
+    let text = s3_backend_toml("probe", "timeout_ms = 3000\nconnect_timeout_ms = 1000\nretries = 2\n");
+    let start = Instant::now();
+    loop {
+        if let Ok(config) = Config::parse(&text, None) {
+            if let Ok(m) = StorageManager::open(config).await {
+                let ok = m
+                    .session("t")
+                    .put(&Key::new("up").unwrap(), Bytes::from_static(b"1"), Default::default())
+                    .await;
+                if ok.is_ok() {
+                    return;
+                }
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "the cluster is not taking writes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

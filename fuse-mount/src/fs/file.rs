@@ -228,8 +228,10 @@ impl FileState {
         let published: ObjectMeta = match finished {
             Ok(meta) => meta,
             Err(e) => {
-                // The store keeps the value it had; what was streamed is lost.
-                let size = store.stat(session, key).await.map_or(0, |m| m.size);
+                // The store keeps the value it had; what was streamed is
+                // lost. If the store cannot say its size now (an outage),
+                // it is the size last published.
+                let size = store.stat(session, key).await.map_or(self.base.1, |m| m.size);
                 self.content = Content::Clean { size };
                 self.dirty = false;
                 return Err(e.into());

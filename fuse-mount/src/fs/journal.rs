@@ -19,7 +19,11 @@
 //!   committed (or has failed), so nothing ever overtakes a queued change to
 //!   the same key: renames and streamed writes go through it.
 //!   [`Journal::failure`] then tells one principal what of its changes did
-//!   not reach the store: `fsync` reports it.
+//!   not reach the store: `fsync` reports it. A flush is bounded during an
+//!   outage: once a commit attempt made after it started fails because the
+//!   backend is unavailable (each attempt is bounded by the backend's
+//!   timeout and retries), it fails with that error, and the changes stay
+//!   queued.
 //! - A failed batch is retried one change at a time. A change the store
 //!   refuses for good (access revoked by a reload, an invalid key) is
 //!   dropped, logged, and reported to its principal once. A change that
@@ -146,6 +150,9 @@ struct State {
     /// After this instant (unmount's grace period), an unavailable backend
     /// is no longer waited for.
     deadline: Option<Instant>,
+    /// The last failure of a commit attempt because the backend was
+    /// unavailable, until a commit succeeds.
+    outage: Option<Error>,
     closed: bool,
 }
 
@@ -158,6 +165,9 @@ pub struct Journal {
     work: Notify,
     room: Notify,
     committed: watch::Sender<u64>,
+    /// Counts commit attempts that failed because the backend was
+    /// unavailable, so that a flush in an outage ends.
+    outages: watch::Sender<u64>,
 }
 
 /// The error of a put refused at once because the store is full.
@@ -186,6 +196,7 @@ impl Journal {
     /// committer task on the current tokio runtime.
     pub fn start(manager: StorageManager, limits: JournalLimits) -> Arc<Journal> {
         let (committed, _) = watch::channel(0);
+        let (outages, _) = watch::channel(0);
         let journal = Arc::new(Journal {
             manager,
             limits,
@@ -193,6 +204,7 @@ impl Journal {
             work: Notify::new(),
             room: Notify::new(),
             committed,
+            outages,
         });
         tokio::spawn(journal.clone().run());
         journal
@@ -313,15 +325,44 @@ impl Journal {
     }
 
     /// Waits until every change queued so far is committed, dropped or
-    /// held. Fails only if the committer stopped.
+    /// held. Fails if the committer stopped, or, in an outage, once a commit
+    /// attempt made after this call started has failed because the backend
+    /// is unavailable: the changes then stay queued and are retried.
     pub async fn flush(&self) -> Result<(), Error> {
         let target = self.state.lock().next_seq - 1;
+        let mut outages = self.outages.subscribe();
+        outages.mark_unchanged();
+        tokio::select! {
+            done = self.wait_committed(target) => done,
+            _ = outages.changed() => match *self.committed.borrow() >= target {
+                true => Ok(()),
+                false => Err(self.outage_error()),
+            },
+        }
+    }
+
+    /// Waits, however long an outage lasts, until every change up to
+    /// `target` is committed, dropped or held.
+    async fn wait_committed(&self, target: u64) -> Result<(), Error> {
         let mut rx = self.committed.subscribe();
         self.work.notify_one();
         rx.wait_for(|&c| c >= target).await.map_err(|_| {
             Error::new(ErrorKind::Unavailable, "the journal committer stopped; remount to continue")
         })?;
         Ok(())
+    }
+
+    /// The error of a flush that ends in an outage.
+    fn outage_error(&self) -> Error {
+        let cause = self.state.lock().outage.clone();
+        let message = "the store did not answer: queued changes stay in the daemon and are \
+                       committed when it is back (unmount waits for them at most its grace period)";
+        match cause {
+            Some(cause) => {
+                Error::new(ErrorKind::Unavailable, format!("{message}: {cause}")).with_source(cause)
+            }
+            None => Error::new(ErrorKind::Unavailable, message),
+        }
     }
 
     /// What keeps `principal`'s changes (of `key` only, if given) from the
@@ -352,12 +393,14 @@ impl Journal {
         loop {
             // An unavailable backend is no longer waited for past the
             // deadline, so this wait is bounded too.
-            self.flush().await?;
+            let target = self.state.lock().next_seq - 1;
+            self.wait_committed(target).await?;
             if self.state.lock().held.is_empty() || Instant::now() >= deadline {
                 break;
             }
             self.requeue_held(true);
-            self.flush().await?;
+            let target = self.state.lock().next_seq - 1;
+            self.wait_committed(target).await?;
             if self.state.lock().held.is_empty() {
                 break;
             }
@@ -576,7 +619,12 @@ impl Journal {
             };
             match result {
                 Err(e) if e.kind() == ErrorKind::Unavailable && !e.is_out_of_space() => {
-                    let deadline = self.state.lock().deadline;
+                    let deadline = {
+                        let mut state = self.state.lock();
+                        state.outage = Some(e.clone());
+                        state.deadline
+                    };
+                    self.outages.send_modify(|n| *n += 1);
                     if deadline.is_some_and(|d| Instant::now() + delay >= d) {
                         return Err(e);
                     }
@@ -584,7 +632,12 @@ impl Journal {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                other => return other,
+                other => {
+                    if other.is_ok() {
+                        self.state.lock().outage = None;
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -656,6 +709,64 @@ mod tests {
         }
         j.flush().await.unwrap();
         assert_eq!(&s.get(&k).await.unwrap()[..], &[49]);
+        j.close(Duration::from_secs(1)).await.unwrap();
+    }
+
+    /// A backend type whose instances are memory stores with injectable
+    /// faults.
+    #[derive(Debug, Default)]
+    struct Faulty {
+        handles: Mutex<Vec<tierfs_core::layers::FaultHandle>>,
+    }
+
+    #[async_trait::async_trait]
+    impl tierfs_core::StoragePlugin for Faulty {
+        fn type_name(&self) -> &str {
+            "faulty"
+        }
+        async fn create(
+            &self,
+            settings: tierfs_core::config::BackendSettings<'_>,
+        ) -> tierfs_core::Result<Arc<dyn Storage>> {
+            let memory = Arc::new(tierfs_core::MemoryStorage::new(settings.name));
+            let (storage, handle) = tierfs_core::layers::FaultStorage::wrap(memory);
+            self.handles.lock().push(handle);
+            Ok(storage)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_in_an_outage_ends_and_the_changes_stay_queued() {
+        let plugin = Arc::new(Faulty::default());
+        let registry = Arc::new(tierfs_core::StorageRegistry::with_builtins());
+        registry.register(plugin.clone()).unwrap();
+        let config =
+            Config::parse("[backends.f]\ntype = \"faulty\"\n[health]\nretries = 0\nprobe_ms = 10\n", None)
+                .unwrap();
+        let m = StorageManager::with_registry(config, registry).await.unwrap();
+        let faults = plugin.handles.lock()[0].clone();
+        let s = m.session("alice");
+        let j = Journal::start(m.clone(), JournalLimits::default());
+        let k = Key::new("k").unwrap();
+        faults.set_down(true);
+        j.enqueue(&s, k.clone(), put(b"kept")).await.unwrap();
+        let e = j.flush().await.expect_err("a flush in an outage reported success");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains("did not answer"), "{e}");
+        // Kept, still seen, and neither dropped nor reported as lost.
+        assert!(matches!(j.pending("k"), Some(Change::Put { .. })));
+        assert!(j.failure(&Principal::new("alice"), None).is_none());
+        // A second flush in the same outage ends too.
+        assert_eq!(j.flush().await.unwrap_err().kind(), ErrorKind::Unavailable);
+        faults.set_down(false);
+        // Once the manager's prober has seen the backend back, the queued
+        // change commits.
+        while !m.backend_healthy("f").unwrap() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        j.flush().await.unwrap();
+        assert!(j.is_idle());
+        assert_eq!(&s.get(&k).await.unwrap()[..], b"kept");
         j.close(Duration::from_secs(1)).await.unwrap();
     }
 

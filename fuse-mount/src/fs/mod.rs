@@ -1108,7 +1108,9 @@ impl TierFs {
     /// reports what is known not to have reached the store of this
     /// principal's changes to the file: a refusal, a stream that could not
     /// be published, a change the journal dropped or holds for want of
-    /// space. It does not wait for queued changes to commit (`fsync` does):
+    /// space. It commits nothing (a `close` of a duplicated descriptor,
+    /// which shells make for every redirection, would publish a file still
+    /// being written) and does not wait for queued changes (`fsync` does):
     /// changes reach the store when the kernel releases the file or on
     /// `fsync`.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
