@@ -84,7 +84,15 @@ test('a slow consumer holds the read stream back (backpressure)', async (t) => {
   await pipeline(Readable.from((function* () { for (let i = 0; i < 64; i++) yield pattern(1 << 20, i); })()), store.createWriteStream('bp/v'));
   const rs = store.createReadStream('bp/v');
   await new Promise((r) => rs.once('readable', r));
-  await new Promise((r) => setTimeout(r, 200));
+  // Paused, the stream fills its buffer and stops: wait until it has not
+  // grown for ten polls in a row (a stream without backpressure would go on
+  // to the whole 64 MiB).
+  let last = -1;
+  for (let still = 0, polls = 0; still < 10 && polls < 500; polls++) {
+    still = rs.readableLength === last ? still + 1 : 0;
+    last = rs.readableLength;
+    await new Promise((r) => setTimeout(r, 20));
+  }
   // Paused, the stream buffers at most a couple of chunks, not the value.
   assert.ok(rs.readableLength <= 4 * 1024 * 1024, `buffered ${rs.readableLength} bytes`);
   const hash = createHash('sha256');

@@ -355,7 +355,8 @@ async fn failed_writes_never_cache_the_new_value() {
     assert_eq!(c.get(&key("k")).await.unwrap(), Bytes::from_static(b"old"));
 }
 
-#[tokio::test]
+// On tokio's paused clock: time moves only when every task waits.
+#[tokio::test(start_paused = true)]
 async fn ttl_expiry() {
     let options = CacheOptions { ttl: Some(Duration::from_millis(400)), ..CacheOptions::default() };
     let s = stack(options);
@@ -366,8 +367,9 @@ async fn ttl_expiry() {
 
     // Changed behind the cache's back: served stale until the TTL passes.
     s.memory.put(&key("t"), Bytes::from_static(b"v2"), PutOptions::default()).await.unwrap();
+    tokio::time::advance(Duration::from_millis(399)).await;
     assert_eq!(s.cache.get(&key("t")).await.unwrap(), Bytes::from_static(b"v1"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::advance(Duration::from_millis(2)).await;
     assert_eq!(s.cache.get(&key("t")).await.unwrap(), Bytes::from_static(b"v2"));
     let snap = s.metrics.snapshot();
     assert_eq!((snap.cache_hits, snap.cache_misses), (2, 2));
@@ -552,7 +554,7 @@ async fn write_back_shutdown_loses_nothing() {
     assert_eq!(expected.len(), 200);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flusher_flushes_on_its_timer() {
     let options = CacheOptions {
         write_mode: WriteMode::Back { max_dirty_bytes: MIB, flush_interval: Duration::from_millis(20) },
@@ -648,7 +650,8 @@ async fn bounded_dirty_set() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+// On tokio's paused clock, so the steps below happen at exactly these times.
+#[tokio::test(start_paused = true)]
 async fn a_reader_cannot_fill_a_value_older_than_a_finished_write() {
     // Every primary call takes 400 ms. A reader misses at 0 and reads `old`
     // at 400 (get), then asks for its metadata (stat, done at 800) before
@@ -664,7 +667,7 @@ async fn a_reader_cannot_fill_a_value_older_than_a_finished_write() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     s.cache.put(&key("race"), Bytes::from_static(b"new"), PutOptions::default()).await.unwrap();
-    assert!(!reader.is_finished(), "the timing of this test is off");
+    assert!(!reader.is_finished(), "the reader finished before the write");
     assert_eq!(reader.await.unwrap(), Bytes::from_static(b"old"));
     s.faults.set_latency(Duration::ZERO);
     assert_ne!(cached(&s.lru, "race").await, Some(Bytes::from_static(b"old")), "a stale value was cached");

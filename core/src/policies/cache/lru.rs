@@ -2,7 +2,10 @@
 //! bounded in bytes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, which is std's except in tests that pause it.
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -294,13 +297,14 @@ mod tests {
         assert_eq!(t.cached_bytes(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn ttl_expires() {
         let (t, metrics) = tier(100_000, 1000, Some(Duration::from_millis(30)));
         let (k, v) = cv("k", 10);
         t.put(&k, v).await.unwrap();
+        tokio::time::advance(Duration::from_millis(29)).await;
         assert!(t.get(&k).await.unwrap().is_some());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(2)).await;
         assert!(t.get(&k).await.unwrap().is_none());
         assert_eq!(t.cached_bytes(), 0);
         assert_eq!(metrics.snapshot().cache_evictions, 0);

@@ -528,15 +528,14 @@ impl Storage for CacheStorage {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::MemoryStorage;
 
-    /// A hit shares the cached buffer: with a 1 MiB value, a copy alone
-    /// would take tens of microseconds.
+    /// A hit shares the cached buffer (its speed is measured by
+    /// `benches/policies.rs`, not here).
     #[tokio::test]
-    async fn a_hit_is_cheap_and_copies_nothing() {
+    async fn a_hit_copies_nothing() {
         for options in
             [CacheOptions::default(), CacheOptions { write_mode: WriteMode::back(), ..Default::default() }]
         {
@@ -546,17 +545,15 @@ mod tests {
             cache.put(&key, Bytes::from(vec![7u8; 1 << 20]), PutOptions::default()).await.expect("put");
             cache.sync().await.expect("sync");
             let first = cache.get(&key).await.expect("get");
-            let n = 50_000u32;
-            let start = Instant::now();
-            for _ in 0..n {
+            for _ in 0..3 {
                 let value = cache.get(&key).await.expect("get");
-                assert_eq!(value.as_ptr(), first.as_ptr());
+                assert_eq!(
+                    value.as_ptr(),
+                    first.as_ptr(),
+                    "{:?}: a hit copied the value",
+                    options.write_mode
+                );
             }
-            let per_hit = start.elapsed() / n;
-            let bound =
-                if cfg!(debug_assertions) { Duration::from_micros(20) } else { Duration::from_micros(2) };
-            println!("{:?}: {per_hit:?} per hit", options.write_mode);
-            assert!(per_hit < bound, "{per_hit:?} per hit, bound {bound:?}");
         }
     }
 
