@@ -151,8 +151,9 @@ stage_rust() {
 
 # services: TierFS on real distributed components. A three-node Garage
 # cluster on 127.0.0.1 (replication factor 3; `cargo install garage` once per
-# machine, about 15 minutes on 2 cores, then reused from ~/.cargo/bin) and a
-# redis-server on a free port, both started here and stopped at the end.
+# machine, about 15 minutes on 2 cores, then reused from ~/.cargo/bin), a
+# redis-server and a three-primary Redis Cluster on free ports, all started
+# here and stopped at the end.
 # The behaviour suite runs against the cluster bare and behind both caches,
 # then `tierfs mount` serves the cluster for real (root and /dev/fuse): bare,
 # and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), then
@@ -164,14 +165,17 @@ stage_services() {
     local dir
     dir="$(mktemp -d /tmp/tierfs-services.XXXXXX)"
     # shellcheck disable=SC2064 # expand now: stop exactly these services
-    trap "bash '$ROOT/scripts/services/garage.sh' stop '$dir/garage'; bash '$ROOT/scripts/services/redis.sh' stop '$dir/redis'; rm -rf '$dir'" EXIT
+    trap "bash '$ROOT/scripts/services/garage.sh' stop '$dir/garage'; bash '$ROOT/scripts/services/redis.sh' stop '$dir/redis'; bash '$ROOT/scripts/services/redis-cluster.sh' stop '$dir/redis-cluster'; rm -rf '$dir'" EXIT
     run bash "$ROOT/scripts/services/garage.sh" start "$dir/garage"
     run bash "$ROOT/scripts/services/redis.sh" start "$dir/redis"
+    run bash "$ROOT/scripts/services/redis-cluster.sh" start "$dir/redis-cluster"
     set -a
     # shellcheck disable=SC1091
     . "$dir/garage/env"
     # shellcheck disable=SC1091
     . "$dir/redis/env"
+    # shellcheck disable=SC1091
+    . "$dir/redis-cluster/env"
     set +a
     if ((EUID != 0)) || [[ ! -e /dev/fuse ]]; then
         log "the mount tests of the services stage mount for real: they need root and /dev/fuse"

@@ -1,6 +1,6 @@
 //! The behaviour suite on the cluster: bare, and behind each cache.
 
-use tierfs_tests::services::{redis_url, s3_backend_toml};
+use tierfs_tests::services::{redis_cluster_urls, redis_url, s3_backend_toml};
 
 use super::{backend_fixture, manager_fixture};
 
@@ -29,5 +29,14 @@ mod prefer_cache_redis {
         "{}[policy]\ntype = \"prefer_cache\"\nprimary = \"cluster\"\ncache = {{ tier = \"redis\", redis_url = \"{}\" }}\n",
         s3_backend_toml("cluster", ""),
         redis_url()
+    )));
+}
+
+mod prefer_cache_redis_cluster {
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(format!(
+        "{}[policy]\ntype = \"prefer_cache\"\nprimary = \"cluster\"\ncache = {{ tier = \"redis\", redis_url = {:?} }}\n",
+        s3_backend_toml("cluster", ""),
+        redis_cluster_urls()
     )));
 }

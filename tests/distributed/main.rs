@@ -1,7 +1,9 @@
-//! TierFS on real distributed components: a three-node Garage cluster (S3)
-//! and redis-server, started by `scripts/test.sh services`.
+//! TierFS on real distributed components: a three-node Garage cluster (S3),
+//! redis-server and a three-primary Redis Cluster, started by
+//! `scripts/test.sh services`.
 
 mod behaviour;
+mod redis_cluster;
 mod settings;
 
 use std::sync::Arc;

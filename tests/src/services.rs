@@ -34,6 +34,11 @@ pub fn s3_backend_toml(name: &str, extra: &str) -> String {
     )
 }
 
+/// The node URLs of the test Redis Cluster (three primaries).
+pub fn redis_cluster_urls() -> Vec<String> {
+    required_env("TIERFS_REDIS_CLUSTER_URLS").split(',').map(str::to_owned).collect()
+}
+
 /// The URL of the test `redis-server`.
 pub fn redis_url() -> String {
     required_env("TIERFS_REDIS_URL")

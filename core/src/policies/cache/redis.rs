@@ -49,13 +49,47 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// One node of a Redis Cluster, by address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    host: String,
+    port: u16,
+}
+
 impl Conn {
-    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => cmd.query_async(c).await,
+    /// Runs `cmd` where its key belongs, or on `node` of a cluster.
+    async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+        node: Option<&Node>,
+    ) -> redis::RedisResult<T> {
+        match (self, node) {
+            (Conn::Single(c), _) => cmd.query_async(c).await,
+            (Conn::Cluster(c), None) => cmd.query_async(c).await,
+            (Conn::Cluster(c), Some(node)) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let at = SingleNodeRoutingInfo::ByAddress { host: node.host.clone(), port: node.port };
+                let value = c.route_command(cmd.clone(), RoutingInfo::SingleNode(at)).await?;
+                Ok(T::from_redis_value(value)?)
+            }
         }
     }
+}
+
+/// The primaries that serve slots, from the answer to `CLUSTER NODES`
+/// (`<id> <host:port@bus> <flags> ...` per line).
+fn primaries(nodes: &str) -> Vec<Node> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (addr, flags) = (fields.nth(1)?, fields.next()?);
+            let serving = flags.split(',').any(|f| f == "master") && !flags.contains("fail");
+            let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
+            let port = port.parse().ok()?;
+            serving.then(|| Node { host: host.to_owned(), port })
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -123,6 +157,11 @@ impl RedisCacheTier {
     /// Runs `cmd` within the timeout, connecting if needed; a failure drops
     /// the connection and quiets the tier for a second.
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T> {
+        self.run_on(cmd, None).await
+    }
+
+    /// [`run`](Self::run) on one node of a cluster.
+    async fn run_on<T: redis::FromRedisValue>(&self, cmd: redis::Cmd, node: Option<&Node>) -> Result<T> {
         let existing = {
             let link = self.link.lock();
             if link.conn.is_none() && link.failed_at.is_some_and(|t| t.elapsed() < QUIET_AFTER_FAILURE) {
@@ -139,7 +178,7 @@ impl RedisCacheTier {
                     conn
                 }
             };
-            conn.query::<T>(&cmd).await.map_err(|e| self.unavailable(e))
+            conn.query::<T>(&cmd, node).await.map_err(|e| self.unavailable(e))
         };
         let result = match tokio::time::timeout(self.options.timeout, attempt).await {
             Ok(result) => result,
@@ -221,21 +260,42 @@ impl CacheTier for RedisCacheTier {
         self.run::<()>(redis::cmd("DEL").arg(self.redis_key(key)).clone()).await
     }
 
+    /// Removes every entry under the key prefix. On a cluster, each
+    /// primary is scanned in turn, and the keys found are removed one by one
+    /// (keys of different slots cannot go in one command).
     async fn clear(&self) -> Result<()> {
-        if self.options.cluster {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "clearing a Redis Cluster tier is not supported; let entries expire",
-            ));
+        if !self.options.cluster {
+            return self.clear_on(None).await;
         }
+        let nodes: String = self.run(redis::cmd("CLUSTER").arg("NODES").clone()).await?;
+        let primaries = primaries(&nodes);
+        if primaries.is_empty() {
+            return Err(self.unavailable(format!("the cluster names no primary serving slots: {nodes}")));
+        }
+        for node in &primaries {
+            self.clear_on(Some(node)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl RedisCacheTier {
+    /// Removes the entries of one server (or one cluster node).
+    async fn clear_on(&self, node: Option<&Node>) -> Result<()> {
         let pattern = format!("{}*", self.options.key_prefix);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).clone())
-                .await?;
-            if !keys.is_empty() {
-                self.run::<()>(redis::cmd("UNLINK").arg(keys).clone()).await?;
+            let scan =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).clone();
+            let (next, keys): (u64, Vec<String>) = self.run_on(scan, node).await?;
+            match node {
+                None if !keys.is_empty() => self.run::<()>(redis::cmd("UNLINK").arg(keys).clone()).await?,
+                None => {}
+                Some(_) => {
+                    for key in keys {
+                        self.run::<()>(redis::cmd("UNLINK").arg(key).clone()).await?;
+                    }
+                }
             }
             if next == 0 {
                 return Ok(());
@@ -248,6 +308,16 @@ impl CacheTier for RedisCacheTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn primaries_come_from_cluster_nodes() {
+        let nodes = "07c3 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n\
+                     67ed 127.0.0.1:30002@40002 master - 0 1 2 connected 5461-10922\n\
+                     292f 127.0.0.1:30003@40003 master,fail - 0 1 3 connected\n\
+                     e7d1 127.0.0.1:30004@40004 slave 07c3 0 1 1 connected\n";
+        let found: Vec<(String, u16)> = primaries(nodes).into_iter().map(|n| (n.host, n.port)).collect();
+        assert_eq!(found, [("127.0.0.1".to_owned(), 30001), ("127.0.0.1".to_owned(), 30002)]);
+    }
 
     #[test]
     fn entries_round_trip() {
