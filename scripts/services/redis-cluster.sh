@@ -32,10 +32,13 @@ start)
             ((port + 10000 < 65536)) && ! (echo >"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null && break
         done
         mkdir -p "$dir/node$n"
-        (cd "$dir/node$n" && redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-            --daemonize no >log 2>&1 &
-            echo $! >pid)
+        (
+            cd "$dir/node$n"
+            redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+                --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+                --daemonize no >log 2>&1 &
+            echo $! >pid
+        )
         for _ in $(seq 100); do
             redis-cli -p "$port" ping >/dev/null 2>&1 && break
             sleep 0.1
