@@ -66,16 +66,6 @@ fn errno(result: std::io::Result<()>) -> Option<i32> {
     result.err().map(|e| e.raw_os_error().unwrap_or(-1))
 }
 
-/// Closes `f`, returning close's own result (std ignores it).
-fn close(f: fs::File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    // SAFETY: the descriptor is ours (taken from `f`) and closed once.
-    match unsafe { libc::close(f.into_raw_fd()) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
 #[test]
 fn a_failed_upload_is_reported_and_never_taken_for_saved() {
     let dir = tempdir();

@@ -319,17 +319,12 @@ fn a_full_store_says_enospc_and_keeps_working() {
 /// with `fsync` before the close if `sync`, returning the first error,
 /// close's included.
 fn write_file(path: &std::path::Path, data: &[u8], sync: bool) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
     let mut f = fs::File::create(path)?;
     f.write_all(data)?;
     if sync {
         f.sync_all()?;
     }
-    // SAFETY: the descriptor is ours (taken from `f`) and closed once.
-    match unsafe { libc::close(f.into_raw_fd()) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    close(f)
 }
 
 /// The content of the `i`th small file.

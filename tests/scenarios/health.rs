@@ -77,38 +77,17 @@ async fn probes_bring_a_recovered_backend_back() {
     assert_eq!(store.get(&k).await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
-/// A backend type whose instances are memory stores with injectable faults.
-#[derive(Debug, Default)]
-struct FaultyPlugin {
-    handles: parking_lot::Mutex<Vec<tierfs_core::layers::FaultHandle>>,
-}
-
-#[async_trait::async_trait]
-impl tierfs_core::StoragePlugin for FaultyPlugin {
-    fn type_name(&self) -> &str {
-        "faulty"
-    }
-    async fn create(
-        &self,
-        settings: tierfs_core::config::BackendSettings<'_>,
-    ) -> tierfs_core::Result<Arc<dyn Storage>> {
-        let (storage, handle) = FaultStorage::wrap(Arc::new(MemoryStorage::new(settings.name)));
-        self.handles.lock().push(handle);
-        Ok(storage)
-    }
-}
-
 #[tokio::test]
 async fn the_manager_probes_unhealthy_backends_by_itself() {
     use tierfs_core::{Config, StorageManager, StorageRegistry};
-    let plugin = Arc::new(FaultyPlugin::default());
+    let plugin = Arc::new(tierfs_tests::faults::FaultyPlugin::default());
     let registry = Arc::new(StorageRegistry::with_builtins());
     registry.register(plugin.clone()).unwrap();
     let config =
         Config::parse("[backends.f]\ntype = \"faulty\"\n[health]\nprobe_ms = 20\nretries = 0\n", None)
             .unwrap();
     let manager = StorageManager::with_registry(config, registry).await.unwrap();
-    let faults = plugin.handles.lock()[0].clone();
+    let faults = plugin.handle(0);
     let store = manager.session("t");
     let k = Key::new("k").unwrap();
     faults.set_down(true);

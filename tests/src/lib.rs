@@ -5,6 +5,7 @@ pub mod access_reference;
 pub mod behaviour;
 pub mod crash;
 pub mod data;
+pub mod faults;
 pub mod plugins;
 pub mod services;
 

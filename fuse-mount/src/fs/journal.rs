@@ -712,39 +712,16 @@ mod tests {
         j.close(Duration::from_secs(1)).await.unwrap();
     }
 
-    /// A backend type whose instances are memory stores with injectable
-    /// faults.
-    #[derive(Debug, Default)]
-    struct Faulty {
-        handles: Mutex<Vec<tierfs_core::layers::FaultHandle>>,
-    }
-
-    #[async_trait::async_trait]
-    impl tierfs_core::StoragePlugin for Faulty {
-        fn type_name(&self) -> &str {
-            "faulty"
-        }
-        async fn create(
-            &self,
-            settings: tierfs_core::config::BackendSettings<'_>,
-        ) -> tierfs_core::Result<Arc<dyn Storage>> {
-            let memory = Arc::new(tierfs_core::MemoryStorage::new(settings.name));
-            let (storage, handle) = tierfs_core::layers::FaultStorage::wrap(memory);
-            self.handles.lock().push(handle);
-            Ok(storage)
-        }
-    }
-
     #[tokio::test]
     async fn a_flush_in_an_outage_ends_and_the_changes_stay_queued() {
-        let plugin = Arc::new(Faulty::default());
+        let plugin = Arc::new(tierfs_tests::faults::FaultyPlugin::default());
         let registry = Arc::new(tierfs_core::StorageRegistry::with_builtins());
         registry.register(plugin.clone()).unwrap();
         let config =
             Config::parse("[backends.f]\ntype = \"faulty\"\n[health]\nretries = 0\nprobe_ms = 10\n", None)
                 .unwrap();
         let m = StorageManager::with_registry(config, registry).await.unwrap();
-        let faults = plugin.handles.lock()[0].clone();
+        let faults = plugin.handle(0);
         let s = m.session("alice");
         let j = Journal::start(m.clone(), JournalLimits::default());
         let k = Key::new("k").unwrap();

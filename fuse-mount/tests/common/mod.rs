@@ -338,6 +338,17 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Closes `f`, returning close's own result (std ignores it): the daemon
+/// reports at close what it knows did not reach the store.
+pub fn close(f: std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is ours (taken from `f`) and closed once.
+    match unsafe { libc::close(f.into_raw_fd()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// A temporary directory for one test, removed afterwards.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("tierfs-test-").tempdir().expect("create a temporary directory")

@@ -195,6 +195,30 @@ impl RedisCacheTier {
     fn redis_key(&self, key: &Key) -> String {
         format!("{}{}", self.options.key_prefix, key)
     }
+
+    /// Removes the entries of one server (or one cluster node).
+    async fn clear_on(&self, node: Option<&Node>) -> Result<()> {
+        let pattern = format!("{}*", self.options.key_prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let scan =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).clone();
+            let (next, keys): (u64, Vec<String>) = self.run_on(scan, node).await?;
+            match node {
+                None if !keys.is_empty() => self.run::<()>(redis::cmd("UNLINK").arg(keys).clone()).await?,
+                None => {}
+                Some(_) => {
+                    for key in keys {
+                        self.run::<()>(redis::cmd("UNLINK").arg(key).clone()).await?;
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
 }
 
 fn encode(value: &CachedValue) -> Vec<u8> {
@@ -276,32 +300,6 @@ impl CacheTier for RedisCacheTier {
             self.clear_on(Some(node)).await?;
         }
         Ok(())
-    }
-}
-
-impl RedisCacheTier {
-    /// Removes the entries of one server (or one cluster node).
-    async fn clear_on(&self, node: Option<&Node>) -> Result<()> {
-        let pattern = format!("{}*", self.options.key_prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let scan =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).clone();
-            let (next, keys): (u64, Vec<String>) = self.run_on(scan, node).await?;
-            match node {
-                None if !keys.is_empty() => self.run::<()>(redis::cmd("UNLINK").arg(keys).clone()).await?,
-                None => {}
-                Some(_) => {
-                    for key in keys {
-                        self.run::<()>(redis::cmd("UNLINK").arg(key).clone()).await?;
-                    }
-                }
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
     }
 }
 

@@ -528,7 +528,6 @@ impl Storage for CacheStorage {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::MemoryStorage;
 
