@@ -203,6 +203,10 @@ impl PluginStatus {
     pub const UNAVAILABLE: PluginStatus = PluginStatus(7);
     /// The backend's settings are wrong (from `create`).
     pub const CONFIG: PluginStatus = PluginStatus(8);
+    /// The device or quota that holds the data is full: the backend is up,
+    /// reads and deletes go on, writes work again once space is freed.
+    /// Hosts older than this status see it as [`PluginStatus::UNAVAILABLE`].
+    pub const OUT_OF_SPACE: PluginStatus = PluginStatus(9);
 
     /// Whether this is [`PluginStatus::OK`].
     pub fn is_ok(self) -> bool {

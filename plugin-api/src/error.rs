@@ -24,6 +24,8 @@ pub enum PluginErrorKind {
     Unavailable,
     /// The backend's settings are wrong.
     Config,
+    /// The device or quota that holds the data is full; the backend is up.
+    OutOfSpace,
 }
 
 impl PluginErrorKind {
@@ -38,6 +40,7 @@ impl PluginErrorKind {
             PluginErrorKind::Unsupported => PluginStatus::UNSUPPORTED,
             PluginErrorKind::Unavailable => PluginStatus::UNAVAILABLE,
             PluginErrorKind::Config => PluginStatus::CONFIG,
+            PluginErrorKind::OutOfSpace => PluginStatus::OUT_OF_SPACE,
         }
     }
 }
@@ -96,10 +99,21 @@ impl PluginError {
         PluginError::new(PluginErrorKind::Config, message)
     }
 
-    /// `Unavailable` for an I/O failure: `context` says what was being
-    /// done; retryable when the I/O error suggests a passing condition.
+    /// `Unavailable` for an I/O failure (`OutOfSpace` when the device or
+    /// quota is full): `context` says what was being done; retryable when
+    /// the I/O error suggests a passing condition.
+    ///
+    /// ```
+    /// use tierfs_plugin_api::{PluginError, PluginErrorKind};
+    ///
+    /// let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    /// assert_eq!(PluginError::io("appending", full).kind(), PluginErrorKind::OutOfSpace);
+    /// ```
     pub fn io(context: &str, err: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        if matches!(err.kind(), K::StorageFull | K::QuotaExceeded) {
+            return PluginError::new(PluginErrorKind::OutOfSpace, format!("{context}: {err}; free space on the device"));
+        }
         let retryable = matches!(
             err.kind(),
             K::Interrupted | K::WouldBlock | K::TimedOut | K::ConnectionReset | K::ConnectionAborted

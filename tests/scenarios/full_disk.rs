@@ -147,3 +147,66 @@ async fn a_database_filled_by_small_values_recovers_without_a_restart() {
     drop(manager);
     drop(disk);
 }
+
+/// A plugin on a full device (the appendlog example, which keeps every
+/// value in one append-only file): its `OUT_OF_SPACE` status reaches every
+/// face as out-of-space, the health layer keeps the backend up, reads go
+/// on, and writes work again once space is freed on the device, without a
+/// restart. The log is never compacted, so here space is freed beside it.
+#[tokio::test]
+async fn a_plugin_on_a_full_device_is_not_an_outage() {
+    let Some(disk) = SmallDisk::mount("8m") else { return };
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 2 << 20]).unwrap();
+    let text = format!(
+        "plugins = [{:?}]\n[backends.log]\ntype = \"appendlog\"\npath = {:?}\n",
+        tierfs_tests::plugins::appendlog_library(),
+        disk.path().join("values.log")
+    );
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let store = manager.session("t");
+    let value = Bytes::from(vec![5u8; 100_000]);
+    let mut written = Vec::new();
+    let mut failure = None;
+    for i in 0..200 {
+        let k = key(&format!("log/{i:03}"));
+        match store.put(&k, value.clone(), Default::default()).await {
+            Ok(_) => written.push(k),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failure.expect("20 MB of values fit an 8 MiB device beside a 2 MiB file");
+    assert!(e.is_out_of_space(), "the plugin's error does not say the device is full: {e}");
+    assert!(e.to_string().contains("No space left"), "{e}");
+    assert!(written.len() > 10, "only {} values fit", written.len());
+    // Not an outage: a second write fails the same way (no "marked
+    // unhealthy"), and every acknowledged value reads back whole.
+    let again = store.put(&key("log/again"), value.clone(), Default::default()).await.unwrap_err();
+    assert!(again.is_out_of_space(), "the second failed write is not out-of-space: {again}");
+    for k in &written {
+        assert_eq!(store.get(k).await.unwrap_or_else(|e| panic!("{k}: {e}")), value, "{k}");
+    }
+    assert!(store.stat(&written[0]).await.is_ok());
+    // Space freed on the device: writes work again, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    store.put(&key("log/after"), value.clone(), Default::default()).await.unwrap();
+    store.delete(&written[0]).await.unwrap();
+    manager.shutdown().await.unwrap();
+    drop(store);
+    drop(manager);
+    // A restart finds exactly what was acknowledged, and nothing torn.
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let store = manager.session("t");
+    assert_eq!(store.get(&written[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    for k in &written[1..] {
+        assert_eq!(store.get(k).await.unwrap_or_else(|e| panic!("{k}: {e}")), value, "{k}");
+    }
+    assert_eq!(store.get(&key("log/after")).await.unwrap(), value);
+    assert_eq!(store.get(&key("log/again")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    drop(store);
+    drop(manager);
+    drop(disk);
+}

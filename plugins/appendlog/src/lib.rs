@@ -22,6 +22,9 @@
 //!
 //! Limits: the log is never compacted, so overwritten and deleted values
 //! keep their space; keys and metadata of live values are held in memory.
+//! On a full device an append fails with `OUT_OF_SPACE` and is cut off
+//! again; reads go on, and appends work once space is freed on the device
+//! (a delete appends a record too, so it frees nothing).
 //! One backend at a time may open a log (an advisory `flock`).
 #![deny(missing_docs)]
 

@@ -282,6 +282,16 @@ impl PluginLibrary {
             PluginStatus::UNSUPPORTED => ErrorKind::Unsupported,
             PluginStatus::UNAVAILABLE => ErrorKind::Unavailable,
             PluginStatus::CONFIG => ErrorKind::Config,
+            PluginStatus::OUT_OF_SPACE => {
+                // Not an outage: the health layer keeps the backend up and
+                // every face reports ENOSPC (`Error::is_out_of_space`).
+                let full = std::io::Error::new(std::io::ErrorKind::StorageFull, message.clone());
+                let mut err = Error::new(ErrorKind::Unavailable, message).with_source(full);
+                if !key.is_empty() {
+                    err = err.with_key(key);
+                }
+                return Err(err);
+            }
             PluginStatus(other) => {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
