@@ -112,7 +112,10 @@ impl PluginError {
     pub fn io(context: &str, err: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
         if matches!(err.kind(), K::StorageFull | K::QuotaExceeded) {
-            return PluginError::new(PluginErrorKind::OutOfSpace, format!("{context}: {err}; free space on the device"));
+            return PluginError::new(
+                PluginErrorKind::OutOfSpace,
+                format!("{context}: {err}; free space on the device"),
+            );
         }
         let retryable = matches!(
             err.kind(),

@@ -236,6 +236,12 @@ pub enum PolicyConfig {
         write_quorum: Option<usize>,
         /// Seconds between background scrubs (default 60; 0 turns it off).
         scrub_interval_secs: Option<u64>,
+        /// The hint log, which keeps which member missed which write (and
+        /// deletes) across a crash; relative to the configuration file.
+        /// Default: `hints-<members>.log` in the first `local` member's
+        /// directory; with no `local` member and no path, hints are kept in
+        /// memory only (see `hints_path()`).
+        hints_path: Option<PathBuf>,
     },
     /// Hot and cold tiers with background migration.
     Tiered {
@@ -288,6 +294,23 @@ impl PolicyConfig {
         }
     }
 
+    /// Where a redundant policy keeps its hint log: `hints_path` resolved
+    /// against the file, else `hints-<member names joined by +>.log` in
+    /// the directory of its first `local` member; `None` for other policies
+    /// and for a redundant set with neither (its hints live in memory: a
+    /// key deleted while a member was down may come back after a crash).
+    pub fn hints_path(&self, config: &Config) -> Option<PathBuf> {
+        let PolicyConfig::Redundant { backends, hints_path, .. } = self else { return None };
+        if let Some(path) = hints_path {
+            return Some(config.resolve_path(path));
+        }
+        let local_dir = backends.iter().find_map(|name| {
+            let b = config.backends.get(name).filter(|b| b.kind == "local")?;
+            Some(config.resolve_path(Path::new(b.settings.get("path")?.as_str()?)))
+        })?;
+        Some(local_dir.join(format!("hints-{}.log", backends.join("+"))))
+    }
+
     fn validate(&self, config: &Config, field: &str) -> Result<()> {
         match self {
             PolicyConfig::AlwaysLocal { backend: None } if config.backends.len() != 1 => {
@@ -296,7 +319,12 @@ impl PolicyConfig {
                     "several backends are configured; name the one `always_local` uses",
                 ))
             }
-            PolicyConfig::Redundant { backends, write_quorum, .. } => {
+            PolicyConfig::Redundant { backends, write_quorum, hints_path, .. } => {
+                if hints_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                    return Err(
+                        config.error(&format!("{field}.hints_path"), "is empty; name the hint log file")
+                    );
+                }
                 if backends.len() < 2 {
                     return Err(config.error(
                         &format!("{field}.backends"),

@@ -232,8 +232,18 @@ async fn build_stack(
         PolicyConfig::Redundant { write_quorum, scrub_interval_secs, .. } => {
             let name = format!("redundant({})", policy.backends(config).join(", "));
             let quorum = write_quorum.unwrap_or(members.len());
-            let storage = RedundantStorage::new(name, members, quorum, metrics.clone())
-                .map_err(|e| config.error(field, e.message()))?;
+            let storage = match policy.hints_path(config) {
+                Some(path) => RedundantStorage::with_hint_log(name, members, quorum, metrics.clone(), &path),
+                None => {
+                    tracing::warn!(
+                        policy = field,
+                        "the redundant set has no `local` member and no `hints_path`: its hints live in memory, \
+                         so a key deleted while a member is down may come back after a crash"
+                    );
+                    RedundantStorage::new(name, members, quorum, metrics.clone())
+                }
+            }
+            .map_err(|e| config.error(field, e.message()))?;
             let interval = scrub_interval_secs.unwrap_or(60);
             if interval > 0 {
                 built.tasks.push(storage.spawn_scrubber(Duration::from_secs(interval)));

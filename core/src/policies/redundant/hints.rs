@@ -17,12 +17,16 @@
 //!   revision order on every member.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 
+use crate::error::Result;
 use crate::key::Key;
+
+use super::hint_log::HintLog;
 
 /// One member's lock on one key; the value is the highest revision applied.
 pub(super) type MemberLock = Arc<tokio::sync::Mutex<u64>>;
@@ -71,16 +75,102 @@ impl Slot {
     }
 }
 
+/// What of a slot the hint log keeps: its marks and tombstone while some
+/// member lags (a tombstone alone only guards writes still in flight).
+fn persisted(slot: Option<&Slot>) -> Option<Hint> {
+    slot.filter(|s| !s.lagging.is_empty())
+        .map(|s| Hint { lagging: s.lagging.clone(), tombstone: s.tombstone })
+}
+
+/// Key tables with a hint log, by the log's path: a set rebuilt on reload
+/// over the same log shares the table (its locks and hints) with the set
+/// it replaces.
+static OPEN: Mutex<Vec<OpenLog>> = Mutex::new(Vec::new());
+
+/// An open hint log: its path, its set's member names, and the table.
+type OpenLog = (PathBuf, Vec<String>, Weak<KeyTable>);
+
 /// Per-key state of one redundant set.
 #[derive(Debug)]
 pub(super) struct KeyTable {
     members: usize,
     slots: Mutex<HashMap<String, Slot>>,
+    log: Option<HintLog>,
 }
 
 impl KeyTable {
+    /// A table kept in memory only.
     pub(super) fn new(members: usize) -> Arc<Self> {
-        Arc::new(KeyTable { members, slots: Mutex::new(HashMap::new()) })
+        Arc::new(KeyTable { members, slots: Mutex::new(HashMap::new()), log: None })
+    }
+
+    /// The table of a set of `members` (names, in order) whose hints live
+    /// in the log at `path`: the one already open in this process, or
+    /// replayed from the file. Also returns the highest revision the log
+    /// names, which the set's clock must pass.
+    pub(super) fn open(path: &Path, members: &[String]) -> Result<(Arc<Self>, u64)> {
+        let mut open = OPEN.lock();
+        open.retain(|(_, _, table)| table.strong_count() > 0);
+        if let Some(table) =
+            open.iter().find(|(p, m, _)| p == path && m == members).and_then(|(_, _, t)| t.upgrade())
+        {
+            return Ok((table, 0));
+        }
+        if open.iter().any(|(p, _, _)| p == path) {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::Config,
+                format!(
+                    "the hint log {} is in use by a redundant set of other members; give each set its own \
+                     `hints_path`",
+                    path.display()
+                ),
+            ));
+        }
+        let (log, hints) = HintLog::open(path, members)?;
+        let mut newest = 0;
+        let slots = hints
+            .into_iter()
+            .map(|(key, hint)| {
+                newest = hint.lagging.values().chain(hint.tombstone.iter()).fold(newest, |a, b| a.max(*b));
+                let slot = Slot {
+                    locks: (0..members.len()).map(|_| Arc::new(tokio::sync::Mutex::new(0))).collect(),
+                    users: 0,
+                    repairs: 0,
+                    recheck: false,
+                    in_flight: Vec::new(),
+                    lagging: hint.lagging,
+                    tombstone: hint.tombstone,
+                };
+                (key, slot)
+            })
+            .collect();
+        let table = Arc::new(KeyTable { members: members.len(), slots: Mutex::new(slots), log: Some(log) });
+        open.push((path.to_path_buf(), members.to_vec(), Arc::downgrade(&table)));
+        Ok((table, newest))
+    }
+
+    /// Buffers a record of `key` in the hint log if its persisted state
+    /// changed from `before`. Called with the slots locked.
+    fn note(&self, slots: &HashMap<String, Slot>, key: &str, before: Option<Hint>) {
+        if let Some(log) = &self.log {
+            let after = persisted(slots.get(key));
+            if after != before {
+                log.record(key, after.as_ref());
+            }
+        }
+    }
+
+    /// Makes the hints recorded so far durable (nothing to do without a
+    /// hint log). A write calls it before it is acknowledged.
+    pub(super) async fn persist(&self) -> Result<()> {
+        let Some(log) = &self.log else { return Ok(()) };
+        log.persist(|| {
+            let slots = self.slots.lock();
+            let hints =
+                slots.iter().filter_map(|(k, s)| persisted(Some(s)).map(|h| (k.clone(), h))).collect();
+            (hints, log.take_pending())
+        })
+        .await
     }
 
     fn slot<'a>(&self, slots: &'a mut HashMap<String, Slot>, key: &str) -> &'a mut Slot {
@@ -189,6 +279,7 @@ impl KeyTable {
     /// tombstone, and `skipped` members are lagging from the start.
     pub(super) fn dispatched(&self, key: &str, rev: u64, delete: bool, skipped: &[usize]) {
         let mut slots = self.slots.lock();
+        let before = persisted(slots.get(key));
         let slot = self.slot(&mut slots, key);
         if delete {
             slot.tombstone = Some(slot.tombstone.map_or(rev, |t| t.max(rev)));
@@ -197,23 +288,27 @@ impl KeyTable {
             let missed = slot.lagging.entry(*m).or_insert(rev);
             *missed = (*missed).max(rev);
         }
+        self.note(&slots, key, before);
     }
 
     /// Records that `member` missed the write of `rev` on `key` (it failed,
     /// or had not finished when the write was acknowledged).
     pub(super) fn lagging(&self, key: &str, member: usize, rev: u64, delete: bool) {
         let mut slots = self.slots.lock();
+        let before = persisted(slots.get(key));
         let slot = self.slot(&mut slots, key);
         if delete {
             slot.tombstone = Some(slot.tombstone.map_or(rev, |t| t.max(rev)));
         }
         let missed = slot.lagging.entry(member).or_insert(rev);
         *missed = (*missed).max(rev);
+        self.note(&slots, key, before);
     }
 
     /// Records that `member` holds revision `rev` of `key` (or newer).
     pub(super) fn caught_up(&self, key: &str, member: usize, rev: u64) {
         let mut slots = self.slots.lock();
+        let before = persisted(slots.get(key));
         let Some(slot) = slots.get_mut(key) else { return };
         if slot.lagging.get(&member).is_some_and(|missed| *missed <= rev) {
             slot.lagging.remove(&member);
@@ -222,6 +317,7 @@ impl KeyTable {
         if slot.users == 0 && slot.lagging.is_empty() {
             slots.remove(key);
         }
+        self.note(&slots, key, before);
     }
 
     /// Records that every member holds the same state of `key`, of revision
@@ -229,6 +325,7 @@ impl KeyTable {
     /// (which may yet land on some member).
     pub(super) fn converged(&self, key: &str, rev: u64) {
         let mut slots = self.slots.lock();
+        let before = persisted(slots.get(key));
         let Some(slot) = slots.get_mut(key) else { return };
         let in_flight = slot.in_flight.clone();
         slot.lagging.retain(|_, missed| *missed > rev && in_flight.contains(missed));
@@ -236,6 +333,7 @@ impl KeyTable {
         if slot.users == 0 && slot.lagging.is_empty() {
             slots.remove(key);
         }
+        self.note(&slots, key, before);
     }
 
     /// Keys some member lags behind on (the hint set), in byte order.

@@ -60,13 +60,19 @@
 //! key, with the revision it missed. A copy on a lagging member below that
 //! revision is stale and is never served or copied. A delete leaves a
 //! tombstone until every member has applied it, so repair never brings a
-//! deleted value back. The hint set is kept in memory only: its size is the
-//! number of keys written while a member was down. **Limit:** if the process
-//! stops while a member is down, the hints are lost; the scrubber's full
-//! comparison then restores missing copies from the others, which repairs
-//! every write but can resurrect a key deleted during the outage (the copy
-//! on the member that missed the delete looks like a missing copy on the
-//! others). Nothing else is lost.
+//! deleted value back. The hint set's size is the number of keys written
+//! while a member was down. With a hint log
+//! ([`RedundantStorage::with_hint_log`]; the manager's default puts it in
+//! the first `local` member's directory), every mark and tombstone is
+//! appended and `fdatasync`ed before the write that caused it is
+//! acknowledged, so they survive a crash: a key deleted (or renamed away)
+//! while a member was down stays deleted after a restart and a scrub. Only
+//! keys some member lags on are written, so a healthy set that waits for
+//! every member does no hint I/O. **Limit without a log**
+//! ([`RedundantStorage::new`]): if the process stops while a member is
+//! down, the hints are lost; the scrubber's full comparison then restores
+//! missing copies from the others, which repairs every write but can
+//! resurrect a key deleted during the outage. Nothing else is lost.
 //!
 //! # Reads
 //!
@@ -120,6 +126,7 @@
 //! any member is. [`Storage::is_healthy`] is true while at least
 //! `write_quorum` members are.
 
+mod hint_log;
 mod hints;
 mod list;
 mod replicate;
@@ -220,7 +227,46 @@ impl RedundantStorage {
         write_quorum: usize,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Arc<Self>> {
-        let name = name.into();
+        Self::build(name.into(), members, write_quorum, metrics, None)
+    }
+
+    /// [`RedundantStorage::new`] with its hints and tombstones kept in the
+    /// log at `hints` (created if missing, replayed if not), so they
+    /// survive a crash: a key deleted while a member was down stays
+    /// deleted after a restart. A set rebuilt over the same log in this
+    /// process (a reload) shares the hints of the set it replaces.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tierfs_core::metrics::StorageMetrics;
+    /// use tierfs_core::policies::redundant::RedundantStorage;
+    /// use tierfs_core::{MemoryStorage, Storage};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let members: Vec<Arc<dyn Storage>> =
+    ///     vec![Arc::new(MemoryStorage::new("a")), Arc::new(MemoryStorage::new("b"))];
+    /// let set = RedundantStorage::with_hint_log(
+    ///     "copies", members, 1, StorageMetrics::new(), &dir.path().join("hints.log"),
+    /// ).unwrap();
+    /// assert_eq!(set.write_quorum(), 1);
+    /// ```
+    pub fn with_hint_log(
+        name: impl Into<String>,
+        members: Vec<Arc<dyn Storage>>,
+        write_quorum: usize,
+        metrics: Arc<StorageMetrics>,
+        hints: &std::path::Path,
+    ) -> Result<Arc<Self>> {
+        Self::build(name.into(), members, write_quorum, metrics, Some(hints))
+    }
+
+    fn build(
+        name: String,
+        members: Vec<Arc<dyn Storage>>,
+        write_quorum: usize,
+        metrics: Arc<StorageMetrics>,
+        hints: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>> {
         let config = |message: String| {
             Err(Error::new(ErrorKind::Config, message).with_backend(name.as_str()).with_operation("open"))
         };
@@ -262,14 +308,24 @@ impl RedundantStorage {
                 streaming: acc.streaming && c.streaming,
             },
         );
-        let keys = KeyTable::new(members.len());
+        let clock = RevisionClock::default();
+        let keys = match hints {
+            None => KeyTable::new(members.len()),
+            Some(path) => {
+                let names: Vec<String> = members.iter().map(|m| m.name().to_owned()).collect();
+                let (keys, newest) =
+                    KeyTable::open(path, &names).map_err(|e| e.with_backend(name.as_str()))?;
+                clock.observe(newest);
+                keys
+            }
+        };
         Ok(Arc::new(RedundantStorage {
             shared: Arc::new(Shared {
                 name,
                 members,
                 quorum: write_quorum,
                 metrics,
-                clock: RevisionClock::default(),
+                clock,
                 keys,
                 capabilities,
             }),

@@ -147,6 +147,10 @@ impl Shared {
         let mut preferred_done = preferred.is_none();
         loop {
             if ok >= self.quorum && preferred_done {
+                // Whoever has not finished is marked lagging by now (the
+                // supervisor marks before it reports): those marks go to
+                // the hint log before the caller hears of success.
+                self.keys.persist().await.map_err(|e| e.or_key(&subject).with_operation(op))?;
                 return Ok(meta);
             }
             if total - failures.len() < self.quorum {

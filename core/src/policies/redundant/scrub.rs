@@ -187,6 +187,11 @@ impl Shared {
         }
         self.compare_all(&mut report).await?;
         report.still_lagging = self.keys.lagging_keys().len();
+        // The repairs' clearing records (losing them is harmless: a key
+        // marked lagging is only checked again).
+        if let Err(e) = self.keys.persist().await {
+            report.failed(e);
+        }
         Ok(report)
     }
 
