@@ -140,3 +140,49 @@ async fn a_move_cut_short_is_finished_by_the_next_pass() {
     assert_eq!(cold.get(&k).await.unwrap(), Bytes::from_static(b"v2"));
     assert_eq!(tiered.get(&k).await.unwrap(), Bytes::from_static(b"v2"));
 }
+
+/// The access record (last read, cold read counts) lives in memory; a
+/// restart forgets it. Its loss changes placement only: a key read just
+/// before the restart may be demoted on the first pass after it (its write
+/// is old), and reads of it count towards promotion from zero again, but
+/// it is never missing or stale, on persistent tiers as before.
+#[tokio::test]
+async fn losing_the_access_record_in_a_restart_moves_keys_but_loses_none() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let settings = MigrationSettings { demote_after_secs: 3, promote_after_reads: 2, ..Default::default() };
+    let open = |run: &str| {
+        let hot =
+            Arc::new(LocalStorage::open(format!("hot{run}"), dirs.0.path(), Default::default()).unwrap());
+        let cold =
+            Arc::new(LocalStorage::open(format!("cold{run}"), dirs.1.path(), Default::default()).unwrap());
+        let tiered =
+            TieredStorage::new("t", hot.clone(), cold.clone(), settings.clone(), StorageMetrics::new());
+        (tiered, hot, cold)
+    };
+    let k = key(7);
+    let value = Bytes::from_static(b"read often, written once");
+    {
+        let (tiered, _, _) = open("1");
+        tiered.put(&k, value.clone(), Default::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3_200)).await;
+        // Written long ago but read now: the record keeps it hot.
+        assert_eq!(tiered.get(&k).await.unwrap(), value);
+        assert_eq!(tiered.migrate_once().await.unwrap().demoted, 0);
+    }
+    // Restarted: the read is forgotten, so the old write decides.
+    let (tiered, hot, cold) = open("2");
+    assert_eq!(tiered.migrate_once().await.unwrap().demoted, 1);
+    assert_eq!(hot.get(&k).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(cold.get(&k).await.unwrap(), value);
+    assert_eq!(tiered.get(&k).await.unwrap(), value, "never missing");
+    // Cold reads count again from zero: the second promotes it.
+    assert_eq!(tiered.get(&k).await.unwrap(), value);
+    for _ in 0..500 {
+        if hot.get(&k).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hot.get(&k).await.unwrap(), value, "two cold reads after the restart promote it");
+    assert_eq!(tiered.get(&k).await.unwrap(), value);
+}

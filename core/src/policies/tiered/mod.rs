@@ -21,6 +21,13 @@
 //! - Listings merge both tiers, the hot entry winning, and drop tombstones.
 //!   The hot tier must return metadata in listings (local and memory do).
 //!
+//! - The access record (each key's last read, and reads of cold keys) is
+//!   kept in memory and forgotten by a restart. That changes placement
+//!   only: a key read just before a restart is judged by its last write on
+//!   the next pass (and may be demoted), and cold reads count towards
+//!   promotion from zero again; by the invariants above no key is ever
+//!   missing or stale because of it.
+//!
 //! Capabilities: `rename` is not offered (a move across tiers cannot be
 //! atomic); the manager emulates rename by copy and delete.
 
