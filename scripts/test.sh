@@ -138,8 +138,9 @@ stage_lint() {
 
 stage_rust() {
     # The workspace's tests include the mount's, which use these tools and
-    # fail without them under CI=true.
-    apt_need fuse3 rsync sqlite3 git
+    # fail without them under CI=true; the power loss test mounts ext4
+    # images on loop devices (losetup, mkfs.ext4).
+    apt_need fuse3 rsync sqlite3 git e2fsprogs mount
     if cargo nextest --version >/dev/null 2>&1; then
         run cargo nextest run --workspace
         # nextest does not run doctests.

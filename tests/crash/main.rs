@@ -4,7 +4,8 @@
 //! was in flight, whole: every acknowledged write present, every batch
 //! wholly present or absent, no torn value, no orphaned blob file.
 //!
-//! `TIERFS_CRASH_SEEDS` sets the number of seeds (default 24).
+//! `TIERFS_CRASH_SEEDS` sets the number of seeds (default 24). The power
+//! loss test (`power_loss.rs`) cuts the power instead of killing.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -15,6 +16,8 @@ use futures::TryStreamExt;
 use tierfs_core::{ListEntry, ListOptions, LocalStorage, Storage, StorageExt};
 use tierfs_tests::crash::{apply, op, Rng, Value};
 use tierfs_tests::data::check_pattern;
+
+mod power_loss;
 
 /// Runs the child until it is killed; returns the last acknowledged index.
 fn run_and_kill(dir: &std::path::Path, seed: u64) -> Option<u64> {
@@ -71,33 +74,40 @@ async fn acknowledged_writes_survive_sigkill() {
     for seed in 1..=seeds {
         let dir = tempfile::tempdir().unwrap();
         let last = run_and_kill(dir.path(), seed);
-        let mut before = BTreeMap::new();
         let acked = last.map_or(0, |l| l + 1);
         total_acked += acked;
-        for i in 0..acked {
-            apply(&mut before, &op(seed, i));
-        }
-        let mut after = before.clone();
-        apply(&mut after, &op(seed, acked));
-
-        let store = LocalStorage::open("crash", dir.path(), Default::default())
-            .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
-        let stored = stored_state(&store).await;
-        assert!(
-            matches(&stored, &before) || matches(&stored, &after),
-            "seed {seed}: after {acked} acknowledged operations the store holds neither the state \
-             before nor after the operation in flight ({:?})\nstored keys: {:?}\nexpected: {:?}",
-            op(seed, acked),
-            stored.keys().collect::<Vec<_>>(),
-            before.keys().collect::<Vec<_>>(),
-        );
-        let large = stored
-            .values()
-            .filter(|(size, _)| *size as usize > tierfs_core::backends::local::INLINE_LIMIT)
-            .count();
-        let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
-        assert_eq!(blobs, large, "seed {seed}: blob files left behind or missing");
+        check_store(dir.path(), seed, acked).await;
     }
     assert!(total_acked > seeds, "the workload barely ran ({total_acked} operations in {seeds} runs)");
     println!("{seeds} crashes, {total_acked} acknowledged operations checked");
+}
+
+/// Opens the store in `dir` left by the workload of `seed` after `acked`
+/// acknowledged operations, and asserts it holds the state before or after
+/// the operation in flight, whole, with no blob file left behind or missing.
+async fn check_store(dir: &std::path::Path, seed: u64, acked: u64) {
+    let mut before = BTreeMap::new();
+    for i in 0..acked {
+        apply(&mut before, &op(seed, i));
+    }
+    let mut after = before.clone();
+    apply(&mut after, &op(seed, acked));
+
+    let store = LocalStorage::open("crash", dir, Default::default())
+        .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
+    let stored = stored_state(&store).await;
+    assert!(
+        matches(&stored, &before) || matches(&stored, &after),
+        "seed {seed}: after {acked} acknowledged operations the store holds neither the state \
+         before nor after the operation in flight ({:?})\nstored keys: {:?}\nexpected: {:?}",
+        op(seed, acked),
+        stored.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+    );
+    let large = stored
+        .values()
+        .filter(|(size, _)| *size as usize > tierfs_core::backends::local::INLINE_LIMIT)
+        .count();
+    let blobs = std::fs::read_dir(dir.join("blobs")).unwrap().count();
+    assert_eq!(blobs, large, "seed {seed}: blob files left behind or missing");
 }
