@@ -155,8 +155,7 @@ async fn losing_the_access_record_in_a_restart_moves_keys_but_loses_none() {
             Arc::new(LocalStorage::open(format!("hot{run}"), dirs.0.path(), Default::default()).unwrap());
         let cold =
             Arc::new(LocalStorage::open(format!("cold{run}"), dirs.1.path(), Default::default()).unwrap());
-        let tiered =
-            TieredStorage::new("t", hot.clone(), cold.clone(), settings.clone(), StorageMetrics::new());
+        let tiered = TieredStorage::new("t", hot.clone(), cold.clone(), settings, StorageMetrics::new());
         (tiered, hot, cold)
     };
     let k = key(7);
