@@ -101,6 +101,87 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Stores one-byte objects `prefix/f000000`... (`n` of them) straight
+    /// into the bucket, 64 at a time; returns how long it took.
+    fn put_many(&self, prefix: &str, n: usize) -> std::time::Duration {
+        use futures::StreamExt;
+        let started = std::time::Instant::now();
+        let bucket = self.bucket.clone();
+        let puts = futures::stream::iter(0..n).map(|i| {
+            let bucket = bucket.clone();
+            async move {
+                let key = Key::new(format!("{prefix}/f{i:06}")).unwrap();
+                bucket.put(&key, Bytes::from_static(b"x"), PutOptions::default()).await
+            }
+        });
+        let results: Vec<_> = self.rt.block_on(puts.buffer_unordered(64).collect());
+        assert!(
+            results.iter().all(Result::is_ok),
+            "seeding {prefix}: {:?}",
+            results.iter().find(|r| r.is_err())
+        );
+        started.elapsed()
+    }
+}
+
+/// A directory of 100,000 objects on the cluster lists whole through the
+/// mount, in time linear in its size, with the daemon's memory bounded;
+/// two directories listed at once interleave their pages at the backend
+/// without either fetching its whole directory again for every page
+/// (which would take minutes here). The 110,000 objects stay under the
+/// test's own prefix: deleting them one request each would double the
+/// test's time, and the services stage discards the cluster at its end.
+#[test]
+fn a_directory_of_100k_objects_on_the_cluster() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let backend = s3_backend_toml("cluster", "");
+    let setup =
+        Setup::new(dir.path(), &backend, "[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n");
+    let seeded = setup.put_many("big", 100_000) + setup.put_many("ten", 10_000);
+    println!("seeded 110,000 objects in {:.1} s", seeded.as_secs_f64());
+    let m = setup.mount(&dir.path().join("m"), None);
+    let list = |d: &str| {
+        let started = std::time::Instant::now();
+        let n = fs::read_dir(m.path(d))
+            .unwrap()
+            .filter(|e| {
+                assert!(e.is_ok(), "{e:?}");
+                true
+            })
+            .count();
+        (n, started.elapsed())
+    };
+    let (n_ten, t_ten) = list("ten");
+    assert_eq!(n_ten, 10_000);
+    let (n_big, t_big) = list("big");
+    assert_eq!(n_big, 100_000, "every object listed");
+    // Two listings at once: their pages interleave at the backend.
+    let started = std::time::Instant::now();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| list("big").0);
+        let b = s.spawn(|| list("ten").0);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let t_both = started.elapsed();
+    assert_eq!((a, b), (100_000, 10_000));
+    let peak = peak_rss_kib(m.pid());
+    println!(
+        "cluster listing: 10,000 in {:.0} ms, 100,000 in {:.0} ms ({:.1}x for 10x the entries); both at once \
+         in {:.0} ms; daemon peak {} MiB",
+        t_ten.as_secs_f64() * 1e3,
+        t_big.as_secs_f64() * 1e3,
+        t_big.as_secs_f64() / t_ten.as_secs_f64(),
+        t_both.as_secs_f64() * 1e3,
+        peak / 1024
+    );
+    assert!(peak < 512 * 1024, "the daemon grew to {} MiB listing 100,000 objects", peak / 1024);
+    assert!(m.unmount().success());
+}
+
 /// A free loopback address for `--metrics-addr`.
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

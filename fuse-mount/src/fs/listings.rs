@@ -14,6 +14,12 @@
 //! (`FOPEN_CACHE_DIR`): an `opendir` that finds its listing still kept lets
 //! the kernel answer from that copy; one that lists afresh has the kernel
 //! drop it (see `DirCache` in the file system layer).
+//!
+//! Kept listings are bounded by their entries, not only by their number:
+//! at most [`MAX_KEPT_ENTRIES`] in all, and a listing larger than that is
+//! not kept at all, so a mount over directories of a million files stays
+//! within a known memory budget (each open directory handle holds its own
+//! listing until it is closed).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +34,8 @@ use super::store::Child;
 
 /// Most listings kept; past this, expired ones are dropped, then all.
 const MAX_LISTINGS: usize = 256;
+/// Most entries of all kept listings together (about 100 MiB of them).
+pub const MAX_KEPT_ENTRIES: usize = 200_000;
 /// Most directory attributes kept, likewise.
 const MAX_DIRS: usize = 4096;
 
@@ -39,13 +47,16 @@ type Place = (String, String);
 #[derive(Debug)]
 struct Table<T> {
     max: usize,
+    /// Most total weight of the values (see `weight`).
+    max_weight: usize,
+    weight: fn(&T) -> usize,
     /// When kept, the generation it was begun at, the value.
     map: Mutex<HashMap<Place, (Instant, u64, T)>>,
 }
 
 impl<T: Clone> Table<T> {
-    fn new(max: usize) -> Self {
-        Table { max, map: Mutex::new(HashMap::new()) }
+    fn new(max: usize, max_weight: usize, weight: fn(&T) -> usize) -> Self {
+        Table { max, max_weight, weight, map: Mutex::new(HashMap::new()) }
     }
 
     fn get(&self, who: String, path: &str, generation: u64, ttl: Duration) -> Option<T> {
@@ -54,16 +65,26 @@ impl<T: Clone> Table<T> {
         (*begun == generation && at.elapsed() < ttl).then(|| value.clone())
     }
 
-    /// Keeps `value`; past `max` entries, drops the stale ones, then all.
+    /// Keeps `value`; past `max` entries or `max_weight`, drops the stale
+    /// ones, then all. A value heavier than `max_weight` is not kept.
     fn keep(&self, who: String, path: &str, generation: u64, ttl: Duration, value: T) {
+        let weight = (self.weight)(&value);
+        if weight > self.max_weight {
+            return;
+        }
         let mut map = self.map.lock();
-        if map.len() >= self.max {
+        let place = (who, path.to_owned());
+        map.remove(&place);
+        let total = |map: &HashMap<Place, (Instant, u64, T)>| {
+            map.values().map(|(_, _, v)| (self.weight)(v)).sum::<usize>()
+        };
+        if map.len() >= self.max || total(&map) + weight > self.max_weight {
             map.retain(|_, (at, begun, _)| *begun == generation && at.elapsed() < ttl);
-            if map.len() >= self.max {
+            if map.len() >= self.max || total(&map) + weight > self.max_weight {
                 map.clear();
             }
         }
-        map.insert((who, path.to_owned()), (Instant::now(), generation, value));
+        map.insert(place, (Instant::now(), generation, value));
     }
 
     fn clear(&self) {
@@ -89,8 +110,8 @@ impl Listings {
         Listings {
             ttl,
             generation: AtomicU64::new(0),
-            kept: Table::new(MAX_LISTINGS),
-            dirs: Table::new(MAX_DIRS),
+            kept: Table::new(MAX_LISTINGS, MAX_KEPT_ENTRIES, |children| children.len()),
+            dirs: Table::new(MAX_DIRS, MAX_DIRS, |_| 1),
         }
     }
 
@@ -160,4 +181,30 @@ fn who(session: &Session) -> String {
         s.push_str(role);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_values_are_bounded_by_weight() {
+        let ttl = Duration::from_secs(60);
+        let table: Table<Arc<Vec<u8>>> = Table::new(100, 10, |v| v.len());
+        let keep = |path: &str, n: usize| table.keep("u".into(), path, 0, ttl, Arc::new(vec![0; n]));
+        keep("a", 4);
+        keep("b", 4);
+        assert!(table.get("u".into(), "a", 0, ttl).is_some());
+        // Past the weight, the older (still valid) ones go.
+        keep("c", 4);
+        assert!(table.get("u".into(), "a", 0, ttl).is_none());
+        assert!(table.get("u".into(), "c", 0, ttl).is_some());
+        // Heavier than the whole budget: not kept, nothing else dropped.
+        keep("huge", 11);
+        assert!(table.get("u".into(), "huge", 0, ttl).is_none());
+        assert!(table.get("u".into(), "c", 0, ttl).is_some());
+        // Keeping a path again replaces its value and its weight.
+        keep("c", 6);
+        assert!(table.get("u".into(), "c", 0, ttl).is_some_and(|v| v.len() == 6));
+    }
 }

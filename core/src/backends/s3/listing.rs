@@ -1,7 +1,11 @@
 //! Listings: recursive ones stream `list_with_offset` pages; directory
-//! listings use the delimiter and keep the last directory for a few
-//! seconds, so that following pages of one listing do not fetch it again.
+//! listings use the delimiter and keep the directories fetched last for a
+//! few seconds, so that following pages of a listing do not fetch the
+//! directory again, even when listings of several directories interleave
+//! (two `ls` at once, `find`). The kept directories are bounded in number
+//! and in entries; the one fetched last is always kept.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,30 +21,46 @@ use crate::storage::{ListEntry, ListOptions, ListPage, ListPageBuilder};
 /// How long a fetched directory serves the following pages of its listing.
 const FRESH: Duration = Duration::from_secs(5);
 
+/// Most directories kept.
+const KEEP_DIRS: usize = 8;
+/// Most entries of the kept directories together, besides the last one.
+const KEEP_ENTRIES: usize = 300_000;
+
 /// A fetched directory: its path, when, and its entries in name order.
 type Fetched = (String, Instant, Arc<Vec<ListEntry>>);
 
-/// The last directory fetched with the delimiter.
+/// The directories fetched last with the delimiter, most recent first.
 #[derive(Debug, Default)]
 pub(super) struct DirCache {
-    last: Mutex<Option<Fetched>>,
+    dirs: Mutex<VecDeque<Fetched>>,
 }
 
 impl DirCache {
-    /// Forgets the cached directory (after any write).
+    /// Forgets the kept directories (after any write).
     pub fn clear(&self) {
-        *self.last.lock() = None;
+        self.dirs.lock().clear();
     }
 
     fn get(&self, dir: &str) -> Option<Arc<Vec<ListEntry>>> {
-        match &*self.last.lock() {
-            Some((d, at, entries)) if d == dir && at.elapsed() < FRESH => Some(entries.clone()),
-            _ => None,
-        }
+        let dirs = self.dirs.lock();
+        let (_, at, entries) = dirs.iter().find(|(d, _, _)| d == dir)?;
+        (at.elapsed() < FRESH).then(|| entries.clone())
     }
 
     fn put(&self, dir: String, entries: Arc<Vec<ListEntry>>) {
-        *self.last.lock() = Some((dir, Instant::now(), entries));
+        let mut dirs = self.dirs.lock();
+        dirs.retain(|(d, at, _)| *d != dir && at.elapsed() < FRESH);
+        dirs.push_front((dir, Instant::now(), entries));
+        let mut total = 0;
+        let keep = dirs
+            .iter()
+            .enumerate()
+            .take_while(|(i, (_, _, e))| {
+                total += e.len();
+                *i == 0 || (*i < KEEP_DIRS && total <= KEEP_ENTRIES)
+            })
+            .count();
+        dirs.truncate(keep);
     }
 }
 
@@ -114,11 +134,13 @@ async fn directory(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
         }
     };
     let mut page = ListPageBuilder::new(options);
-    for entry in entries.iter() {
+    // Entries are in name order: start at the page's first candidate
+    // rather than walking past every page before it.
+    let lower =
+        options.start_after.as_deref().map_or(options.prefix.as_str(), |a| a.max(options.prefix.as_str()));
+    let from = entries.partition_point(|e| e.name() < lower);
+    for entry in &entries[from..] {
         let name = entry.name();
-        if name < options.prefix.as_str() {
-            continue;
-        }
         let meta = || match entry {
             ListEntry::Object(meta) => Ok(meta.clone()),
             ListEntry::Prefix(p) => Err(crate::Error::new(
@@ -135,7 +157,30 @@ async fn directory(s: &S3Storage, options: &ListOptions) -> Result<ListPage> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_probe;
+    use super::*;
+
+    fn dir(n: usize) -> Arc<Vec<ListEntry>> {
+        Arc::new((0..n).map(|i| ListEntry::Prefix(format!("d{i}/"))).collect())
+    }
+
+    #[test]
+    fn interleaved_directories_stay_kept_within_bounds() {
+        let cache = DirCache::default();
+        cache.put("a/".into(), dir(10));
+        cache.put("b/".into(), dir(10));
+        assert!(cache.get("a/").is_some() && cache.get("b/").is_some(), "two listings interleave");
+        for i in 0..KEEP_DIRS {
+            cache.put(format!("x{i}/"), dir(1));
+        }
+        assert!(cache.get("a/").is_none(), "at most {KEEP_DIRS} directories");
+        cache.put("big/".into(), dir(KEEP_ENTRIES + 1));
+        assert!(cache.get("big/").is_some(), "the last one is kept whatever its size");
+        cache.put("small/".into(), dir(1));
+        assert!(cache.get("big/").is_none(), "but not beside others past the bound");
+        assert!(cache.get("small/").is_some());
+        cache.clear();
+        assert!(cache.get("small/").is_none());
+    }
 
     #[test]
     fn only_the_probes_own_objects_are_left_out() {
