@@ -63,12 +63,17 @@ pub const SHARED_ATTR_TTL: Duration = Duration::from_secs(1);
 /// every backend is private to this process (`local`, `memory`) and the
 /// mount is single-user, one second otherwise.
 pub fn auto_attr_ttl(config: &Config, allow_other: bool) -> Duration {
-    let private = config.backends.values().all(|b| b.kind == "local" || b.kind == "memory");
-    if private && !allow_other {
+    if private_store(config) && !allow_other {
         PRIVATE_ATTR_TTL
     } else {
         SHARED_ATTR_TTL
     }
+}
+
+/// Whether only this process can change the store: every backend is
+/// `local` (its database admits one process) or `memory`.
+fn private_store(config: &Config) -> bool {
+    config.backends.values().all(|b| b.kind == "local" || b.kind == "memory")
 }
 
 /// Creates the mount point when it does not exist yet (the README's first
@@ -135,6 +140,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
         attr_ttl,
         root_mode: if options.allow_other { 0o777 } else { 0o755 },
         store_dir: store_dir(&manager.config()),
+        shared: !private_store(&manager.config()),
         ..FsOptions::default()
     };
     let fs = Arc::new(TierFs::new(store, spool, options.identities.clone(), fs_options));

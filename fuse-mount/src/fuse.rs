@@ -146,14 +146,17 @@ fn kernel_time(t: SystemTime) -> SystemTime {
 
 /// Flags of an open file: the kernel keeps cached pages across opens
 /// (every change passes through it, and `FUSE_AUTO_INVAL_DATA` drops them
-/// when the size or mtime we report changes). `close` of a file opened to
+/// when the size or mtime we report changes), unless the object changed
+/// under another writer since they were cached (a shared store: the open
+/// compared versions). `close` of a file opened to
 /// write sends a `FLUSH`, which reports changes known not to be saved; of
 /// one opened to read, none (it would only cost a round trip).
 fn open_flags(opened: &Opened) -> FopenFlags {
+    let keep = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
     if opened.writable {
-        FopenFlags::FOPEN_KEEP_CACHE
+        keep
     } else {
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        keep | FopenFlags::FOPEN_NOFLUSH
     }
 }
 

@@ -57,6 +57,11 @@ pub struct FsOptions {
     /// A directory on the file system that holds the store, whose space
     /// `statfs` reports (the spool's when none: a store of objects only).
     pub store_dir: Option<std::path::PathBuf>,
+    /// Others may change the store (an object store, another mount): an
+    /// open compares the object's version with the one the kernel's cached
+    /// pages came from, and has the kernel drop them when it changed
+    /// (close-to-open consistency; see `docs/semantics.md`).
+    pub shared: bool,
 }
 
 impl Default for FsOptions {
@@ -67,6 +72,7 @@ impl Default for FsOptions {
             group_commit: true,
             root_mode: 0o755,
             store_dir: None,
+            shared: false,
         }
     }
 }
@@ -88,6 +94,9 @@ pub struct Opened {
     /// Opened to write: its `close` reports what could not be saved, so
     /// the kernel must send a flush for it.
     pub writable: bool,
+    /// The kernel may keep the pages it cached of the file: they are of
+    /// the version the store holds (`false`: it must drop them).
+    pub keep_cache: bool,
 }
 
 /// An open directory: its handle, and what the kernel may do with its
@@ -244,6 +253,10 @@ pub struct TierFs {
     spool: Arc<SpoolDir>,
     options: FsOptions,
     root: Mutex<PosixMeta>,
+    /// On a shared store, per inode, the version of the object the
+    /// kernel's cached pages came from (`None`: written here, version not
+    /// known); see [`FsOptions::shared`].
+    page_versions: Mutex<HashMap<u64, Option<String>>>,
 }
 
 fn utf8(name: &OsStr) -> FsResult<&str> {
@@ -271,6 +284,7 @@ impl TierFs {
             spool,
             options,
             root: Mutex::new(root),
+            page_versions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -453,6 +467,10 @@ impl TierFs {
     /// Drops `n` kernel lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);
+        if self.options.shared && self.inodes.key_of(ino).is_err() {
+            // Gone from the kernel, with its pages.
+            self.page_versions.lock().remove(&ino);
+        }
     }
 
     /// The attributes of `ino` (through handle `fh` if given).
@@ -523,7 +541,11 @@ impl TierFs {
             return Ok(self.entry(ino, posix, 0));
         }
         self.store.check(&session, Op::Write, &k)?;
-        let file = self.attach(ino, &session, &k).await?;
+        let (file, _) = self.attach(ino, &session, &k).await?;
+        if self.options.shared {
+            // Changed here: the next open has the kernel read it again.
+            self.page_versions.lock().insert(ino, None);
+        }
         let result = async {
             let mut state = file.state.lock().await;
             if state.hand_over(&self.store, &session, &k, &self.options.defaults).await? {
@@ -812,9 +834,11 @@ impl TierFs {
 
     /// The open-file state of `ino`, loading it from the store if no handle
     /// has it; the open count goes up by one (undo with `close_file`).
-    async fn attach(&self, ino: u64, session: &Session, k: &Key) -> FsResult<Arc<OpenFile>> {
+    /// The open state of `ino` (the one already open, or a new one from
+    /// the store), and whether the kernel may keep its cached pages.
+    async fn attach(&self, ino: u64, session: &Session, k: &Key) -> FsResult<(Arc<OpenFile>, bool)> {
         if let Some(file) = self.inodes.open_existing(ino) {
-            return Ok(file);
+            return Ok((file, true));
         }
         let meta = self.store.stat(session, k).await?;
         let posix = PosixMeta::from_object(&meta, &self.options.defaults);
@@ -822,8 +846,13 @@ impl TierFs {
             let errno = if posix.kind == Kind::Dir { libc::EISDIR } else { libc::EINVAL };
             return Err(FsError::new(errno, format!("`{k}` is not a regular file")));
         }
+        let keep_cache = !self.options.shared
+            || match self.page_versions.lock().insert(ino, Some(meta.version.clone())) {
+                None => true,
+                Some(cached) => cached.as_deref() == Some(meta.version.as_str()),
+            };
         let state = FileState::clean(posix, meta.metadata, meta.size);
-        self.inodes.open(ino, || OpenFile::new(state))
+        Ok((self.inodes.open(ino, || OpenFile::new(state))?, keep_cache))
     }
 
     /// Drops one open of `ino`; the last one commits unsaved changes and
@@ -883,7 +912,7 @@ impl TierFs {
         if writable {
             self.store.check(&session, Op::Write, &k)?;
         }
-        let file = self.attach(ino, &session, &k).await?;
+        let (file, keep_cache) = self.attach(ino, &session, &k).await?;
         let checked = async {
             // A file being executed is not opened to change: the kernel
             // refuses write opens itself, but leaves a truncating open to
@@ -912,7 +941,7 @@ impl TierFs {
             self.close_file(ino, &file, &session).await?;
             return Err(e);
         }
-        Ok(self.add_handle(ino, file, session, flags))
+        Ok(Opened { keep_cache, ..self.add_handle(ino, file, session, flags) })
     }
 
     fn add_handle(&self, ino: u64, file: Arc<OpenFile>, session: Session, flags: i32) -> Opened {
@@ -932,7 +961,11 @@ impl TierFs {
             readahead: tokio::sync::Mutex::new(ReadAhead::default()),
         };
         self.handles.lock().insert(fh, Arc::new(handle));
-        Opened { fh, writable }
+        if writable && self.options.shared {
+            // Pages written here are of a version not known until read back.
+            self.page_versions.lock().insert(ino, None);
+        }
+        Opened { fh, writable, keep_cache: true }
     }
 
     /// Creates and opens a regular file.
