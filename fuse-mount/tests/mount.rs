@@ -478,3 +478,52 @@ fn times_before_1970_keep_their_fraction() {
     assert_eq!(shown, "1960-01-01 00:00:00.250000000 +0000\n1969-12-31 23:59:59.500000000 +0000\n");
     assert!(m.unmount().success());
 }
+
+/// A full spool directory (where files changed in place are copied while
+/// open): the write that does not fit fails with ENOSPC, the file keeps its
+/// last saved content, other files read and write on, and once the spool
+/// has room again the same change succeeds, without a remount.
+#[test]
+fn a_full_spool_says_enospc_and_loses_nothing() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let disk = SmallDisk::mount(&dir.path().join("spool"), "8m");
+    let spool = dir.path().join("spool");
+    let args = vec!["--spool-dir".to_owned(), spool.to_str().unwrap().to_owned()];
+    let m = Mount::start(dir.path(), &dir.path().join("data"), MountSpec { args, ..MountSpec::default() });
+    // Two 6 MiB files, written sequentially (straight to the store).
+    let content = |i: u8| vec![i; 6 << 20];
+    for i in 1..=2u8 {
+        write_file(&m.path(&format!("f{i}")), &content(i), true).unwrap();
+    }
+    // Change f1 in place: it is copied into the spool (6 of its 8 MiB).
+    let mut f1 = fs::OpenOptions::new().read(true).write(true).open(m.path("f1")).unwrap();
+    f1.write_all(b"one").unwrap();
+    // Changing f2 in place as well does not fit.
+    let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
+    let e = f2.write_all(b"two").and_then(|()| f2.sync_all()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    drop(f2);
+    // Nothing is lost or half-written; the other files work on.
+    assert!(fs::read(m.path("f2")).unwrap() == content(2), "f2 changed after a refused write");
+    fs::write(m.path("small"), b"still works").unwrap();
+    assert_eq!(fs::read(m.path("small")).unwrap(), b"still works");
+    // f1's change is saved; its spool copy is freed at close.
+    f1.sync_all().unwrap();
+    close(f1).unwrap();
+    let mut expected = content(1);
+    expected[..3].copy_from_slice(b"one");
+    assert!(fs::read(m.path("f1")).unwrap() == expected, "f1's change was not saved");
+    // The spool has room again: the same change of f2 now works.
+    let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
+    f2.write_all(b"two").unwrap();
+    f2.sync_all().unwrap();
+    close(f2).unwrap();
+    let mut expected = content(2);
+    expected[..3].copy_from_slice(b"two");
+    assert!(fs::read(m.path("f2")).unwrap() == expected, "f2's change was not saved");
+    assert!(m.unmount().success());
+    drop(disk);
+}

@@ -210,3 +210,57 @@ async fn a_plugin_on_a_full_device_is_not_an_outage() {
     drop(manager);
     drop(disk);
 }
+
+/// A write-back cache whose primary fills up: writes were acknowledged
+/// from the dirty set, so its flushes fail; the entries stay dirty and
+/// readable (nothing acknowledged is dropped), the primary is not marked
+/// down, and once the dirty set is full a new write is refused with an
+/// out-of-space error. Freed space lets the flush, and the shutdown, put
+/// everything in the primary, where a restart finds it.
+#[tokio::test]
+async fn a_write_back_cache_over_a_full_primary_keeps_what_it_acknowledged() {
+    let Some(disk) = SmallDisk::mount("8m") else { return };
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 5 << 20]).unwrap();
+    let store = disk.path().join("store");
+    let text = format!(
+        "[backends.main]\ntype = \"local\"\npath = {store:?}\n[policy]\ntype = \"prefer_cache\"\nprimary = \"main\"\n\
+         cache = {{ capacity_mib = 64, write = \"back\", max_dirty_mib = 2, flush_interval_ms = 50 }}\n"
+    );
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let store_session = manager.session("t");
+    let value = Bytes::from(vec![3u8; 100_000]);
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..300 {
+        let k = key(&format!("wb/{i:03}"));
+        match store_session.put(&k, value.clone(), Default::default()).await {
+            Ok(_) => acknowledged.push(k),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("30 MB of writes fit a 2 MiB dirty set over a 3 MiB primary");
+    assert!(e.is_out_of_space(), "the refusal does not say the primary is full: {e}");
+    assert!(acknowledged.len() > 20, "only {} writes were acknowledged", acknowledged.len());
+    // Every acknowledged write reads back, from the primary or the dirty set.
+    for k in &acknowledged {
+        assert_eq!(store_session.get(k).await.unwrap_or_else(|e| panic!("{k}: {e}")), value, "{k}");
+    }
+    // Space is freed: the flusher (or the shutdown) puts everything in.
+    std::fs::remove_file(&filler).unwrap();
+    manager.shutdown().await.unwrap_or_else(|e| panic!("the flush after freeing space failed: {e}"));
+    drop(store_session);
+    drop(manager);
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let session = manager.session("t");
+    for k in &acknowledged {
+        assert_eq!(session.get(k).await.unwrap_or_else(|e| panic!("{k} was lost: {e}")), value, "{k}");
+    }
+    manager.shutdown().await.unwrap();
+    drop(session);
+    drop(manager);
+    drop(disk);
+}

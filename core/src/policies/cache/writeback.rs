@@ -228,15 +228,23 @@ impl CacheStorage {
         self.flush_where(&|_| true).await
     }
 
+    /// Flushes the dirty keys that match `filter`; a primary found full
+    /// ends the pass (every other entry would fail the same way, each at
+    /// the cost of a failed commit), keeping the rest dirty for the next.
     async fn flush_locked(&self, wb: &WriteBack, filter: &(dyn Fn(&Key) -> bool + Sync)) -> Result<()> {
         let work = wb.snapshot(filter);
+        let full = AtomicBool::new(false);
         let mut results = stream::iter(work)
+            .filter(|_| std::future::ready(!full.load(SeqCst)))
             .map(|(key, seq, state)| self.flush_one(wb, key, seq, state))
             .buffer_unordered(FLUSH_CONCURRENCY);
         let mut first = None;
         while let Some(result) = results.next().await {
             if let Err(e) = result {
                 tracing::debug!(cache = self.name(), error = %e, "flushing a dirty entry failed; kept for retry");
+                if e.is_out_of_space() {
+                    full.store(true, SeqCst);
+                }
                 first.get_or_insert(e);
             }
         }
