@@ -160,9 +160,13 @@ stage_rust() {
 # and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), then
 # the fault tests stop nodes and Redis under load, one at a time, through
 # the core and through the mount (fuse-mount/tests/distributed_faults.rs).
+# Last, conformance per backend: pjdfstest and fsx against a mount over the
+# cluster and over a prefer_cache stack (see conformance below).
 stage_services() {
     apt_need redis-server redis-tools fuse3 diffutils
     cargo_tool_need garage@2.5.0 garage
+    cargo_tool_need pjdfstest
+    cargo_tool_need fsx
     local dir
     dir="$(mktemp -d /tmp/tierfs-services.XXXXXX)"
     # shellcheck disable=SC2064 # expand now: stop exactly these services
@@ -189,6 +193,86 @@ stage_services() {
     run cargo test -p tierfs-fuse --features services --test distributed
     run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
     run cargo test -p tierfs-fuse --features services --test distributed_faults -- --test-threads=1
+    run cargo build -p tierfs-fuse --release
+    FUSE_WORK="$(mktemp -d /tmp/tierfs-conformance.XXXXXX)"
+    chmod 755 "$FUSE_WORK"
+    trap "fuse_cleanup; bash '$ROOT/scripts/services/garage.sh' stop '$dir/garage'; bash '$ROOT/scripts/services/redis.sh' stop '$dir/redis'; bash '$ROOT/scripts/services/redis-cluster.sh' stop '$dir/redis-cluster'; rm -rf '$dir'" EXIT
+    local failed=()
+    conformance s3 "$(conformance_s3_config)" "" 3000 || failed+=(s3)
+    conformance prefer_cache "$(conformance_cache_config)" "" 20000 || failed+=(prefer_cache)
+    fuse_cleanup
+    # Last: 110,000 objects keep the cluster busy for minutes afterwards.
+    run cargo test -p tierfs-fuse --features services --test distributed a_directory_of_100k -- --ignored \
+        || failed+=(big-directory)
+    if ((${#failed[@]} > 0)); then
+        log "services failed: ${failed[*]}"
+        return 1
+    fi
+}
+
+# Conformance per backend (the table in docs/semantics.md): pjdfstest with
+# the same expected failures as the local store (fuse-mount/tests/
+# pjdfstest.toml, reasons in docs/semantics.md; an unexpected failure or an
+# expected one that passes fails the run), then fsx. Over the cluster every
+# fsx operation rewrites the file (up to 1 MiB) in the bucket, so fsx runs
+# 3,000 operations there (about 75 s) and 20,000 over the prefer_cache
+# stack (LRU, write-through, over a local primary).
+
+conformance_s3_config() {
+    cat <<EOF2
+[backends.cluster]
+type = "s3"
+endpoint = "$TIERFS_S3_ENDPOINT"
+region = "$TIERFS_S3_REGION"
+bucket = "$TIERFS_S3_BUCKET"
+prefix = "conformance-$$/"
+access_key_id = "$TIERFS_S3_ACCESS_KEY_ID"
+secret_access_key = "$TIERFS_S3_SECRET_ACCESS_KEY"
+EOF2
+}
+
+conformance_cache_config() {
+    cat <<EOF2
+[backends.main]
+type = "local"
+path = "$FUSE_WORK/prefer_cache/data"
+[policy]
+type = "prefer_cache"
+primary = "main"
+cache = { capacity_mib = 64 }
+EOF2
+}
+
+# conformance NAME CONFIG_TEXT PJDFSTEST_TESTS FSX_OPS (no tests named: all)
+conformance() {
+    local name="$1" config="$2" tests="$3" ops="$4" dir="$FUSE_WORK/$1" rc=0 started=$SECONDS
+    local seed="${FSX_SEED:-$(((RANDOM << 15) | RANDOM))}"
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    printf '%s\n' "$config" >"$dir/tierfs.toml"
+    id tests >/dev/null 2>&1 || echo 'tests:x:::Dummy User for pjdfstest:/:/usr/sbin/nologin' | newusers
+    fuse_mount "$dir" --config "$dir/tierfs.toml" --spool-dir "$dir" --allow-other || return 1
+    log "+ [$name] pjdfstest ${tests:-(all)}"
+    # shellcheck disable=SC2086 # the test groups are separate arguments
+    (cd "$dir/mnt" && pjdfstest -c "$ROOT/fuse-mount/tests/pjdfstest.toml" -p "$dir/mnt" $tests) \
+        >"$dir/pjdfstest.out" 2>&1 || rc=1
+    sed -i 's/\x1b\[[0-9;]*m//g' "$dir/pjdfstest.out"
+    grep -E '(FAILED|PASSED UNEXPECTEDLY)$' "$dir/pjdfstest.out" || true
+    log "[$name] pjdfstest: $(grep -E '^Summary' "$dir/pjdfstest.out" || echo 'no summary') ($((SECONDS - started)) s)"
+    ((rc == 0)) || tail -n 40 "$dir/pjdfstest.out"
+    started=$SECONDS
+    mkdir -p "$dir/artifacts"
+    log "+ [$name] fsx: $ops operations, seed $seed"
+    if fsx -f "$ROOT/fuse-mount/tests/fsx.toml" -N "$ops" -S "$seed" -P "$dir/artifacts" "$dir/mnt/fsx.bin" \
+        >"$dir/fsx.out" 2>&1 && grep -q 'All operations completed A-OK' "$dir/fsx.out"; then
+        log "[$name] fsx: $ops operations with seed $seed: A-OK ($((SECONDS - started)) s)"
+    else
+        tail -n 40 "$dir/fsx.out"
+        log "!! [$name] fsx FAILED with seed $seed"
+        rc=1
+    fi
+    fuse_unmount "$dir" || rc=1
+    return "$rc"
 }
 
 # fuse: the FUSE front end mounted for real (needs root and /dev/fuse).
@@ -229,13 +313,15 @@ stage_fuse() {
 FUSE_WORK=""
 FUSE_PID=""
 
-# fuse_mount DIR [ARGS...]: a fresh store in DIR/data mounted at DIR/mnt.
+# fuse_mount DIR [ARGS...]: a fresh store in DIR/data mounted at DIR/mnt
+# (or what ARGS name with --config).
 fuse_mount() {
-    local dir="$1" i
+    local dir="$1" i store=(--root "$dir/data")
     shift
+    [[ " $* " != *" --config "* ]] || store=()
     mkdir -p "$dir/mnt" "$dir/data"
     chmod 755 "$dir" "$dir/mnt"
-    "$ROOT/target/release/tierfs" mount --root "$dir/data" "$@" "$dir/mnt" 2>"$dir/tierfs.log" &
+    "$ROOT/target/release/tierfs" mount "${store[@]}" "$@" "$dir/mnt" 2>"$dir/tierfs.log" &
     FUSE_PID=$!
     for i in $(seq 1 500); do
         if awk -v m="$dir/mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; then

@@ -132,7 +132,10 @@ impl Setup {
 /// (which would take minutes here). The 110,000 objects stay under the
 /// test's own prefix: deleting them one request each would double the
 /// test's time, and the services stage discards the cluster at its end.
+/// Ignored by default: the services stage runs it last, because the
+/// cluster works in the background for minutes after taking them.
 #[test]
+#[ignore = "110,000 objects; run last by scripts/test.sh services"]
 fn a_directory_of_100k_objects_on_the_cluster() {
     if !can_mount() {
         return;
