@@ -142,23 +142,35 @@ test('EIO: a closed store, and a backend failing at I/O', async (t) => {
   assert.equal(fast.retryable, true);
 });
 
-test('ENOSPC: a full device fails writes (put and streams) and the store keeps serving', async (t) => {
+/** A store on a fresh 8 MiB tmpfs, closed and unmounted after the test. */
+async function storeOnSmallDisk(t) {
   if (process.getuid() !== 0) {
+    assert.notEqual(process.env.CI, 'true', 'mounting a tmpfs needs root, which CI=true requires');
     t.skip('mounting a tmpfs needs root');
-    return;
+    return null;
   }
   const disk = mkdtempSync(join(tmpdir(), 'tierfs-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk]);
-  const store = await open({ root: join(disk, 'store') }).catch((e) => {
+  const root = join(disk, 'store');
+  const store = await open({ root }).catch((e) => {
     execFileSync('umount', [disk]);
     throw e;
   });
   // One hook, in order: close the store, unmount, remove the mount point.
+  let reopened = null;
   t.after(async () => {
     await store.close();
+    if (reopened) await reopened.close();
     execFileSync('umount', [disk]);
     rmSync(disk, { recursive: true });
   });
+  return { store, reopen: async () => { await store.close(); reopened = await open({ root }); return reopened; } };
+}
+
+test('ENOSPC: a full device fails writes (put and streams) and the store keeps serving', async (t) => {
+  const found = await storeOnSmallDisk(t);
+  if (!found) return;
+  const { store } = found;
   await store.put('small', 'kept');
   const err = await rejectsWith(store.put('big', Buffer.alloc(16 << 20, 1)), 'ENOSPC', { key: 'big' });
   assert.equal(err.kind, 'Unavailable');
@@ -173,4 +185,36 @@ test('ENOSPC: a full device fails writes (put and streams) and the store keeps s
   assert.equal(await store.exists('streamed'), false);
   assert.equal((await store.get('small')).toString(), 'kept');
   await store.put('after', Buffer.alloc(4 << 20, 3));
+});
+
+test('ENOSPC: a database filled by small values recovers without reopening', async (t) => {
+  const found = await storeOnSmallDisk(t);
+  if (!found) return;
+  const { store } = found;
+  const value = Buffer.alloc(100_000, 7);
+  const written = [];
+  let failure = null;
+  for (let i = 0; i < 200 && !failure; i++) {
+    const key = `small/${String(i).padStart(3, '0')}`;
+    try {
+      await store.put(key, value);
+      written.push(key);
+    } catch (e) {
+      failure = e;
+    }
+  }
+  assert.ok(failure, '20 MB of small values fit an 8 MiB device');
+  assertTierfsError(failure, 'ENOSPC', {});
+  assert.ok(written.length > 10, `only ${written.length} values fit`);
+  // Reads of what was acknowledged go on at once.
+  for (const key of written) assert.ok((await store.get(key)).equals(value), key);
+  // Deleting frees space; writes then work again, in the same store.
+  for (const key of written.slice(0, written.length / 2)) await store.delete(key);
+  await store.put('small/after', value);
+  assert.ok((await store.get('small/after')).equals(value));
+  const again = await found.reopen();
+  for (const key of written.slice(Math.ceil(written.length / 2))) {
+    assert.ok((await again.get(key)).equals(value), key);
+  }
+  assert.equal(await again.exists(written[0]), false);
 });

@@ -117,6 +117,8 @@ def test_errors_are_catchable_as_base(local_store: tierfs.Store) -> None:
 def small_disk(tmp_path: Path):
     """A real 8 MiB tmpfs (mounting needs root, as in CI)."""
     if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mounting a tmpfs needs root, which CI=true requires")
         pytest.skip("mounting a tmpfs needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -143,3 +145,27 @@ def test_a_full_device_is_enospc_and_the_store_keeps_serving(small_disk: Path) -
         assert not store.exists("big") and not store.exists("streamed")
         assert store.get("small") == b"kept"
         store.put("after", b"z" * (4 << 20))
+
+
+def test_a_database_filled_by_small_values_recovers_without_reopening(small_disk: Path) -> None:
+    value = b"s" * 100_000
+    with tierfs.open(root=small_disk / "store") as store:
+        written = []
+        with pytest.raises(OSError) as info:
+            for i in range(200):
+                store.put(f"small/{i:03}", value)
+                written.append(f"small/{i:03}")
+        assert info.value.errno == errno.ENOSPC, repr(info.value)
+        assert len(written) > 10, written
+        # Reads of what was acknowledged go on at once.
+        for key in written:
+            assert store.get(key) == value, key
+        # Deleting frees space; writes then work again, in the same store.
+        for key in written[: len(written) // 2]:
+            store.delete(key)
+        store.put("small/after", value)
+        assert store.get("small/after") == value
+    with tierfs.open(root=small_disk / "store") as store:
+        for key in written[len(written) // 2 :]:
+            assert store.get(key) == value, key
+        assert not store.exists(written[0])
