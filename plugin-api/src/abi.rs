@@ -205,7 +205,8 @@ impl PluginStatus {
     pub const CONFIG: PluginStatus = PluginStatus(8);
     /// The device or quota that holds the data is full: the backend is up,
     /// reads and deletes go on, writes work again once space is freed.
-    /// Hosts older than this status see it as [`PluginStatus::UNAVAILABLE`].
+    /// Hosts older than this status report it as an unknown status, of
+    /// the kind [`PluginStatus::UNAVAILABLE`] maps to.
     pub const OUT_OF_SPACE: PluginStatus = PluginStatus(9);
 
     /// Whether this is [`PluginStatus::OK`].

@@ -5,8 +5,10 @@ use std::fmt;
 use crate::abi::PluginStatus;
 
 /// What went wrong; mirrors TierFS's `ErrorKind` and the ABI's
-/// [`PluginStatus`] codes one to one.
+/// [`PluginStatus`] codes one to one. More kinds may come (as statuses
+/// older hosts read as `UNAVAILABLE`), so a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PluginErrorKind {
     /// The key does not exist.
     NotFound,

@@ -88,17 +88,36 @@ fn run_and_cut_power(store: &Path, image: &Path, copy: &Path, seed: u64) -> u64 
     });
     std::thread::sleep(Duration::from_millis(200 + Rng::new(seed).below(1500)));
     unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
-    // The writer prints an ack only after the operation returned; what it
-    // printed before the freeze reaches the reader shortly.
-    std::thread::sleep(Duration::from_millis(200));
-    let acked = last.lock().unwrap().map_or(0, |l| l + 1);
-    // The device as it is now: the power is cut here.
+    wait_stopped(child.id());
+    // The device as it is now: the power is cut here. Nothing the writer
+    // printed before the freeze can have missed this image.
     run(Command::new("cp").arg("--sparse=always").arg(image).arg(copy));
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let status = child.wait().expect("wait");
     assert!(status.code().is_none(), "crash-writer exited by itself: {status}");
+    // Every ack the writer printed before the freeze is read by now.
     reader.join().expect("reader thread");
+    let acked = last.lock().unwrap().map_or(0, |l| l + 1);
     acked
+}
+
+/// Waits until every thread of `pid` is stopped (a stop takes effect only
+/// when a thread leaves the system call it is in, such as an `fsync`).
+fn wait_stopped(pid: u32) {
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().all(|task| {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+        })
+    };
+    for _ in 0..3000 {
+        if stopped() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("crash-writer did not stop within 30 s of SIGSTOP");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,12 +69,12 @@ impl<T: Clone> Table<T> {
     /// ones, then all. A value heavier than `max_weight` is not kept.
     fn keep(&self, who: String, path: &str, generation: u64, ttl: Duration, value: T) {
         let weight = (self.weight)(&value);
+        let place = (who, path.to_owned());
+        let mut map = self.map.lock();
+        map.remove(&place);
         if weight > self.max_weight {
             return;
         }
-        let mut map = self.map.lock();
-        let place = (who, path.to_owned());
-        map.remove(&place);
         let total = |map: &HashMap<Place, (Instant, u64, T)>| {
             map.values().map(|(_, _, v)| (self.weight)(v)).sum::<usize>()
         };

@@ -835,10 +835,16 @@ impl TierFs {
     /// The open-file state of `ino`, loading it from the store if no handle
     /// has it; the open count goes up by one (undo with `close_file`).
     /// The open state of `ino` (the one already open, or a new one from
-    /// the store), and whether the kernel may keep its cached pages.
-    async fn attach(&self, ino: u64, session: &Session, k: &Key) -> FsResult<(Arc<OpenFile>, bool)> {
+    /// the store), and on a shared store the version the store holds when
+    /// the state is new (see [`TierFs::pages_current`]).
+    async fn attach(
+        &self,
+        ino: u64,
+        session: &Session,
+        k: &Key,
+    ) -> FsResult<(Arc<OpenFile>, Option<String>)> {
         if let Some(file) = self.inodes.open_existing(ino) {
-            return Ok((file, true));
+            return Ok((file, None));
         }
         let meta = self.store.stat(session, k).await?;
         let posix = PosixMeta::from_object(&meta, &self.options.defaults);
@@ -846,13 +852,22 @@ impl TierFs {
             let errno = if posix.kind == Kind::Dir { libc::EISDIR } else { libc::EINVAL };
             return Err(FsError::new(errno, format!("`{k}` is not a regular file")));
         }
-        let keep_cache = !self.options.shared
-            || match self.page_versions.lock().insert(ino, Some(meta.version.clone())) {
-                None => true,
-                Some(cached) => cached.as_deref() == Some(meta.version.as_str()),
-            };
+        let version = self.options.shared.then(|| meta.version.clone());
         let state = FileState::clean(posix, meta.metadata, meta.size);
-        Ok((self.inodes.open(ino, || OpenFile::new(state))?, keep_cache))
+        Ok((self.inodes.open(ino, || OpenFile::new(state))?, version))
+    }
+
+    /// Whether the pages the kernel may hold of `ino` are of `version`, the
+    /// one the store holds now (`None`: the file is open here already, or
+    /// the store is not shared). Not when they came from another version,
+    /// from a write through this mount (its version is not known), or when
+    /// the store gives no version to compare.
+    fn pages_current(&self, ino: u64, version: Option<&str>) -> bool {
+        let Some(version) = version else { return true };
+        match self.page_versions.lock().get(&ino) {
+            None => true,
+            Some(cached) => !version.is_empty() && cached.as_deref() == Some(version),
+        }
     }
 
     /// Drops one open of `ino`; the last one commits unsaved changes and
@@ -912,7 +927,8 @@ impl TierFs {
         if writable {
             self.store.check(&session, Op::Write, &k)?;
         }
-        let (file, keep_cache) = self.attach(ino, &session, &k).await?;
+        let (file, version) = self.attach(ino, &session, &k).await?;
+        let keep_cache = self.pages_current(ino, version.as_deref());
         let checked = async {
             // A file being executed is not opened to change: the kernel
             // refuses write opens itself, but leaves a truncating open to
@@ -938,8 +954,16 @@ impl TierFs {
         }
         .await;
         if let Err(e) = checked {
+            if version.is_some() {
+                // The kernel kept whatever pages it had: which is unknown now.
+                self.page_versions.lock().insert(ino, None);
+            }
             self.close_file(ino, &file, &session).await?;
             return Err(e);
+        }
+        if let Some(version) = version {
+            // The kernel drops other pages at this open (no keep-cache).
+            self.page_versions.lock().insert(ino, Some(version));
         }
         Ok(Opened { keep_cache, ..self.add_handle(ino, file, session, flags) })
     }

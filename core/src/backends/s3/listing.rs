@@ -56,8 +56,11 @@ impl DirCache {
             .iter()
             .enumerate()
             .take_while(|(i, (_, _, e))| {
+                if *i == 0 {
+                    return true;
+                }
                 total += e.len();
-                *i == 0 || (*i < KEEP_DIRS && total <= KEEP_ENTRIES)
+                *i < KEEP_DIRS && total <= KEEP_ENTRIES
             })
             .count();
         dirs.truncate(keep);

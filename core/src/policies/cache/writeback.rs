@@ -228,14 +228,16 @@ impl CacheStorage {
         self.flush_where(&|_| true).await
     }
 
-    /// Flushes the dirty keys that match `filter`; a primary found full
-    /// ends the pass (every other entry would fail the same way, each at
-    /// the cost of a failed commit), keeping the rest dirty for the next.
+    /// Flushes the dirty keys that match `filter`. Once the primary is
+    /// found full, the pass flushes only deletes (which a full primary
+    /// still takes, and which free space): every other put would fail the
+    /// same way, each at the cost of a failed commit. The rest stay dirty
+    /// for the next pass.
     async fn flush_locked(&self, wb: &WriteBack, filter: &(dyn Fn(&Key) -> bool + Sync)) -> Result<()> {
         let work = wb.snapshot(filter);
         let full = AtomicBool::new(false);
         let mut results = stream::iter(work)
-            .filter(|_| std::future::ready(!full.load(SeqCst)))
+            .filter(|(_, _, state)| std::future::ready(!full.load(SeqCst) || matches!(state, Dirty::Deleted)))
             .map(|(key, seq, state)| self.flush_one(wb, key, seq, state))
             .buffer_unordered(FLUSH_CONCURRENCY);
         let mut first = None;

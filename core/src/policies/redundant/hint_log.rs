@@ -19,14 +19,17 @@
 //! - A torn last line (a crash mid-append) is ignored on replay; any other
 //!   unreadable line refuses the open, naming the file and line.
 //! - The file is rewritten (temporary file, `fsync`, rename, `fsync` of the
-//!   directory) at open and once it holds far more records than live keys;
-//!   the rewrite and appends share one lock, so no record is lost between.
+//!   directory) at open, once it holds far more records than live keys,
+//!   and after any failed write (whose records may be torn or missing);
+//!   the rewrite and appends share one lock, held by the blocking task
+//!   that writes until it ends, so no record is lost between.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -62,6 +65,15 @@ struct Pending {
     lines: Vec<u8>,
 }
 
+/// What one locked write of the log does.
+enum Job {
+    /// Appends the records buffered up to record number `upto`.
+    Append { lines: Vec<u8>, upto: u64 },
+    /// Writes the file afresh from the live hints, which reflect every
+    /// record up to `upto`.
+    Rewrite { hints: HashMap<String, Hint>, upto: u64 },
+}
+
 /// The open file and how far it is durable.
 struct Written {
     file: Arc<File>,
@@ -77,7 +89,9 @@ pub(super) struct HintLog {
     path: PathBuf,
     members: Vec<String>,
     pending: Mutex<Pending>,
-    written: tokio::sync::Mutex<Written>,
+    written: Arc<tokio::sync::Mutex<Written>>,
+    /// `Written::durable`, readable without the lock.
+    durable: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HintLog {
@@ -112,12 +126,13 @@ impl HintLog {
             path: path.to_path_buf(),
             members: members.to_vec(),
             pending: Mutex::new(Pending::default()),
-            written: tokio::sync::Mutex::new(Written {
+            written: Arc::new(tokio::sync::Mutex::new(Written {
                 file: Arc::new(file),
                 durable: 0,
                 since_rewrite: 0,
                 damaged: false,
-            }),
+            })),
+            durable: Arc::new(AtomicU64::new(0)),
         };
         Ok((log, hints))
     }
@@ -138,57 +153,65 @@ impl HintLog {
         pending.buffered += 1;
     }
 
-    /// Makes every record buffered so far durable. When the file is due a
-    /// rewrite, `snapshot` is called: under the key table's lock it returns
-    /// the live hints and [`HintLog::take_pending`], whose records the
-    /// snapshot already reflects.
+    /// Makes every record buffered so far durable. The file is rewritten
+    /// instead when an earlier write to it failed, or when it holds far
+    /// more records than the `live_keys` the key table persists; then
+    /// `snapshot` is called: under the key table's lock it returns the live
+    /// hints and [`HintLog::take_pending`], whose records the snapshot
+    /// already reflects.
+    ///
+    /// The file's lock is held by the blocking task that writes, to its
+    /// end: a caller that is cancelled (a dropped future) cannot leave a
+    /// write half-recorded, and whatever fails marks the file for a rewrite
+    /// from the live hints, so no buffered record is ever skipped.
     pub(super) async fn persist(
         &self,
+        live_keys: usize,
         snapshot: impl FnOnce() -> (HashMap<String, Hint>, (Vec<u8>, u64)),
     ) -> Result<()> {
         let target = self.pending.lock().buffered;
-        let mut written = self.written.lock().await;
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let mut written = self.written.clone().lock_owned().await;
         if written.durable >= target {
             return Ok(());
         }
-        if !written.damaged {
-            let pending = self.take_pending();
-            self.append(&mut written, pending).await?;
-        }
-        if written.damaged || written.since_rewrite > REWRITE_AFTER {
-            let (hints, pending) = snapshot();
-            if !written.damaged && written.since_rewrite <= 4 * hints.len() as u64 {
-                return self.append(&mut written, pending).await;
+        // Records in the file once these are appended.
+        let records = written.since_rewrite + (target - written.durable);
+        let rewrite_due = written.damaged || (records > REWRITE_AFTER && records > 4 * live_keys as u64);
+        let job = match rewrite_due {
+            true => {
+                let (hints, (_, upto)) = snapshot();
+                Job::Rewrite { hints, upto }
             }
-            let (path, members) = (self.path.clone(), self.members.clone());
-            let file = crate::blocking::run("a hint log rewrite", move || rewrite(&path, &members, &hints))
-                .await?
-                .map_err(|e| self.io_error("rewrite", e))?;
-            written.file = Arc::new(file);
-            written.durable = pending.1;
-            written.since_rewrite = 0;
+            false => {
+                let (lines, upto) = self.take_pending();
+                Job::Append { lines, upto }
+            }
+        };
+        let (path, members, durable) = (self.path.clone(), self.members.clone(), self.durable.clone());
+        crate::blocking::run("the hint log", move || {
+            written.damaged = true;
+            match job {
+                Job::Append { lines, upto } => {
+                    (&*written.file).write_all(&lines)?;
+                    written.file.sync_data()?;
+                    written.since_rewrite += upto.saturating_sub(written.durable);
+                    written.durable = upto;
+                }
+                Job::Rewrite { hints, upto } => {
+                    written.file = Arc::new(rewrite(&path, &members, &hints)?);
+                    written.durable = upto;
+                    written.since_rewrite = 0;
+                }
+            }
             written.damaged = false;
-        }
-        Ok(())
-    }
-
-    async fn append(&self, written: &mut Written, (lines, upto): (Vec<u8>, u64)) -> Result<()> {
-        if upto > written.durable {
-            let file = written.file.clone();
-            let appended = crate::blocking::run("a hint log append", move || {
-                (&*file).write_all(&lines)?;
-                file.sync_data()
-            })
-            .await
-            .and_then(|r| r.map_err(|e| self.io_error("append to", e)));
-            if let Err(e) = appended {
-                written.damaged = true;
-                return Err(e);
-            }
-            written.since_rewrite += upto - written.durable;
-            written.durable = upto;
-        }
-        Ok(())
+            durable.store(written.durable, Ordering::Release);
+            Ok(())
+        })
+        .await?
+        .map_err(|e| self.io_error("write", e))
     }
 
     /// Takes the records buffered so far: returns them and how many

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -96,12 +97,24 @@ pub(super) struct KeyTable {
     members: usize,
     slots: Mutex<HashMap<String, Slot>>,
     log: Option<HintLog>,
+    /// Keys whose hint the log holds now (see `persisted`).
+    persisted_keys: AtomicUsize,
+    /// The highest revision dispatched through or replayed into the
+    /// table: a set that takes the table over (a reload) starts its clock
+    /// past it, since the member locks remember revisions up to it.
+    newest: AtomicU64,
 }
 
 impl KeyTable {
     /// A table kept in memory only.
     pub(super) fn new(members: usize) -> Arc<Self> {
-        Arc::new(KeyTable { members, slots: Mutex::new(HashMap::new()), log: None })
+        Arc::new(KeyTable {
+            members,
+            slots: Mutex::new(HashMap::new()),
+            log: None,
+            persisted_keys: AtomicUsize::new(0),
+            newest: AtomicU64::new(0),
+        })
     }
 
     /// The table of a set of `members` (names, in order) whose hints live
@@ -128,7 +141,7 @@ impl KeyTable {
         }
         let (log, hints) = HintLog::open(path, members)?;
         let mut newest = 0;
-        let slots = hints
+        let slots: HashMap<String, Slot> = hints
             .into_iter()
             .map(|(key, hint)| {
                 newest = hint.lagging.values().chain(hint.tombstone.iter()).fold(newest, |a, b| a.max(*b));
@@ -144,7 +157,13 @@ impl KeyTable {
                 (key, slot)
             })
             .collect();
-        let table = Arc::new(KeyTable { members: members.len(), slots: Mutex::new(slots), log: Some(log) });
+        let table = Arc::new(KeyTable {
+            members: members.len(),
+            persisted_keys: AtomicUsize::new(slots.len()),
+            slots: Mutex::new(slots),
+            log: Some(log),
+            newest: AtomicU64::new(newest),
+        });
         open.push((path.to_path_buf(), members.to_vec(), Arc::downgrade(&table)));
         Ok((table, newest))
     }
@@ -155,6 +174,11 @@ impl KeyTable {
         if let Some(log) = &self.log {
             let after = persisted(slots.get(key));
             if after != before {
+                match (before.is_some(), after.is_some()) {
+                    (false, true) => self.persisted_keys.fetch_add(1, Ordering::Relaxed),
+                    (true, false) => self.persisted_keys.fetch_sub(1, Ordering::Relaxed),
+                    _ => 0,
+                };
                 log.record(key, after.as_ref());
             }
         }
@@ -164,7 +188,7 @@ impl KeyTable {
     /// hint log). A write calls it before it is acknowledged.
     pub(super) async fn persist(&self) -> Result<()> {
         let Some(log) = &self.log else { return Ok(()) };
-        log.persist(|| {
+        log.persist(self.persisted_keys.load(Ordering::Relaxed), || {
             let slots = self.slots.lock();
             let hints =
                 slots.iter().filter_map(|(k, s)| persisted(Some(s)).map(|h| (k.clone(), h))).collect();
@@ -278,6 +302,7 @@ impl KeyTable {
     /// Records a write of `rev` being dispatched: a delete leaves a
     /// tombstone, and `skipped` members are lagging from the start.
     pub(super) fn dispatched(&self, key: &str, rev: u64, delete: bool, skipped: &[usize]) {
+        self.newest.fetch_max(rev, Ordering::AcqRel);
         let mut slots = self.slots.lock();
         let before = persisted(slots.get(key));
         let slot = self.slot(&mut slots, key);

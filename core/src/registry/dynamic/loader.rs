@@ -285,6 +285,10 @@ impl PluginLibrary {
             PluginStatus::OUT_OF_SPACE => {
                 // Not an outage: the health layer keeps the backend up and
                 // every face reports ENOSPC (`Error::is_out_of_space`).
+                let message = match message.is_empty() {
+                    true => format!("the device or quota of the plugin `{}` is full", self.type_name),
+                    false => message,
+                };
                 let full = std::io::Error::new(std::io::ErrorKind::StorageFull, message.clone());
                 let mut err = Error::new(ErrorKind::Unavailable, message).with_source(full);
                 if !key.is_empty() {
