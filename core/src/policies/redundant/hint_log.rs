@@ -86,6 +86,9 @@ struct Written {
 
 /// A key table's hints on disk (see the module docs).
 pub(super) struct HintLog {
+    /// `<log>.lock`, locked (`flock`) while the log is open here; a lock
+    /// file of its own, because a rewrite replaces the log's inode.
+    _lock: File,
     path: PathBuf,
     members: Vec<String>,
     pending: Mutex<Pending>,
@@ -116,6 +119,16 @@ impl HintLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private_files::create_dir_private(dir).map_err(|e| fail("create the directory of", e))?;
         }
+        let lock = lock(path).map_err(|e| fail("lock", e))?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the hint log {} is in use by another process; give each process its own `hints_path`",
+                    path.display()
+                ),
+            )
+            .with_operation("open")
+        })?;
         let hints = match File::open(path) {
             Ok(file) => replay(path, file, members)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
@@ -123,6 +136,7 @@ impl HintLog {
         };
         let file = rewrite(path, members, &hints).map_err(|e| fail("write", e))?;
         let log = HintLog {
+            _lock: lock,
             path: path.to_path_buf(),
             members: members.to_vec(),
             pending: Mutex::new(Pending::default()),
@@ -232,6 +246,27 @@ impl HintLog {
         )
         .with_source(e)
         .retryable(true)
+    }
+}
+
+/// Locks `<path>.lock` for this process; `None` if another holds it.
+fn lock(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::io::AsRawFd;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path.with_file_name(format!("{name}.lock")))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(file));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock => Ok(None),
+        _ => Err(err),
     }
 }
 
@@ -391,6 +426,16 @@ mod tests {
         std::fs::write(&path, damaged.join("\n") + "\n").unwrap();
         let e = KeyTable::open(&path, &members()).unwrap_err();
         assert!(e.to_string().contains("damaged at line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_second_opener_of_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.log");
+        let (_log, _) = HintLog::open(&path, &members()).unwrap();
+        // As another process would: the table registry is bypassed.
+        let e = HintLog::open(&path, &members()).unwrap_err();
+        assert!(e.to_string().contains("in use by another process"), "{e}");
     }
 
     #[tokio::test]
