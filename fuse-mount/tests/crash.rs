@@ -97,16 +97,13 @@ fn workload(root: &Path, seed: u64, model: &Mutex<Model>) -> std::io::Result<()>
         let file = format!("{dir}/f{}", rng.below(6));
         let content_seed = seed * 1_000_000 + op;
         match rng.below(24) {
-            0..=11 => {
-                let content = (content_seed, 1 + rng.below(20_000) as usize);
-                model.lock().unwrap().in_flight = vec![file.clone()];
-                write_synced(&root.join(&file), content)?;
-                let mut m = model.lock().unwrap();
-                m.files.insert(file.clone(), content);
-                m.deleted.remove(&file);
-            }
-            12..=15 => {
-                let content = (content_seed, (1 << 20) + rng.below(3 << 20) as usize);
+            choice @ 0..=15 => {
+                // Small files (through the journal) or large ones (streamed).
+                let len = match choice {
+                    0..=11 => 1 + rng.below(20_000) as usize,
+                    _ => (1 << 20) + rng.below(3 << 20) as usize,
+                };
+                let content = (content_seed, len);
                 model.lock().unwrap().in_flight = vec![file.clone()];
                 write_synced(&root.join(&file), content)?;
                 let mut m = model.lock().unwrap();

@@ -102,6 +102,13 @@ impl Setup {
 }
 
 impl Setup {
+    /// [`Setup::new`] for a bare `s3` backend named `cluster` under a
+    /// prefix of its own, as the only backend.
+    fn bare(dir: &Path) -> Setup {
+        let backend = s3_backend_toml("cluster", "");
+        Setup::new(dir, &backend, "[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n")
+    }
+
     /// Stores one-byte objects `prefix/f000000`... (`n` of them) straight
     /// into the bucket, 64 at a time; returns how long it took.
     fn put_many(&self, prefix: &str, n: usize) -> std::time::Duration {
@@ -141,9 +148,7 @@ fn a_directory_of_100k_objects_on_the_cluster() {
         return;
     }
     let dir = tempdir();
-    let backend = s3_backend_toml("cluster", "");
-    let setup =
-        Setup::new(dir.path(), &backend, "[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n");
+    let setup = Setup::bare(dir.path());
     let seeded = setup.put_many("big", 100_000) + setup.put_many("ten", 10_000);
     println!("seeded 110,000 objects in {:.1} s", seeded.as_secs_f64());
     let m = setup.mount(&dir.path().join("m"), None);
@@ -431,9 +436,7 @@ fn a_rewrite_elsewhere_is_seen_at_the_next_open() {
         return;
     }
     let dir = tempdir();
-    let backend = s3_backend_toml("cluster", "");
-    let setup =
-        Setup::new(dir.path(), &backend, "[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n");
+    let setup = Setup::bare(dir.path());
     let a = setup.mount(&dir.path().join("a"), None);
     let b = setup.mount(&dir.path().join("b"), None);
     const SIZE: usize = 2 << 20;
