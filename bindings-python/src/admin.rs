@@ -134,7 +134,7 @@ pub fn explanation<'py>(py: Python<'py>, e: &Explanation) -> PyResult<Bound<'py,
     d.set_item("rule", e.rule.as_ref().map(|r| rule_dict(py, r)).transpose()?)?;
     let route = PyDict::new(py);
     route.set_item("prefix", &e.route.prefix)?;
-    route.set_item("policy", e.route.policy)?;
+    route.set_item("policy", &e.route.policy)?;
     route.set_item("backends", &e.route.backends)?;
     d.set_item("route", route)?;
     let cache = e.cache.map(|c| match c {

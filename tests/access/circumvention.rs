@@ -176,10 +176,7 @@ async fn admin_commands_by_non_admins_are_refused() {
     let results = [
         alice.add_backend("extra", backend).await.err(),
         alice.remove_backend("main").await.err(),
-        alice
-            .set_policy(None, tierfs_core::config::PolicyConfig::AlwaysLocal { backend: Some("main".into()) })
-            .await
-            .err(),
+        alice.set_policy(None, tierfs_core::config::PolicyConfig::always_local("main")).await.err(),
         alice.reload_config(before.clone()).await.err(),
         alice.reload_plugins().await.err(),
         alice.audit_log(&AuditQuery::default()).err(),
@@ -289,7 +286,7 @@ async fn a_streamed_write_stops_when_the_rules_narrow() {
 async fn a_refused_runtime_policy_names_what_was_given() {
     let (m, _dir) = setup().await;
     let root = m.session("root");
-    let bad = tierfs_core::config::PolicyConfig::AlwaysLocal { backend: Some("nowhere".into()) };
+    let bad = tierfs_core::config::PolicyConfig::always_local("nowhere");
     let e = root.set_policy(Some("tmp/"), bad.clone()).await.unwrap_err();
     let text = e.to_string();
     assert!(text.contains("the policy given to set_policy for route `tmp/`"), "{text}");

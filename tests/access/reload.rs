@@ -71,7 +71,7 @@ async fn reload_under_load_loses_nothing() {
     }
     // A reload that fails validation changes nothing.
     let mut broken = permissive.clone();
-    broken.policy = Some(tierfs_core::config::PolicyConfig::AlwaysLocal { backend: Some("nope".into()) });
+    broken.policy = Some(tierfs_core::config::PolicyConfig::always_local("nope"));
     assert_eq!(admin.reload_config(broken).await.unwrap_err().kind(), ErrorKind::Config);
     stop.store(true, Ordering::Relaxed);
 

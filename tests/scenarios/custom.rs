@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
-use tierfs_core::policies::custom::{PolicyContext, PolicyPlugin};
+use tierfs_core::policies::{PolicyContext, PolicyPlugin};
 use tierfs_core::{
     BatchOp, ByteStream, Capabilities, Config, ErrorKind, Key, ListOptions, ListPage, MergeSource,
     ObjectMeta, PutOptions, Result, Storage, StorageManager, StorageRegistry, ValueWriter,

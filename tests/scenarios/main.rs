@@ -6,5 +6,6 @@ mod custom;
 mod full_disk;
 mod health;
 mod manager;
+mod read_only;
 mod redundant;
 mod tiered;

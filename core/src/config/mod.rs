@@ -178,8 +178,11 @@ impl Config {
     }
 
     /// The policy for keys no route claims.
+    /// Without `[policy]`, that is `always_local` on the first backend.
     pub fn default_policy(&self) -> PolicyConfig {
-        self.policy.clone().unwrap_or(PolicyConfig::AlwaysLocal { backend: None })
+        self.policy.clone().unwrap_or_else(|| {
+            PolicyConfig::always_local(self.backends.keys().next().map_or("", String::as_str))
+        })
     }
 
     /// A `Config` error naming this file and `field`.
@@ -204,7 +207,8 @@ impl Config {
     }
 }
 
-/// A storage policy as configured (see `policies`).
+/// A storage policy as configured: a registered policy type and that
+/// type's settings (see [`policies`](crate::policies)).
 ///
 /// ```toml
 /// [policy]
@@ -213,155 +217,63 @@ impl Config {
 /// cache = { capacity_mib = 256, write = "through" }
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PolicyConfig {
-    /// Every operation on one backend (the only one when not named).
-    AlwaysLocal {
-        /// The backend.
-        backend: Option<String>,
-    },
-    /// A cache tier in front of `primary`.
-    PreferCache {
-        /// The backend behind the cache.
-        primary: String,
-        /// Cache settings (checked by the cache policy).
-        #[serde(default)]
-        cache: toml::Table,
-    },
-    /// Copies on several backends.
-    Redundant {
-        /// The member backends, read in this order.
-        backends: Vec<String>,
-        /// Members that must acknowledge a write (default: all).
-        write_quorum: Option<usize>,
-        /// Seconds between background scrubs (default 60; 0 turns it off).
-        scrub_interval_secs: Option<u64>,
-        /// The hint log, which keeps which member missed which write (and
-        /// deletes) across a crash; relative to the configuration file.
-        /// Default: `hints-<members>.log` in the first `local` member's
-        /// directory; with no `local` member and no path, hints are kept in
-        /// memory only (see `hints_path()`).
-        hints_path: Option<PathBuf>,
-    },
-    /// Hot and cold tiers with background migration.
-    Tiered {
-        /// Where new writes go and hot keys live.
-        hot: String,
-        /// Where keys go once cold.
-        cold: String,
-        /// Migration settings (checked by the tiered policy).
-        #[serde(default)]
-        migration: toml::Table,
-    },
-    /// A policy registered by a plugin under `name`.
-    Custom {
-        /// The registered policy name.
-        name: String,
-        /// Its backends, in the order it expects them.
-        #[serde(default)]
-        backends: Vec<String>,
-        /// Its settings (checked by the policy).
-        #[serde(default)]
-        settings: toml::Table,
-    },
+pub struct PolicyConfig {
+    /// The policy type (`always_local`, `prefer_cache`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Every other field, checked by the type.
+    #[serde(flatten)]
+    pub settings: toml::Table,
 }
 
 impl PolicyConfig {
-    /// A short name for messages (`always_local`, ...).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            PolicyConfig::AlwaysLocal { .. } => "always_local",
-            PolicyConfig::PreferCache { .. } => "prefer_cache",
-            PolicyConfig::Redundant { .. } => "redundant",
-            PolicyConfig::Tiered { .. } => "tiered",
-            PolicyConfig::Custom { .. } => "custom",
-        }
+    /// An `always_local` policy on `backend`.
+    ///
+    /// ```
+    /// use tierfs_core::config::PolicyConfig;
+    /// let p = PolicyConfig::always_local("main");
+    /// assert_eq!(p.kind(), "always_local");
+    /// assert_eq!(p.settings["backend"].as_str(), Some("main"));
+    /// ```
+    pub fn always_local(backend: &str) -> Self {
+        let mut settings = toml::Table::new();
+        settings.insert("backend".into(), toml::Value::String(backend.to_owned()));
+        PolicyConfig { kind: "always_local".into(), settings }
     }
 
-    /// The backends this policy uses, in order (the only backend for an
-    /// unnamed `always_local`).
+    /// The policy type, for messages (`always_local`, ...).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The backends this policy uses, in order; empty when its settings
+    /// are not valid (they are checked when the configuration is parsed).
     pub fn backends(&self, config: &Config) -> Vec<String> {
-        match self {
-            PolicyConfig::AlwaysLocal { backend: Some(b) } => vec![b.clone()],
-            PolicyConfig::AlwaysLocal { backend: None } => {
-                config.backends.keys().next().into_iter().cloned().collect()
-            }
-            PolicyConfig::PreferCache { primary, .. } => vec![primary.clone()],
-            PolicyConfig::Redundant { backends, .. } | PolicyConfig::Custom { backends, .. } => {
-                backends.clone()
-            }
-            PolicyConfig::Tiered { hot, cold, .. } => vec![hot.clone(), cold.clone()],
-        }
+        self.members(config, "policy")
+            .map(|members| members.into_iter().map(|m| m.backend).collect())
+            .unwrap_or_default()
     }
 
-    /// Where a redundant policy keeps its hint log: `hints_path` resolved
-    /// against the file, else `hints-<member names joined by +>.log` in
-    /// the directory of its first `local` member; `None` for other policies
-    /// and for a redundant set with neither (its hints live in memory: a
-    /// key deleted while a member was down may come back after a crash).
-    pub fn hints_path(&self, config: &Config) -> Option<PathBuf> {
-        let PolicyConfig::Redundant { backends, hints_path, .. } = self else { return None };
-        if let Some(path) = hints_path {
-            return Some(config.resolve_path(path));
-        }
-        let local_dir = backends.iter().find_map(|name| {
-            let b = config.backends.get(name).filter(|b| b.kind == "local")?;
-            Some(config.resolve_path(Path::new(b.settings.get("path")?.as_str()?)))
+    /// The members the policy's type names, with their fields.
+    pub(crate) fn members(&self, config: &Config, field: &str) -> Result<Vec<crate::policies::Member>> {
+        let plugin = crate::policies::builtin(&self.kind).ok_or_else(|| {
+            let known: Vec<String> =
+                crate::policies::builtins().iter().map(|p| p.name().to_owned()).collect();
+            config.error(
+                &format!("{field}.type"),
+                &format!(
+                    "unknown policy type `{}`; allowed: {} (a registered policy is `type = \"custom\"` with its `name`)",
+                    self.kind,
+                    known.join(", ")
+                ),
+            )
         })?;
-        Some(local_dir.join(format!("hints-{}.log", backends.join("+"))))
+        plugin.members(&crate::policies::PolicySettings { config, field, table: &self.settings })
     }
 
     fn validate(&self, config: &Config, field: &str) -> Result<()> {
-        match self {
-            PolicyConfig::AlwaysLocal { backend: None } if config.backends.len() != 1 => {
-                return Err(config.error(
-                    &format!("{field}.backend"),
-                    "several backends are configured; name the one `always_local` uses",
-                ))
-            }
-            PolicyConfig::Redundant { backends, write_quorum, hints_path, .. } => {
-                if hints_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                    return Err(
-                        config.error(&format!("{field}.hints_path"), "is empty; name the hint log file")
-                    );
-                }
-                if backends.len() < 2 {
-                    return Err(config.error(
-                        &format!("{field}.backends"),
-                        "a redundant policy needs at least 2 backends",
-                    ));
-                }
-                let unique: std::collections::BTreeSet<_> = backends.iter().collect();
-                if unique.len() != backends.len() {
-                    return Err(config.error(&format!("{field}.backends"), "a backend is listed twice"));
-                }
-                if let Some(q) = write_quorum {
-                    if *q == 0 || *q > backends.len() {
-                        return Err(config.error(
-                            &format!("{field}.write_quorum"),
-                            &format!("{q} is out of range; allowed: 1 to {}", backends.len()),
-                        ));
-                    }
-                }
-            }
-            PolicyConfig::Tiered { hot, cold, .. } if hot == cold => {
-                return Err(
-                    config.error(&format!("{field}.cold"), "the cold tier must differ from the hot tier")
-                )
-            }
-            _ => {}
-        }
-        for (i, b) in self.backends(config).iter().enumerate() {
-            let which = match self {
-                PolicyConfig::Redundant { .. } | PolicyConfig::Custom { .. } => {
-                    format!("{field}.backends[{i}]")
-                }
-                PolicyConfig::AlwaysLocal { .. } => format!("{field}.backend"),
-                PolicyConfig::PreferCache { .. } => format!("{field}.primary"),
-                PolicyConfig::Tiered { .. } if i == 0 => format!("{field}.hot"),
-                PolicyConfig::Tiered { .. } => format!("{field}.cold"),
-            };
-            config.check_backend(&which, b)?;
+        for member in self.members(config, field)? {
+            config.check_backend(&member.field, &member.backend)?;
         }
         Ok(())
     }
@@ -391,7 +303,8 @@ impl RouteConfig {
     pub fn policy(&self) -> PolicyConfig {
         match (&self.policy, &self.backend) {
             (Some(p), _) => p.clone(),
-            (None, b) => PolicyConfig::AlwaysLocal { backend: b.clone() },
+            (None, Some(b)) => PolicyConfig::always_local(b),
+            (None, None) => PolicyConfig { kind: "always_local".into(), settings: toml::Table::new() },
         }
     }
 
@@ -606,13 +519,16 @@ mod policy_tests {
         )
         .unwrap();
         assert_eq!(c.default_policy().kind(), "redundant");
-        assert_eq!(c.routes[0].policy(), PolicyConfig::AlwaysLocal { backend: Some("tmp".into()) });
+        assert_eq!(c.routes[0].policy(), PolicyConfig::always_local("tmp"));
     }
 
     #[test]
     fn bad_policies_name_the_field() {
         for (extra, needle) in [
-            ("[policy]\ntype = \"fastest\"\n", "unknown variant `fastest`"),
+            (
+                "[policy]\ntype = \"fastest\"\n",
+                "`policy.type`: unknown policy type `fastest`; allowed: always_local",
+            ),
             ("[policy]\ntype = \"always_local\"\n", "`policy.backend`"),
             ("[policy]\ntype = \"always_local\"\nbackend = \"nope\"\n", "no backend named `nope`"),
             (

@@ -40,18 +40,7 @@ pub struct Explanation {
     pub cache: Option<CacheVerdict>,
 }
 
-/// What the cache of a route would do with a read, now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheVerdict {
-    /// The route has no cache.
-    NoCache,
-    /// The cache holds the key (or its unflushed write): no backend is read.
-    Hit,
-    /// The cache does not hold it: the read goes to the backend.
-    Miss,
-    /// The cache cannot tell without a round trip (a remote cache).
-    Unknown,
-}
+pub use crate::policies::CacheVerdict;
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,15 +191,7 @@ impl Session {
 
 /// What the cache of `key`'s route would do with a read now.
 fn cache_verdict(state: &super::state::ManagerState, key: &str) -> CacheVerdict {
-    match (&state.router.route(key).cache, crate::key::Key::new(key)) {
-        (None, _) => CacheVerdict::NoCache,
-        (Some(_), Err(_)) => CacheVerdict::Unknown,
-        (Some(c), Ok(k)) => match c.serves_now(&k) {
-            Some(true) => CacheVerdict::Hit,
-            Some(false) => CacheVerdict::Miss,
-            None => CacheVerdict::Unknown,
-        },
-    }
+    state.router.route(key).hooks.iter().find_map(|h| h.cache_verdict(key)).unwrap_or(CacheVerdict::NoCache)
 }
 
 fn explain_with(

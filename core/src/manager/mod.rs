@@ -127,8 +127,8 @@ impl Shared {
 pub struct RouteInfo {
     /// The matching route prefix; empty for the default route.
     pub prefix: String,
-    /// The policy kind (`always_local`, `prefer_cache`, ...).
-    pub policy: &'static str,
+    /// The policy type (`always_local`, `prefer_cache`, ...).
+    pub policy: String,
     /// The backends of that policy, in order.
     pub backends: Vec<String>,
     /// Whether a batch on this route is applied all or nothing (else the
@@ -236,7 +236,7 @@ impl StorageManager {
         let route = state.router.route(key);
         RouteInfo {
             prefix: route.prefix.clone(),
-            policy: route.policy.kind(),
+            policy: route.policy.kind().to_owned(),
             backends: route.backends.clone(),
             atomic_batch: route.stack.capabilities().atomic_batch,
         }
@@ -255,8 +255,10 @@ impl StorageManager {
     pub async fn scrub(&self) -> Result<Vec<crate::policies::redundant::ScrubReport>> {
         let state = self.shared.state.load_full();
         let mut reports = Vec::new();
-        for set in &state.redundant {
-            reports.push(set.scrub_once().await?);
+        for hooks in &state.hooks {
+            if let Some(report) = hooks.scrub().await {
+                reports.push(report?);
+            }
         }
         Ok(reports)
     }

@@ -24,8 +24,8 @@ pub struct Route {
     pub backends: Vec<String>,
     /// The policy stack.
     pub stack: Arc<dyn Storage>,
-    /// The cache of a `prefer_cache` policy, for `explain`.
-    pub cache: Option<Arc<crate::policies::cache::CacheStorage>>,
+    /// What the policy asked of the manager (`explain` asks a cache).
+    pub hooks: Vec<Arc<dyn crate::policies::PolicyHooks>>,
     /// The stack when it is one managed backend (`always_local`): called
     /// directly rather than through `dyn Storage` on the fast path.
     pub(crate) direct: Option<Arc<ManagedStorage>>,

@@ -1,6 +1,7 @@
 //! One applied configuration: its backends (each in a
-//! [`ManagedStorage`]: tracing, metrics, health), its policy stacks, its
-//! router and its background tasks.
+//! [`ManagedStorage`]: tracing, metrics, health), its policy stacks (each
+//! built by its type from the registry), its router, its policies' hooks
+//! and its background tasks.
 //! A reload builds a new state and swaps it in whole.
 
 use std::collections::BTreeMap;
@@ -10,14 +11,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::router::{Route, Router};
-use crate::config::{parse_table, BackendConfig, Config, PolicyConfig};
+use crate::config::{BackendConfig, Config, PolicyConfig};
 use crate::error::Result;
 use crate::layers::ManagedStorage;
 use crate::metrics::StorageMetrics;
-use crate::policies::cache::{CacheConfig, CacheStorage};
-use crate::policies::custom::PolicyContext;
-use crate::policies::redundant::RedundantStorage;
-use crate::policies::tiered::{MigrationSettings, TieredStorage};
+use crate::policies::{Owned, PolicyContext, PolicyHooks, PolicySettings};
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
 
@@ -38,10 +36,10 @@ pub(crate) struct ManagerState {
     pub config: Config,
     pub backends: BTreeMap<String, Backend>,
     pub router: Router,
-    /// Caches, shut down (flushed, write-back off) when this state retires.
-    caches: Vec<Arc<CacheStorage>>,
-    /// Redundant sets, for scrubs on demand.
-    pub redundant: Vec<Arc<RedundantStorage>>,
+    /// What the policies asked of the manager, in the order they were
+    /// built (the default policy first): retired with this state, scrubbed
+    /// on demand.
+    pub hooks: Vec<Arc<dyn PolicyHooks>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -79,38 +77,32 @@ impl ManagerState {
             backends.insert(name.clone(), Backend { config: backend_config.clone(), managed });
         }
 
-        let mut tasks = Vec::new();
-        let mut caches = Vec::new();
-        let mut redundant = Vec::new();
-        let mut built = Built { tasks: &mut tasks, caches: &mut caches, redundant: &mut redundant };
-        let default_policy = config.default_policy();
-        let default_stack =
-            build_stack(&config, "policy", &default_policy, &backends, registry, metrics, &mut built).await?;
-        let default = Route {
-            direct: direct(&default_policy, &config, &backends),
-            cache: built.last_cache(&default_stack),
-            prefix: String::new(),
-            backends: default_policy.backends(&config),
-            policy: default_policy,
-            stack: default_stack,
-        };
+        // Tasks of a build that fails half-way are aborted with `owned`.
+        let mut owned = Owned::default();
+        let default = build_route(
+            &config,
+            "policy",
+            "",
+            config.default_policy(),
+            &backends,
+            registry,
+            metrics,
+            &mut owned,
+        )
+        .await?;
         let mut routes = Vec::new();
         for (i, route) in config.routes.iter().enumerate() {
-            let policy = route.policy();
             let field = format!("routes[{i}].policy");
-            let stack =
-                build_stack(&config, &field, &policy, &backends, registry, metrics, &mut built).await?;
-            routes.push(Route {
-                direct: direct(&policy, &config, &backends),
-                cache: built.last_cache(&stack),
-                prefix: route.prefix.clone(),
-                backends: policy.backends(&config),
-                policy,
-                stack,
-            });
+            let policy = route.policy();
+            routes.push(
+                build_route(&config, &field, &route.prefix, policy, &backends, registry, metrics, &mut owned)
+                    .await?,
+            );
         }
-        tasks.push(spawn_prober(backends.values().map(|b| b.managed.clone()).collect()));
-        Ok(ManagerState { config, backends, router: Router::new(routes, default), caches, redundant, tasks })
+        owned.tasks.push(spawn_prober(backends.values().map(|b| b.managed.clone()).collect()));
+        let hooks = std::mem::take(&mut owned.hooks);
+        let tasks = std::mem::take(&mut owned.tasks);
+        Ok(ManagerState { config, backends, router: Router::new(routes, default), hooks, tasks })
     }
 
     /// Ends this state's write-back: every cache flushes and passes later
@@ -118,8 +110,8 @@ impl ManagerState {
     /// replaced configuration lose nothing.
     pub async fn retire(&self) -> Result<()> {
         let mut first_error = None;
-        for cache in &self.caches {
-            if let Err(e) = cache.shutdown().await {
+        for hooks in &self.hooks {
+            if let Err(e) = hooks.retire().await {
                 first_error.get_or_insert(e);
             }
         }
@@ -141,117 +133,57 @@ impl ManagerState {
     }
 }
 
-/// The managed backend an `always_local` policy is.
-fn direct(
-    policy: &PolicyConfig,
-    config: &Config,
-    backends: &BTreeMap<String, Backend>,
-) -> Option<Arc<ManagedStorage>> {
-    match policy {
-        PolicyConfig::AlwaysLocal { .. } => {
-            policy.backends(config).first().and_then(|name| backends.get(name)).map(|b| b.managed.clone())
-        }
-        _ => None,
-    }
-}
-
-/// What building stacks leaves for the state to own.
-struct Built<'a> {
-    tasks: &'a mut Vec<JoinHandle<()>>,
-    caches: &'a mut Vec<Arc<CacheStorage>>,
-    redundant: &'a mut Vec<Arc<RedundantStorage>>,
-}
-
-impl Built<'_> {
-    /// The cache just built, if `stack` is it.
-    fn last_cache(&self, stack: &Arc<dyn Storage>) -> Option<Arc<CacheStorage>> {
-        self.caches.last().filter(|c| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(stack))).cloned()
-    }
-}
-
-async fn build_stack(
+/// Builds the route for `prefix` from `policy` (configured at `field`).
+#[allow(clippy::too_many_arguments)]
+async fn build_route(
     config: &Config,
     field: &str,
-    policy: &PolicyConfig,
+    prefix: &str,
+    policy: PolicyConfig,
     backends: &BTreeMap<String, Backend>,
     registry: &StorageRegistry,
     metrics: &Arc<StorageMetrics>,
-    built: &mut Built<'_>,
-) -> Result<Arc<dyn Storage>> {
-    let members: Vec<Arc<dyn Storage>> = policy
-        .backends(config)
-        .iter()
-        .map(|name| {
-            backends
-                .get(name)
-                .map(|b| b.managed.clone() as Arc<dyn Storage>)
-                .ok_or_else(|| config.error(field, &format!("no backend named `{name}`")))
-        })
-        .collect::<Result<_>>()?;
-    match policy {
-        PolicyConfig::AlwaysLocal { .. } => Ok(members[0].clone()),
-        PolicyConfig::Tiered { migration, .. } => {
-            let migration_field = format!("{field}.migration");
-            let settings: MigrationSettings = parse_table(config, &migration_field, migration)?;
-            settings.validate(config, &migration_field)?;
-            let tiered = TieredStorage::new(
-                format!("tiered({}, {})", members[0].name(), members[1].name()),
-                members[0].clone(),
-                members[1].clone(),
-                settings,
-                metrics.clone(),
-            );
-            built.tasks.push(tiered.spawn_migrator());
-            Ok(tiered)
-        }
-        PolicyConfig::Custom { name, settings, .. } => {
-            let plugin =
-                registry.policy(name).map_err(|e| config.error(&format!("{field}.name"), e.message()))?;
-            let context = PolicyContext {
-                config,
-                field: field.to_owned(),
-                backends: members,
-                settings,
-                metrics: metrics.clone(),
-                tasks: built.tasks,
-            };
-            plugin.build(context).await
-        }
-        PolicyConfig::PreferCache { cache, .. } => {
-            let cache_field = format!("{field}.cache");
-            let settings: CacheConfig = parse_table(config, &cache_field, cache)?;
-            let options = settings.to_options().map_err(|e| config.error(&cache_field, e.message()))?;
-            let tier = settings
-                .build_tier(&options, metrics.clone())
-                .map_err(|e| config.error(&cache_field, e.message()))?;
-            let storage = CacheStorage::new(members[0].clone(), tier, options, metrics.clone());
-            built.tasks.push(storage.spawn_flusher());
-            built.caches.push(storage.clone());
-            Ok(storage)
-        }
-        PolicyConfig::Redundant { write_quorum, scrub_interval_secs, .. } => {
-            let name = format!("redundant({})", policy.backends(config).join(", "));
-            let quorum = write_quorum.unwrap_or(members.len());
-            let storage = match policy.hints_path(config) {
-                Some(path) => RedundantStorage::with_hint_log(name, members, quorum, metrics.clone(), &path),
-                None => {
-                    tracing::warn!(
-                        policy = field,
-                        "the redundant set has no `local` member and no `hints_path`: its hints live in memory, \
-                         so a key deleted while a member is down may come back after a crash"
-                    );
-                    RedundantStorage::new(name, members, quorum, metrics.clone())
-                }
-            }
-            .map_err(|e| config.error(field, e.message()))?;
-            let interval = scrub_interval_secs.unwrap_or(60);
-            if interval > 0 {
-                built.tasks.push(storage.spawn_scrubber(Duration::from_secs(interval)));
-            }
-            built.redundant.push(storage.clone());
-            Ok(storage)
-        }
+    owned: &mut Owned,
+) -> Result<Route> {
+    let plugin = registry
+        .policy_type(policy.kind())
+        .map_err(|e| config.error(&format!("{field}.type"), e.message()))?;
+    let settings = PolicySettings { config, field, table: &policy.settings };
+    let members = plugin.members(&settings)?;
+    let mut stacks = Vec::with_capacity(members.len());
+    for member in &members {
+        let backend = backends
+            .get(&member.backend)
+            .ok_or_else(|| config.error(&member.field, &format!("no backend named `{}`", member.backend)))?;
+        stacks.push(backend.managed.clone() as Arc<dyn Storage>);
     }
+    let backend_names: Vec<String> = members.into_iter().map(|m| m.backend).collect();
+    let first_hook = owned.hooks.len();
+    let context = PolicyContext {
+        config,
+        field: field.to_owned(),
+        backends: stacks,
+        backend_names: backend_names.clone(),
+        settings: &policy.settings,
+        settings_field: field.to_owned(),
+        metrics: metrics.clone(),
+        registry,
+        owned,
+    };
+    let stack = plugin.build(context).await?;
+    // A stack that is one managed backend is called directly on the fast path.
+    let direct = backends
+        .values()
+        .find(|b| std::ptr::addr_eq(Arc::as_ptr(&b.managed), Arc::as_ptr(&stack)))
+        .map(|b| b.managed.clone());
+    Ok(Route {
+        prefix: prefix.to_owned(),
+        policy,
+        backends: backend_names,
+        stack,
+        hooks: owned.hooks[first_hook..].to_vec(),
+        direct,
+    })
 }
 
 /// Probes unhealthy backends. Holds only weak references, so a retired

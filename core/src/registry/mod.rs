@@ -1,7 +1,10 @@
-//! `StoragePlugin` and `StorageRegistry`: backend types by name.
+//! `StoragePlugin` and `StorageRegistry`: backend types and policy types by name.
 //!
 //! Every backend type, built-in or not, is a [`StoragePlugin`] registered
-//! under a type name. The built-ins (`memory`, `local`) register like
+//! under a type name; every policy type is a
+//! [`PolicyPlugin`](crate::policies::PolicyPlugin), the built-in ones
+//! registered by [`StorageRegistry::with_builtins`] and others with
+//! [`StorageRegistry::register_policy`]. The built-ins (`memory`, `local`) register like
 //! everyone else; third-party types come from shared libraries loaded at
 //! run time through the stable C ABI of the `tierfs-plugin-api` crate (see
 //! [`StorageRegistry::load_library`]). Creating a backend of an unknown type
@@ -43,7 +46,7 @@ pub use dynamic::PLUGIN_ABI_VERSION;
 use crate::config::{BackendSettings, Config};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layers::TracingStorage;
-use crate::policies::custom::PolicyPlugin;
+use crate::policies::PolicyPlugin;
 use crate::storage::Storage;
 
 /// A backend type: a name and a factory.
@@ -57,26 +60,31 @@ pub trait StoragePlugin: Send + Sync + std::fmt::Debug {
     async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>>;
 }
 
-/// Backend types and custom policies by name.
+/// Backend types and policy types by name.
 #[derive(Debug, Default)]
 pub struct StorageRegistry {
     plugins: RwLock<BTreeMap<String, Arc<dyn StoragePlugin>>>,
+    /// Built-in policy types and registered policies, by name.
     policies: RwLock<BTreeMap<String, Arc<dyn PolicyPlugin>>>,
     libraries: parking_lot::Mutex<BTreeMap<std::path::PathBuf, Vec<String>>>,
 }
 
 impl StorageRegistry {
-    /// A registry with nothing in it.
+    /// A registry with no backend type and no policy type in it.
     pub fn empty() -> Self {
         StorageRegistry::default()
     }
 
-    /// A registry holding the built-in types, `memory`, `local` and `s3`.
+    /// A registry holding the built-in backend types, `memory`, `local`
+    /// and `s3`, and the built-in policy types (see [`crate::policies`]).
     pub fn with_builtins() -> Self {
         let registry = StorageRegistry::empty();
         registry.register(Arc::new(MemoryPlugin)).expect("fresh registry");
         registry.register(Arc::new(LocalPlugin)).expect("fresh registry");
         registry.register(Arc::new(S3Plugin)).expect("fresh registry");
+        for policy in crate::policies::builtins() {
+            registry.register_policy(policy).expect("fresh registry");
+        }
         registry
     }
 
@@ -126,7 +134,8 @@ impl StorageRegistry {
         Ok(())
     }
 
-    /// Adds a custom policy; a name already taken is refused.
+    /// Adds a policy, used as `type = "custom"` with `name = "..."`; a
+    /// name already taken (a built-in type's too) is refused.
     pub fn register_policy(&self, policy: Arc<dyn PolicyPlugin>) -> Result<()> {
         let name = policy.name().to_owned();
         crate::config::validate_name(&name).map_err(|why| Error::new(ErrorKind::InvalidInput, why))?;
@@ -141,11 +150,27 @@ impl StorageRegistry {
         Ok(())
     }
 
-    /// Looks a custom policy up; the error lists the registered ones.
-    pub fn policy(&self, name: &str) -> Result<Arc<dyn PolicyPlugin>> {
+    /// The policy type a configured `type` names; the error lists the registered ones.
+    pub fn policy_type(&self, kind: &str) -> Result<Arc<dyn PolicyPlugin>> {
         let policies = self.policies.read();
-        policies.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+        policies.get(kind).filter(|_| crate::policies::builtin(kind).is_some()).cloned().ok_or_else(|| {
+            let known: Vec<&str> = policies
+                .keys()
+                .map(String::as_str)
+                .filter(|k| crate::policies::builtin(k).is_some())
+                .collect();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            Error::new(ErrorKind::Config, format!("unknown policy type `{kind}`; registered types: {known}"))
+        })
+    }
+
+    /// A policy registered with [`register_policy`](Self::register_policy)
+    /// (not a built-in type); the error lists the registered ones.
+    pub fn custom_policy(&self, name: &str) -> Result<Arc<dyn PolicyPlugin>> {
+        let policies = self.policies.read();
+        let custom = |n: &str| crate::policies::builtin(n).is_none();
+        policies.get(name).filter(|_| custom(name)).cloned().ok_or_else(|| {
+            let known: Vec<&str> = policies.keys().map(String::as_str).filter(|k| custom(k)).collect();
             let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
             Error::new(
                 ErrorKind::Config,

@@ -68,6 +68,7 @@
 mod coherence;
 mod lru;
 mod options;
+mod policy;
 mod redis;
 mod storage;
 mod tier;
@@ -80,6 +81,7 @@ pub use self::options::{
     CacheConfig, CacheOptions, RedisUrls, TierConfig, WriteConfig, WriteMode, DEFAULT_CAPACITY_BYTES,
     DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_DIRTY_BYTES, MAX_ENTRY_CEILING_BYTES,
 };
+pub use self::policy::{PreferCache, PreferCacheConfig};
 pub use self::redis::{RedisCacheTier, RedisTierOptions};
 pub use self::storage::{CacheStorage, STAT_FILL_LIMIT_BYTES};
 pub use self::tier::{CacheTier, CachedValue};

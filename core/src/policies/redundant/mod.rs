@@ -129,6 +129,7 @@
 mod hint_log;
 mod hints;
 mod list;
+mod policy;
 mod replicate;
 mod resolve;
 mod revision;
@@ -153,6 +154,7 @@ use crate::storage::{
 };
 
 use hints::{lock_all, Held, KeyGuard, KeyTable};
+pub use policy::{Redundant, RedundantConfig};
 use replicate::{MemberOp, Replication};
 use resolve::{resolve, Replica, Resolved};
 use revision::RevisionClock;

@@ -33,6 +33,7 @@
 
 mod locks;
 mod options;
+mod policy;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -45,6 +46,7 @@ use futures::TryStreamExt;
 use parking_lot::Mutex;
 
 pub use options::MigrationSettings;
+pub use policy::{Tiered, TieredConfig};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
