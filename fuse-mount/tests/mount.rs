@@ -516,7 +516,9 @@ fn a_full_spool_says_enospc_and_loses_nothing() {
     let mut expected = content(1);
     expected[..3].copy_from_slice(b"one");
     assert!(fs::read(m.path("f1")).unwrap() == expected, "f1's change was not saved");
-    // The spool has room again: the same change of f2 now works.
+    // The spool has room again once the kernel has released f1 (after
+    // close returned): the same change of f2 now works.
+    wait_for_free_space(&spool, 6 << 20);
     let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
     f2.write_all(b"two").unwrap();
     f2.sync_all().unwrap();

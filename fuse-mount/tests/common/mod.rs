@@ -384,12 +384,7 @@ impl Drop for SmallDisk {
 /// than `bytes` available: a test that fills the disk half-way through
 /// would fail later with a bare `EIO`/`ENOSPC` that hides the cause.
 pub fn need_free_space(dir: &Path, bytes: u64) {
-    let c = CString::new(dir.as_os_str().as_bytes()).expect("a path without NUL");
-    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statvfs {}: {}", dir.display(), std::io::Error::last_os_error());
-    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    let free = free_space(dir);
     assert!(
         free >= bytes,
         "this test needs {} GiB free under {} and there are {:.1} GiB: free some space (or set TMPDIR)",
@@ -397,4 +392,30 @@ pub fn need_free_space(dir: &Path, bytes: u64) {
         dir.display(),
         free as f64 / (1u64 << 30) as f64
     );
+}
+
+/// Bytes available to unprivileged users on `dir`'s file system.
+pub fn free_space(dir: &Path) -> u64 {
+    let c = CString::new(dir.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs {}: {}", dir.display(), std::io::Error::last_os_error());
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// Waits until `dir`'s file system has `bytes` available: space the mount
+/// frees when the kernel releases a closed file, which it does after
+/// `close(2)` has returned. Fails after a minute, saying how much is free.
+pub fn wait_for_free_space(dir: &Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while free_space(dir) < bytes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} still has only {} bytes free, {bytes} expected once closed files are released",
+            dir.display(),
+            free_space(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
