@@ -56,6 +56,28 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// What exactly went wrong, for callers that act on the cause rather than
+/// the kind (the mount answers `ENAMETOOLONG` instead of `EINVAL`).
+///
+/// ```
+/// use tierfs_core::{ErrorDetail, Key};
+///
+/// let err = Key::new("a/".to_owned() + &"x".repeat(300)).unwrap_err();
+/// assert_eq!(err.detail(), Some(ErrorDetail::NameTooLong { len: 300, limit: 255 }));
+/// assert_eq!(Key::new("a//b").unwrap_err().detail(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorDetail {
+    /// A key, or one segment of it, is `len` bytes where at most `limit` are allowed.
+    NameTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The most allowed.
+        limit: usize,
+    },
+}
+
 /// A TierFS error: kind, message, context and optional source.
 ///
 /// ```
@@ -78,6 +100,7 @@ struct Inner {
     key: Option<String>,
     backend: Option<String>,
     operation: Option<&'static str>,
+    detail: Option<ErrorDetail>,
     retryable: bool,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -92,10 +115,22 @@ impl Error {
                 key: None,
                 backend: None,
                 operation: None,
+                detail: None,
                 retryable: false,
                 source: None,
             }),
         }
+    }
+
+    /// Sets the detail of the cause.
+    pub fn with_detail(mut self, detail: ErrorDetail) -> Self {
+        self.inner.detail = Some(detail);
+        self
+    }
+
+    /// The detail of the cause, when one was given.
+    pub fn detail(&self) -> Option<ErrorDetail> {
+        self.inner.detail
     }
 
     /// `NotFound` for `key`.

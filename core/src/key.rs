@@ -10,7 +10,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorDetail, ErrorKind, Result};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -128,7 +128,8 @@ pub fn validate_key(key: &str) -> Result<()> {
         return Err(invalid(
             key,
             &format!("the key is {} bytes long; the limit is {MAX_KEY_LEN}", key.len()),
-        ));
+        )
+        .with_detail(ErrorDetail::NameTooLong { len: key.len(), limit: MAX_KEY_LEN }));
     }
     if key.starts_with('/') {
         return Err(invalid(key, "the key starts with `/`; keys are relative, drop the leading slash"));
@@ -150,7 +151,8 @@ fn validate_segment(key: &str, segment: &str) -> Result<()> {
             &format!("the key has a `{segment}` segment; spell the path without relative parts"),
         )),
         s if s.len() > MAX_SEGMENT_LEN => {
-            Err(invalid(key, &format!("a segment is {} bytes long; the limit is {MAX_SEGMENT_LEN}", s.len())))
+            Err(invalid(key, &format!("a segment is {} bytes long; the limit is {MAX_SEGMENT_LEN}", s.len()))
+                .with_detail(ErrorDetail::NameTooLong { len: s.len(), limit: MAX_SEGMENT_LEN }))
         }
         _ => Ok(()),
     }
@@ -164,7 +166,12 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
     let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
     validate_key(trimmed).map_err(|e| {
-        Error::new(ErrorKind::InvalidKey, format!("invalid list prefix: {}", e.message())).with_key(prefix)
+        let error = Error::new(ErrorKind::InvalidKey, format!("invalid list prefix: {}", e.message()))
+            .with_key(prefix);
+        match e.detail() {
+            Some(detail) => error.with_detail(detail),
+            None => error,
+        }
     })
 }
 

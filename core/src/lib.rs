@@ -41,12 +41,12 @@ pub mod storage;
 pub use backends::local::{LocalOptions, LocalStorage};
 pub use backends::memory::MemoryStorage;
 pub use config::Config;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::Key;
 pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
     clamp_range, collect_stream, copy_value, merge_list, BatchOp, ByteStream, Capabilities, KeyFilter,
-    ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata, ObjectMeta, PutOptions,
-    Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
+    ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata, ObjectMeta, Operation,
+    PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
 };

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use tierfs_core::{Error, ErrorKind};
+use tierfs_core::{Error, ErrorDetail, ErrorKind};
 
 /// The errno for a core error kind.
 ///
@@ -44,12 +44,11 @@ pub fn errno_of(error: &Error) -> i32 {
     }
 }
 
-/// Whether an `InvalidKey` error is about length (core words those errors
-/// with "long"; the file system layer checks lengths itself before building
-/// a key, so this only catches keys that grew past the limit through a
-/// parent directory).
+/// Whether an `InvalidKey` error is about length (the file system layer
+/// checks lengths itself before building a key, so this only catches keys
+/// that grew past the limit through a parent directory).
 fn is_too_long(error: &Error) -> bool {
-    error.message().contains("long")
+    matches!(error.detail(), Some(ErrorDetail::NameTooLong { .. }))
 }
 
 /// An error of the file system layer: an errno for the kernel, a message
@@ -140,6 +139,17 @@ mod tests {
         for (kind, errno) in cases {
             assert_eq!(errno_of(&Error::new(kind, "x")), errno, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_name_too_long_is_enametoolong_by_its_detail_not_its_words() {
+        let long = tierfs_core::Key::new("d/".to_owned() + &"x".repeat(256)).unwrap_err();
+        assert_eq!(errno_of(&long), libc::ENAMETOOLONG);
+        let long_prefix = tierfs_core::key::validate_prefix(&"y/".repeat(600)).unwrap_err();
+        assert_eq!(errno_of(&long_prefix), libc::ENAMETOOLONG);
+        // A message that merely mentions length is not the detail.
+        let worded = Error::new(ErrorKind::InvalidKey, "the key is too long");
+        assert_eq!(errno_of(&worded), libc::EINVAL);
     }
 
     #[test]

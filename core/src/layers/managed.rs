@@ -46,9 +46,10 @@ use tracing::{debug_span, Instrument};
 use super::health::{HealthGuard, HealthOptions};
 use crate::error::{ErrorKind, Result};
 use crate::key::Key;
-use crate::metrics::{BackendMetrics, Op, StorageMetrics};
+use crate::metrics::{BackendMetrics, StorageMetrics};
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, Operation as Op, PutOptions,
+    Storage, ValueWriter,
 };
 
 /// A backend traced, measured and guarded.
@@ -82,7 +83,6 @@ impl ManagedStorage {
     async fn run<T, F, Fut>(
         &self,
         op: Op,
-        label: &'static str,
         key: &str,
         bytes_in: u64,
         f: F,
@@ -93,6 +93,7 @@ impl ManagedStorage {
         Fut: Future<Output = Result<T>>,
     {
         let start = Instant::now();
+        let label = op.as_str();
         let span = debug_span!("storage", backend = self.inner.name(), op = label, key = %key);
         let call = async {
             let result = self.guard.call(label, key, f).await;
@@ -119,14 +120,14 @@ impl ManagedStorage {
     fn run_now<T>(
         &self,
         op: Op,
-        label: &'static str,
         key: &str,
         bytes_in: u64,
         f: impl FnOnce() -> Option<Result<T>>,
         bytes_out: impl Fn(&T) -> u64,
     ) -> Option<Result<T>> {
         if !self.guard.is_healthy()
-            || !debug_span!("storage", backend = self.inner.name(), op = label, key = %key).is_disabled()
+            || !debug_span!("storage", backend = self.inner.name(), op = op.as_str(), key = %key)
+                .is_disabled()
         {
             return None;
         }
@@ -157,58 +158,58 @@ impl Storage for ManagedStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
-        self.run(Op::Get, "get", key, 0, || self.inner.get(key), |b| b.len() as u64).await
+        self.run(Op::Get, key, 0, || self.inner.get(key), |b| b.len() as u64).await
     }
 
     #[inline]
     fn get_now(&self, key: &Key) -> Option<Result<Bytes>> {
-        self.run_now(Op::Get, "get", key, 0, || self.inner.get_now(key), |b| b.len() as u64)
+        self.run_now(Op::Get, key, 0, || self.inner.get_now(key), |b| b.len() as u64)
     }
 
     #[inline]
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
         let call = || self.inner.put_now(key, value, options);
-        self.run_now(Op::Put, "put", key, value.len() as u64, call, |_| 0)
+        self.run_now(Op::Put, key, value.len() as u64, call, |_| 0)
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
         let call = || self.inner.get_with_meta(key);
-        self.run(Op::Get, "get", key, 0, call, |(_, b)| b.len() as u64).await
+        self.run(Op::Get, key, 0, call, |(_, b)| b.len() as u64).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         let call = || self.inner.get_range(key, range.clone());
-        self.run(Op::GetRange, "get_range", key, 0, call, |b| b.len() as u64).await
+        self.run(Op::GetRange, key, 0, call, |b| b.len() as u64).await
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
         let len = value.len() as u64;
         let call = || self.inner.put(key, value.clone(), options.clone());
-        self.run(Op::Put, "put", key, len, call, |_| 0).await
+        self.run(Op::Put, key, len, call, |_| 0).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.run(Op::Delete, "delete", key, 0, || self.inner.delete(key), |_| 0).await
+        self.run(Op::Delete, key, 0, || self.inner.delete(key), |_| 0).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
-        self.run(Op::Stat, "stat", key, 0, || self.inner.stat(key), |_| 0).await
+        self.run(Op::Stat, key, 0, || self.inner.stat(key), |_| 0).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.run(Op::List, "list", &options.prefix, 0, || self.inner.list(options), |_| 0).await
+        self.run(Op::List, &options.prefix, 0, || self.inner.list(options), |_| 0).await
     }
 
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let len =
             ops.iter().map(|o| if let BatchOp::Put { value, .. } = o { value.len() as u64 } else { 0 }).sum();
         let first = ops.first().map(|o| o.key().as_str()).unwrap_or("");
-        self.run(Op::Batch, "batch", first, len, || self.inner.batch(ops.clone()), |_| 0).await
+        self.run(Op::Batch, first, len, || self.inner.batch(ops.clone()), |_| 0).await
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
         let call = || self.inner.read(key, range.clone());
-        let stream = self.run(Op::Read, "read", key, 0, call, |_| 0).await?;
+        let stream = self.run(Op::Read, key, 0, call, |_| 0).await?;
         let metrics = self.metrics.clone();
         Ok(stream
             .inspect(move |chunk| {
@@ -221,12 +222,12 @@ impl Storage for ManagedStorage {
 
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
         let call = || self.inner.write(key, options.clone());
-        let inner = self.run(Op::Write, "write", key, 0, call, |_| 0).await?;
+        let inner = self.run(Op::Write, key, 0, call, |_| 0).await?;
         Ok(Box::new(CountingWriter { inner, metrics: self.metrics.clone() }))
     }
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
-        self.run(Op::Rename, "rename", from, 0, || self.inner.rename(from, to), |_| 0).await
+        self.run(Op::Rename, from, 0, || self.inner.rename(from, to), |_| 0).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -193,7 +193,13 @@ impl Session {
         let allowed =
             decision.allowed || security.access.may_read_within(self.principal(), prefix, &backends);
         let refused = (!allowed).then(|| denial(self.principal().id(), Op::List, prefix, &decision));
-        self.record(&security, "list", &[prefix], refused.is_none(), refused.as_ref().map(|e| e.message()))?;
+        self.record(
+            &security,
+            crate::storage::Operation::List.audit_label(),
+            &[prefix],
+            refused.is_none(),
+            refused.as_ref().map(|e| e.message()),
+        )?;
         refused.map_or(Ok(()), Err)
     }
 

@@ -15,8 +15,8 @@ use crate::access::{Principal, StorageOperationType as Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    copy_value, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage,
-    ValueWriter,
+    copy_value, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, Operation, PutOptions,
+    Storage, ValueWriter,
 };
 
 /// Every operation of the manager, performed as one principal.
@@ -65,12 +65,12 @@ impl Session {
     }
 
     /// Checks `op` on `key`, records it, and returns the stack serving it.
-    fn stack_for(&self, op: Op, label: &str, key: &Key) -> Result<Arc<dyn Storage>> {
+    fn stack_for(&self, op: Operation, key: &Key) -> Result<Arc<dyn Storage>> {
         if self.open_access() {
             return Ok(self.shared.state.load().router.route(key).stack.clone());
         }
         let state = self.state();
-        self.authorize(&state, label, &[Check::key(op, key)])?;
+        self.authorize(&state, op.audit_label(), &[Check::key(access_of(op), key)])?;
         Ok(state.router.route(key).stack.clone())
     }
 
@@ -79,8 +79,7 @@ impl Session {
     /// when it can; otherwise hands the stack back for the full call.
     fn serve<T>(
         &self,
-        op: Op,
-        label: &str,
+        op: Operation,
         key: &Key,
         now: impl FnOnce(&Route) -> Option<Result<T>>,
     ) -> std::result::Result<Result<T>, Arc<dyn Storage>> {
@@ -88,7 +87,7 @@ impl Session {
             self.shared.state.load()
         } else {
             let state = self.shared.state.load();
-            if let Err(e) = self.authorize(&state, label, &[Check::key(op, key)]) {
+            if let Err(e) = self.authorize(&state, op.audit_label(), &[Check::key(access_of(op), key)]) {
                 return Ok(Err(e));
             }
             state
@@ -96,6 +95,11 @@ impl Session {
         let route = state.router.route(key);
         now(route).ok_or_else(|| route.stack.clone())
     }
+}
+
+/// The access class of a call on one key.
+fn access_of(op: Operation) -> Op {
+    op.access().expect("a call on one key has one access class")
 }
 
 #[async_trait]
@@ -147,10 +151,10 @@ impl Storage for Session {
             if let Some(answer) = self.get_now(key) {
                 return Box::pin(std::future::ready(answer));
             }
-            return Box::pin(async move { self.stack_for(Op::Read, "read", key)?.get(key).await });
+            return Box::pin(async move { self.stack_for(Operation::Get, key)?.get(key).await });
         }
         Box::pin(async move {
-            match self.serve(Op::Read, "read", key, |route| route.get_now(key)) {
+            match self.serve(Operation::Get, key, |route| route.get_now(key)) {
                 Ok(answer) => answer,
                 Err(stack) => stack.get(key).await,
             }
@@ -178,26 +182,26 @@ impl Storage for Session {
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
-        self.stack_for(Op::Read, "read", key)?.get_with_meta(key).await
+        self.stack_for(Operation::Get, key)?.get_with_meta(key).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        self.stack_for(Op::Read, "read", key)?.get_range(key, range).await
+        self.stack_for(Operation::GetRange, key)?.get_range(key, range).await
     }
 
     async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        match self.serve(Op::Write, "write", key, |route| route.put_now(key, &value, &options)) {
+        match self.serve(Operation::Put, key, |route| route.put_now(key, &value, &options)) {
             Ok(answer) => answer,
             Err(stack) => stack.put(key, value, options).await,
         }
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.stack_for(Op::Delete, "delete", key)?.delete(key).await
+        self.stack_for(Operation::Delete, key)?.delete(key).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
-        self.stack_for(Op::Read, "stat", key)?.stat(key).await
+        self.stack_for(Operation::Stat, key)?.stat(key).await
     }
 
     /// Needs List on the prefix, or a Read grant somewhere inside it;
@@ -229,7 +233,7 @@ impl Storage for Session {
                 [Check::key(Op::Batch, op.key()), Check::key(inner, op.key())]
             })
             .collect();
-        self.authorize(&state, "batch", &checks)?;
+        self.authorize(&state, Operation::Batch.audit_label(), &checks)?;
         let route = state.router.route(first.key());
         if let Some(other) = ops.iter().find(|op| state.router.route(op.key()).prefix != route.prefix) {
             return Err(Error::new(
@@ -241,13 +245,13 @@ impl Storage for Session {
                 ),
             )
             .with_key(other.key().as_str())
-            .with_operation("batch"));
+            .with_operation(Operation::Batch.as_str()));
         }
         route.stack.batch(ops).await
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.stack_for(Op::Read, "read", key)?.read(key, range).await
+        self.stack_for(Operation::Read, key)?.read(key, range).await
     }
 
     /// Checked when it starts, re-decided at each chunk (a reload that
@@ -255,7 +259,7 @@ impl Storage for Session {
     /// it publishes: the value is published only if the principal may
     /// write the key at that moment.
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        let writer = self.stack_for(Op::Write, "write", key)?.write(key, options).await?;
+        let writer = self.stack_for(Operation::Write, key)?.write(key, options).await?;
         if self.open_access() {
             return Ok(writer);
         }
@@ -268,14 +272,14 @@ impl Storage for Session {
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         let state = self.state();
         let checks = [Check::key(Op::Read, from), Check::key(Op::Delete, from), Check::key(Op::Write, to)];
-        self.authorize(&state, "rename", &checks)?;
+        self.authorize(&state, Operation::Rename.audit_label(), &checks)?;
         let (src, dst) = (state.router.route(from), state.router.route(to));
         if src.prefix == dst.prefix && src.stack.capabilities().rename {
             return src.stack.rename(from, to).await;
         }
         copy_value(&*src.stack, from, &*dst.stack, to, false)
             .await
-            .map_err(|e| e.with_operation("rename"))?;
+            .map_err(|e| e.with_operation(Operation::Rename.as_str()))?;
         src.stack.delete(from).await
     }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thread_local::ThreadLocal;
 
-use super::Op;
+use crate::storage::Operation as Op;
 
 /// The counts of one operation, as one thread saw them.
 #[derive(Debug, Default)]

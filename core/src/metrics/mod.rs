@@ -8,7 +8,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tierfs_core::metrics::{Op, StorageMetrics};
+//! use tierfs_core::metrics::StorageMetrics;
+//! use tierfs_core::Operation as Op;
 //!
 //! let metrics = StorageMetrics::new();
 //! let main = metrics.backend("main");
@@ -31,62 +32,7 @@ use parking_lot::RwLock;
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKET_BOUNDS_US};
 
-/// The operations metrics are kept for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `get`
-    Get,
-    /// `get_range`
-    GetRange,
-    /// `put`
-    Put,
-    /// `delete`
-    Delete,
-    /// `stat`
-    Stat,
-    /// `list`
-    List,
-    /// `batch`
-    Batch,
-    /// `read` (streamed)
-    Read,
-    /// `write` (streamed)
-    Write,
-    /// `rename`
-    Rename,
-}
-
-impl Op {
-    /// Every operation, in a fixed order.
-    pub const ALL: [Op; 10] = [
-        Op::Get,
-        Op::GetRange,
-        Op::Put,
-        Op::Delete,
-        Op::Stat,
-        Op::List,
-        Op::Batch,
-        Op::Read,
-        Op::Write,
-        Op::Rename,
-    ];
-
-    /// The label used in snapshots and exposition.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::GetRange => "get_range",
-            Op::Put => "put",
-            Op::Delete => "delete",
-            Op::Stat => "stat",
-            Op::List => "list",
-            Op::Batch => "batch",
-            Op::Read => "read",
-            Op::Write => "write",
-            Op::Rename => "rename",
-        }
-    }
-}
+use crate::storage::Operation as Op;
 
 /// Calls answered without waiting are timed one in this many on each
 /// thread (see [`BackendMetrics::start_now`]); every other call is timed.

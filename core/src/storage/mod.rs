@@ -25,6 +25,7 @@ mod copy;
 mod list;
 mod merge;
 mod meta;
+mod operation;
 mod stream;
 
 use std::fmt::Debug;
@@ -39,6 +40,7 @@ pub use copy::copy_value;
 pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
 pub use merge::{merge_list, KeyFilter, MergeSource};
 pub use meta::{Metadata, ObjectMeta, PutOptions};
+pub use operation::Operation;
 pub use stream::{collect_stream, ByteStream, ValueWriter};
 
 use crate::error::{Error, ErrorKind, Result};
