@@ -1,6 +1,6 @@
 //! Keys: `/`-separated UTF-8 paths, validated once at the edge.
 //!
-//! The rules are those of `DESIGN.md`: a key is at most [`MAX_KEY_LEN`] bytes,
+//! The rules (`docs/design.md`, "Keys"): a key is at most [`MAX_KEY_LEN`] bytes,
 //! made of non-empty segments of at most [`MAX_SEGMENT_LEN`] bytes, none of
 //! which is `.` or `..`, with no NUL and no leading `/`. A key that breaks a
 //! rule is refused with [`ErrorKind::InvalidKey`](crate::ErrorKind); it is never

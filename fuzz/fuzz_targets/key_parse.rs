@@ -1,7 +1,7 @@
 //! Arbitrary bytes -> `Key::new` and `validate_prefix`.
 //!
 //! Neither may panic, and whatever they accept is checked here against the
-//! key grammar of DESIGN.md, written out independently of `core/src/key.rs`,
+//! key grammar of docs/design.md ("Keys"), written out independently of `core/src/key.rs`,
 //! so that a validator that lets a bad key through is a crash.
 #![no_main]
 

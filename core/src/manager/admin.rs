@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::gate::{denial, Security};
+use super::security::{denial, Security};
 use super::session::Session;
 use crate::access::{
     AccessEvaluator, AccessPolicy, AccessRule, AdminCommand, Delegation, Resource,

@@ -36,6 +36,7 @@ mod admin;
 mod explain;
 mod gate;
 mod router;
+mod security;
 mod session;
 mod state;
 
@@ -59,7 +60,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
-use gate::Security;
+use security::Security;
 use state::ManagerState;
 
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::gate::{Check, Security};
 use super::router::Route;
+use super::security::{Check, Security};
 use super::state::ManagerState;
 use super::Shared;
 use crate::access::{Principal, StorageOperationType as Op};

@@ -27,10 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tierfs_core::Session;
+use tierfs_core::{ObjectMeta, Session};
 
 use super::attr::PosixMeta;
-use super::store::Child;
 
 /// Most listings kept; past this, expired ones are dropped, then all.
 const MAX_LISTINGS: usize = 256;
@@ -41,6 +40,18 @@ const MAX_DIRS: usize = 4096;
 
 /// Principal (with roles) and path.
 type Place = (String, String);
+
+/// One entry of a directory listing: a name with the object stored under
+/// it and whether keys exist below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    /// The last path segment.
+    pub name: String,
+    /// The object named exactly so, if any.
+    pub object: Option<ObjectMeta>,
+    /// Whether keys exist below `name/`.
+    pub prefix: bool,
+}
 
 /// Values kept per principal and path, each valid for the lifetime and
 /// while the generation it was begun at is current.

@@ -38,8 +38,9 @@ use crate::identity::{Caller, Identities, IdentityMap};
 use attr::{Attr, Defaults, Kind, PosixMeta};
 use file::{Content, FileState, OpenFile, ReadAhead};
 use inode::{InodeTable, ROOT};
+use listings::Child;
 use spool::SpoolDir;
-use store::{is_not_found, Child, Store};
+use store::{is_not_found, Store};
 
 pub use inode::ROOT as ROOT_INO;
 

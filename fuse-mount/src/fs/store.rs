@@ -23,25 +23,13 @@ use tierfs_core::{
 
 use super::attr::PosixMeta;
 use super::journal::{Change, Journal, JournalLimits, MAX_VALUE};
-use super::listings::Listings;
+use super::listings::{Child, Listings};
 use super::spool::Spool;
 
 /// Chunk size of streamed writes.
 const WRITE_CHUNK: usize = 1 << 20;
 /// Stats in flight while completing a listing without metadata.
 const STAT_CONCURRENCY: usize = 16;
-
-/// One entry of a directory listing: a name with the object stored under
-/// it and whether keys exist below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Child {
-    /// The last path segment.
-    pub name: String,
-    /// The object named exactly so, if any.
-    pub object: Option<ObjectMeta>,
-    /// Whether keys exist below `name/`.
-    pub prefix: bool,
-}
 
 /// The file system's view of the storage manager.
 #[derive(Debug)]

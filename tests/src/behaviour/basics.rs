@@ -100,7 +100,7 @@ pub async fn lookalike_keys_are_distinct(store: Arc<dyn Storage>) {
     }
 }
 
-/// Every invalid form of DESIGN.md is refused; an invalid list prefix too.
+/// Every invalid form of the key grammar (docs/design.md, "Keys") is refused; an invalid list prefix too.
 pub async fn invalid_keys_refused(store: Arc<dyn Storage>) {
     let long_key = vec!["k".repeat(200); 6].join("/");
     let long_segment = "s".repeat(256);

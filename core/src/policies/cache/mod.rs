@@ -66,6 +66,7 @@
 //! [`MAX_PENDING`] keys the whole tier is bypassed until it can be cleared).
 
 mod coherence;
+mod flush;
 mod lru;
 mod options;
 mod policy;

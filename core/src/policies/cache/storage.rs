@@ -526,6 +526,30 @@ impl Storage for CacheStorage {
     }
 }
 
+impl CacheStorage {
+    /// Bytes held in the write-back dirty set now (0 in write-through
+    /// mode); never more than `max_dirty_bytes`.
+    pub fn dirty_bytes(&self) -> u64 {
+        self.write_back.as_ref().map_or(0, |wb| wb.bytes())
+    }
+
+    /// Whether a read of `key` would be served without the primary now: it
+    /// is dirty, or the tier holds it; `None` when the tier cannot tell
+    /// without a round trip.
+    pub fn serves_now(&self, key: &Key) -> Option<bool> {
+        if self.write_back.as_ref().is_some_and(|wb| wb.contains(key)) {
+            return Some(true);
+        }
+        self.tier().holds_now(key)
+    }
+
+    /// Keys in the write-back dirty set now (writes and deletes not yet
+    /// in the primary).
+    pub fn dirty_keys(&self) -> usize {
+        self.write_back.as_ref().map_or(0, |wb| wb.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
-use super::hints::Hint;
+use super::hint::Hint;
 
 /// Records written since the last rewrite, beyond which (and beyond four
 /// times the live keys) the file is rewritten.

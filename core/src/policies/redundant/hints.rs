@@ -27,34 +27,13 @@ use tokio::sync::OwnedMutexGuard;
 use crate::error::Result;
 use crate::key::Key;
 
+use super::hint::Hint;
 use super::hint_log::HintLog;
 
 /// One member's lock on one key; the value is the highest revision applied.
 pub(super) type MemberLock = Arc<tokio::sync::Mutex<u64>>;
 /// A held [`MemberLock`].
 pub(super) type Held = OwnedMutexGuard<u64>;
-
-/// What is known about a key's copies beyond what the members say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Hint {
-    /// Member index -> highest revision it may be missing.
-    pub(super) lagging: BTreeMap<usize, u64>,
-    /// Highest revision of a delete that may not be everywhere yet.
-    pub(super) tombstone: Option<u64>,
-}
-
-impl Hint {
-    /// Whether a copy of revision `rev` on `member` is current as far as
-    /// this process knows.
-    pub(super) fn trusts(&self, member: usize, rev: u64) -> bool {
-        self.lagging.get(&member).is_none_or(|missed| rev >= *missed)
-    }
-
-    /// Whether the latest write any member missed was a delete.
-    pub(super) fn latest_is_delete(&self) -> bool {
-        self.tombstone.is_some_and(|t| self.lagging.values().all(|missed| *missed <= t))
-    }
-}
 
 #[derive(Debug)]
 struct Slot {

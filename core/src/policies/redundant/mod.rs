@@ -126,6 +126,7 @@
 //! any member is. [`Storage::is_healthy`] is true while at least
 //! `write_quorum` members are.
 
+mod hint;
 mod hint_log;
 mod hints;
 mod list;
@@ -393,7 +394,7 @@ type MemberErrors = Vec<(usize, Error)>;
 struct Located {
     replicas: Vec<Replica>,
     errors: MemberErrors,
-    hint: Option<hints::Hint>,
+    hint: Option<hint::Hint>,
     resolved: Resolved,
 }
 

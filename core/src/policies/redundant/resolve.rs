@@ -15,7 +15,7 @@
 
 use crate::storage::ObjectMeta;
 
-use super::hints::Hint;
+use super::hint::Hint;
 use super::revision::revision;
 
 /// What one member holds of a key.
