@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::storage::{Metadata, ObjectMeta, PutOptions, ValueWriter};
 
+use super::changes::acknowledged;
 use super::hints::KeyGuard;
 use super::replicate::{MemberOp, Replication};
-use super::{acknowledged, revision, Shared};
+use super::{revision, Shared};
 
 /// A value being streamed to the members of a redundant set.
 ///
