@@ -2,7 +2,7 @@
 //!
 //! Every backend type, built-in or not, is a [`StoragePlugin`] registered
 //! under a type name; every policy type is a
-//! [`PolicyPlugin`](crate::policies::PolicyPlugin), the built-in ones
+//! [`PolicyPlugin`], the built-in ones
 //! registered by [`StorageRegistry::with_builtins`] and others with
 //! [`StorageRegistry::register_policy`]. The built-ins (`memory`, `local`) register like
 //! everyone else; third-party types come from shared libraries loaded at
