@@ -394,6 +394,17 @@ pub fn need_free_space(dir: &Path, bytes: u64) {
     );
 }
 
+/// Waits until `done` holds, for what the mount does when the kernel
+/// releases a closed file (after `close(2)` has returned). Fails after a
+/// minute, naming `what`.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "still not so after a minute: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Bytes available to unprivileged users on `dir`'s file system.
 pub fn free_space(dir: &Path) -> u64 {
     let c = CString::new(dir.as_os_str().as_bytes()).expect("a path without NUL");
