@@ -152,14 +152,7 @@ impl StorageRegistry {
 
     /// The policy type a configured `type` names; the error lists the registered ones.
     pub fn policy_type(&self, kind: &str) -> Result<Arc<dyn PolicyPlugin>> {
-        let policies = self.policies.read();
-        policies.get(kind).filter(|_| crate::policies::builtin(kind).is_some()).cloned().ok_or_else(|| {
-            let known: Vec<&str> = policies
-                .keys()
-                .map(String::as_str)
-                .filter(|k| crate::policies::builtin(k).is_some())
-                .collect();
-            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        self.find_policy(kind, true).map_err(|known| {
             Error::new(ErrorKind::Config, format!("unknown policy type `{kind}`; registered types: {known}"))
         })
     }
@@ -167,15 +160,27 @@ impl StorageRegistry {
     /// A policy registered with [`register_policy`](Self::register_policy)
     /// (not a built-in type); the error lists the registered ones.
     pub fn custom_policy(&self, name: &str) -> Result<Arc<dyn PolicyPlugin>> {
-        let policies = self.policies.read();
-        let custom = |n: &str| crate::policies::builtin(n).is_none();
-        policies.get(name).filter(|_| custom(name)).cloned().ok_or_else(|| {
-            let known: Vec<&str> = policies.keys().map(String::as_str).filter(|k| custom(k)).collect();
-            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        self.find_policy(name, false).map_err(|known| {
             Error::new(
                 ErrorKind::Config,
                 format!("unknown custom policy `{name}`; registered policies: {known}"),
             )
+        })
+    }
+
+    /// The policy named `name` among the built-in types (`builtin`) or the
+    /// registered ones; else the names of those, for the error.
+    fn find_policy(&self, name: &str, builtin: bool) -> std::result::Result<Arc<dyn PolicyPlugin>, String> {
+        let builtins: Vec<String> = crate::policies::builtins().iter().map(|p| p.name().to_owned()).collect();
+        let wanted = |n: &str| builtins.iter().any(|b| b == n) == builtin;
+        let policies = self.policies.read();
+        policies.get(name).filter(|_| wanted(name)).cloned().ok_or_else(|| {
+            let known: Vec<&str> = policies.keys().map(String::as_str).filter(|k| wanted(k)).collect();
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         })
     }
 
