@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The configuration is invalid; the message names the file and field.
     Config,
+    /// A condition on the value's current state failed: it changed since
+    /// the caller read it (see [`Condition`](crate::Condition)).
+    Conflict,
 }
 
 impl ErrorKind {
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Config => "configuration error",
+            ErrorKind::Conflict => "conflict",
         }
     }
 }

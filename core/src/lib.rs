@@ -30,6 +30,7 @@ pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod key;
+mod key_locks;
 pub mod layers;
 pub mod manager;
 pub mod metrics;
@@ -46,7 +47,7 @@ pub use key::Key;
 pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
-    clamp_range, collect_stream, copy_value, merge_list, BatchOp, ByteStream, Capabilities, KeyFilter,
-    ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata, ObjectMeta, Operation,
-    PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
+    clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, BatchOp, ByteStream, Capabilities,
+    Condition, KeyFilter, ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata,
+    MetadataChanges, ObjectMeta, Operation, PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
 };

@@ -29,9 +29,18 @@
 
 use std::ffi::{c_char, c_void};
 
-/// The ABI version this crate describes. A host refuses a library whose
-/// [`ABI_VERSION_SYMBOL`] returns anything else.
-pub const ABI_VERSION: u32 = 1;
+/// The ABI version this crate describes. A host accepts a library whose
+/// [`ABI_VERSION_SYMBOL`] returns a version from [`MIN_ABI_VERSION`] to this
+/// one, and refuses any other.
+///
+/// Versions only ever append entries to [`PluginVTable`]; a host reads a
+/// vtable of an older version up to its last entry and takes the entries
+/// added later as absent. Version 2 added `set_metadata` and the
+/// `CONFLICT` status.
+pub const ABI_VERSION: u32 = 2;
+
+/// The oldest ABI version a host of this crate's version still loads.
+pub const MIN_ABI_VERSION: u32 = 1;
 
 /// Name of the exported `extern "C" fn() -> u32` returning the library's
 /// ABI version. The host looks it up and calls it before anything else.
@@ -208,6 +217,9 @@ impl PluginStatus {
     /// Hosts older than this status report it as an unknown status, of
     /// the kind [`PluginStatus::UNAVAILABLE`] maps to.
     pub const OUT_OF_SPACE: PluginStatus = PluginStatus(9);
+    /// A condition on the value's current state failed (`set_metadata`'s
+    /// `if_version`): it changed since the caller read it. ABI 2.
+    pub const CONFLICT: PluginStatus = PluginStatus(10);
 
     /// Whether this is [`PluginStatus::OK`].
     pub fn is_ok(self) -> bool {
@@ -283,6 +295,9 @@ pub type WriteHandle = *mut c_void;
 ///   `{"entries":[{"key":"a/1","size":3,"modified_nanos":1,"version":"7","metadata":{}},
 ///   {"prefix":"a/sub/"}],"next":"a/sub/"}`; `next` is `null` or missing on
 ///   the last page.
+/// - **metadata changes** (`set_metadata` input):
+///   `{"set":{"posix.mode":"100600"},"remove":["user.tag"],"replace":false}`;
+///   removals apply first, and `replace` drops every entry before `set`.
 /// - **batch** (`batch` input): `ops_json` is a JSON array of
 ///   `{"op":"put","key":K,"metadata":{..},"len":N,"if_not_exists":false}` and
 ///   `{"op":"delete","key":K}`; `values` holds the values of the puts back to
@@ -437,6 +452,24 @@ pub struct PluginVTable {
     >,
     /// *Optional.* Makes every acknowledged write durable.
     pub sync: Option<unsafe extern "C" fn(instance: Instance, error: *mut RawError) -> PluginStatus>,
+    /// *Optional; ABI 2.* Applies the JSON `changes_json` (see above) to the
+    /// metadata of `key` without rewriting its value, atomically and
+    /// durably, and writes the new stat. With `if_version` present, only
+    /// while the value's version is that string, else
+    /// [`PluginStatus::CONFLICT`]; a missing key is
+    /// [`PluginStatus::NOT_FOUND`]. Absent (or answering
+    /// [`PluginStatus::UNSUPPORTED`]), the host rewrites the value with the
+    /// new metadata through `get_range`/`write_*` instead.
+    pub set_metadata: Option<
+        unsafe extern "C" fn(
+            instance: Instance,
+            key: HostBytes,
+            changes_json: HostBytes,
+            if_version: HostBytes,
+            out_stat: *mut RawStat,
+            error: *mut RawError,
+        ) -> PluginStatus,
+    >,
 }
 
 // SAFETY: a vtable is immutable after construction: function pointers and a

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::error::PluginError;
 use crate::types::{
-    BatchOp, Capabilities, CreateContext, ListPage, ListRequest, Metadata, ObjectStat, Settings,
+    BatchOp, Capabilities, CreateContext, ListPage, ListRequest, Metadata, MetadataChanges, ObjectStat,
+    Settings,
 };
 
 /// `Result` with [`PluginError`].
@@ -96,6 +97,23 @@ pub trait PluginBackend: Send + Sync + Sized + 'static {
     fn rename(&self, from: &str, to: &str) -> PluginResult<()> {
         let _ = to;
         Err(PluginError::unsupported("this backend cannot rename atomically").with_key(from))
+    }
+
+    /// Applies `changes` to the metadata of `key` without rewriting its
+    /// value, atomically and durably; with `if_version`, only while the
+    /// value's version is that one, else fail with
+    /// [`PluginError::conflict`]. A missing key is
+    /// [`PluginError::not_found`]. The default refuses, and the host then
+    /// rewrites the value with the new metadata itself (a full read and
+    /// write of it): override it when the backend keeps metadata apart.
+    fn set_metadata(
+        &self,
+        key: &str,
+        changes: &MetadataChanges,
+        if_version: Option<&str>,
+    ) -> PluginResult<ObjectStat> {
+        let _ = (changes, if_version);
+        Err(PluginError::unsupported("this backend does not update metadata alone").with_key(key))
     }
 
     /// Makes every acknowledged write durable. The default does nothing,

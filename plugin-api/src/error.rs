@@ -28,6 +28,9 @@ pub enum PluginErrorKind {
     Config,
     /// The device or quota that holds the data is full; the backend is up.
     OutOfSpace,
+    /// A condition on the value's current state failed: it changed since
+    /// the caller read it.
+    Conflict,
 }
 
 impl PluginErrorKind {
@@ -43,6 +46,7 @@ impl PluginErrorKind {
             PluginErrorKind::Unavailable => PluginStatus::UNAVAILABLE,
             PluginErrorKind::Config => PluginStatus::CONFIG,
             PluginErrorKind::OutOfSpace => PluginStatus::OUT_OF_SPACE,
+            PluginErrorKind::Conflict => PluginStatus::CONFLICT,
         }
     }
 }
@@ -94,6 +98,12 @@ impl PluginError {
     /// `Unavailable` with `message`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         PluginError::new(PluginErrorKind::Unavailable, message)
+    }
+
+    /// `Conflict` with `message`: the value changed since the caller read
+    /// it (a failed `if_version`).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        PluginError::new(PluginErrorKind::Conflict, message)
     }
 
     /// `Config` with `message` (name the field in it).

@@ -106,14 +106,17 @@
 //!
 //! 1. `tierfs_plugin_abi_version() -> u32` ([`ABI_VERSION_SYMBOL`]). The
 //!    host looks it up and calls it before touching anything else, and
-//!    refuses the library unless it returns the host's [`ABI_VERSION`].
+//!    refuses the library unless it returns a version from
+//!    [`MIN_ABI_VERSION`] to the host's [`ABI_VERSION`].
 //! 2. `tierfs_plugin_entry() -> *const PluginVTable` ([`ENTRY_SYMBOL`]):
 //!    a static [`PluginVTable`] naming the backend type and holding its
 //!    functions.
 //!
-//! The version changes whenever any type or function of [`abi`] changes
-//! incompatibly; this crate's major version follows it (ABI v1 is
-//! `tierfs-plugin-api` 1.x, or 0.x before the first release).
+//! The version changes whenever [`abi`] changes. A change that only
+//! appends optional vtable entries or status codes keeps older plugins
+//! loadable (the host takes the new entries as absent and falls back:
+//! v2 added `set_metadata`, which a v1 plugin lacks); any other change
+//! raises [`MIN_ABI_VERSION`] too.
 //!
 //! Data crosses the boundary as [`HostBytes`] (borrowed from the host for
 //! one call) and [`PluginBuffer`]s (allocated by the plugin, returned to its
@@ -138,13 +141,14 @@ mod types;
 
 pub use abi::{
     capability, HostBytes, PluginBuffer, PluginStatus, PluginVTable, RawError, RawStat, ABI_VERSION,
-    ABI_VERSION_SYMBOL, ENTRY_SYMBOL, PUT_IF_NOT_EXISTS,
+    ABI_VERSION_SYMBOL, ENTRY_SYMBOL, MIN_ABI_VERSION, PUT_IF_NOT_EXISTS,
 };
 pub use backend::{BufferedWriter, PluginBackend, PluginResult, PluginWriter};
 pub use error::{PluginError, PluginErrorKind};
 pub use types::{
     decode_batch, metadata_from_json, metadata_to_json, BatchOp, Capabilities, CreateContext, ListEntry,
-    ListPage, ListPageBuilder, ListRequest, Metadata, ObjectStat, Settings, DEFAULT_LIST_LIMIT,
+    ListPage, ListPageBuilder, ListRequest, Metadata, MetadataChanges, ObjectStat, Settings,
+    DEFAULT_LIST_LIMIT,
 };
 
 /// Items the [`export_plugin!`] expansion uses; not a stable interface.

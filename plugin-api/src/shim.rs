@@ -18,7 +18,8 @@ use crate::abi::{
 use crate::backend::{PluginBackend, PluginResult, PluginWriter};
 use crate::error::{PluginError, PluginErrorKind};
 use crate::types::{
-    decode_batch, metadata_from_json, metadata_to_json, CreateContext, ListRequest, ObjectStat, Settings,
+    decode_batch, metadata_from_json, metadata_to_json, CreateContext, ListRequest, MetadataChanges,
+    ObjectStat, Settings,
 };
 
 /// Whether `name` is a valid backend type name: 1 to 64 of
@@ -63,6 +64,7 @@ pub const fn vtable<T: PluginBackend>(type_name_nul: &'static str) -> PluginVTab
         write_abort: Some(write_abort),
         rename: Some(rename::<T>),
         sync: Some(sync::<T>),
+        set_metadata: Some(set_metadata::<T>),
     }
 }
 
@@ -440,6 +442,30 @@ unsafe extern "C" fn sync<T: PluginBackend>(instance: Instance, error: *mut RawE
     guard(error, || {
         // SAFETY: the host passes a live instance.
         unsafe { backend::<T>(instance) }.sync()
+    })
+}
+
+unsafe extern "C" fn set_metadata<T: PluginBackend>(
+    instance: Instance,
+    key: HostBytes,
+    changes_json: HostBytes,
+    if_version: HostBytes,
+    out_stat: *mut RawStat,
+    error: *mut RawError,
+) -> PluginStatus {
+    guard(error, || {
+        // SAFETY: the host passes a live instance and valid arguments.
+        let (backend, key, changes) =
+            unsafe { (backend::<T>(instance), host_key(key)?, changes_json.as_slice()) };
+        let changes = MetadataChanges::from_json(changes)?;
+        let if_version = match if_version.is_absent() {
+            true => None,
+            // SAFETY: as above.
+            false => Some(unsafe { host_str(if_version, "if_version", PluginErrorKind::InvalidInput) }?),
+        };
+        let stat = backend.set_metadata(key, &changes, if_version)?;
+        // SAFETY: writable out-parameter from the host.
+        unsafe { put_out(out_stat, raw_stat(stat)) }
     })
 }
 

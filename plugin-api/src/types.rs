@@ -361,6 +361,71 @@ fn metadata_from_json_value(json: &Json) -> Result<Metadata, String> {
         .collect()
 }
 
+/// A change to a value's metadata, as `set_metadata` receives it: entries
+/// to set, names to remove, or (with `replace`) a whole new map.
+///
+/// ```
+/// use tierfs_plugin_api::{Metadata, MetadataChanges};
+///
+/// let changes = MetadataChanges::from_json(br#"{"set":{"a":"1"},"remove":["b"],"replace":false}"#).unwrap();
+/// let mut map = Metadata::from([("b".to_owned(), "2".to_owned()), ("c".to_owned(), "3".to_owned())]);
+/// changes.apply(&mut map);
+/// assert_eq!(map, Metadata::from([("a".to_owned(), "1".to_owned()), ("c".to_owned(), "3".to_owned())]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataChanges {
+    /// Entries added or replaced.
+    pub set: Metadata,
+    /// Names removed (removals apply before `set`).
+    pub remove: Vec<String>,
+    /// Drop every entry first, so the map becomes `set`.
+    pub replace: bool,
+}
+
+impl MetadataChanges {
+    /// Applies the changes to `map`.
+    pub fn apply(&self, map: &mut Metadata) {
+        if self.replace {
+            map.clear();
+        }
+        for name in &self.remove {
+            map.remove(name);
+        }
+        map.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    /// Decodes the ABI's JSON encoding (see [`PluginVTable`](crate::PluginVTable)).
+    pub fn from_json(text: &[u8]) -> Result<MetadataChanges, PluginError> {
+        let bad = |what: String| {
+            PluginError::invalid_input(format!("malformed metadata changes from the host: {what}"))
+        };
+        let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+        let json = Json::parse(text).map_err(bad)?;
+        let set = match json.get("set") {
+            Some(set) => metadata_from_json_value(set).map_err(bad)?,
+            None => Metadata::new(),
+        };
+        let remove = match json.get("remove") {
+            Some(names) => names
+                .as_array()
+                .ok_or_else(|| bad("`remove` is not an array".into()))?
+                .iter()
+                .map(|n| {
+                    n.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| bad("a name in `remove` is not a string".into()))
+                })
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let replace = match json.get("replace") {
+            Some(r) => r.as_bool().ok_or_else(|| bad("`replace` is not a boolean".into()))?,
+            None => false,
+        };
+        Ok(MetadataChanges { set, remove, replace })
+    }
+}
+
 /// A backend's settings: its configuration table without `type`.
 ///
 /// Refuse what you do not know with [`Settings::expect_only`], so a typo in

@@ -41,7 +41,8 @@ use parking_lot::Mutex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    PutOptions, Storage, ValueWriter,
 };
 
 /// Which calls faults apply to.
@@ -260,6 +261,16 @@ impl Storage for FaultStorage {
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         self.check(true, "rename", from).await?;
         self.inner.rename(from, to).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.check(true, "set_metadata", key).await?;
+        self.inner.set_metadata(key, changes, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

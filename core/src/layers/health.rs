@@ -30,7 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    PutOptions, Storage, ValueWriter,
 };
 
 /// Timeouts, retries and probing of one backend.
@@ -308,6 +309,15 @@ impl Storage for HealthStorage {
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         self.guard.call("rename", from, || self.inner.rename(from, to)).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.guard.call("set_metadata", key, || self.inner.set_metadata(key, changes, condition)).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -48,8 +48,8 @@ use crate::error::{ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{BackendMetrics, StorageMetrics};
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, Operation as Op, PutOptions,
-    Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    Operation as Op, PutOptions, Storage, ValueWriter,
 };
 
 /// A backend traced, measured and guarded.
@@ -228,6 +228,15 @@ impl Storage for ManagedStorage {
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         self.run(Op::Rename, from, 0, || self.inner.rename(from, to), |_| 0).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.run(Op::SetMetadata, key, 0, || self.inner.set_metadata(key, changes, condition), |_| 0).await
     }
 
     async fn sync(&self) -> Result<()> {

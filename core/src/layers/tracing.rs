@@ -16,7 +16,8 @@ use tracing::{debug_span, Instrument};
 use crate::error::Result;
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    PutOptions, Storage, ValueWriter,
 };
 
 /// Wraps a backend so that each operation runs in a `tracing` span.
@@ -103,6 +104,15 @@ impl Storage for TracingStorage {
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         traced!(self, "rename", from, self.inner.rename(from, to))
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        traced!(self, "set_metadata", key, self.inner.set_metadata(key, changes, condition))
     }
 
     async fn sync(&self) -> Result<()> {

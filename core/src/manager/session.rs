@@ -15,8 +15,8 @@ use crate::access::{Principal, StorageOperationType as Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    copy_value, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, Operation, PutOptions,
-    Storage, ValueWriter,
+    copy_value, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges,
+    ObjectMeta, Operation, PutOptions, Storage, ValueWriter,
 };
 
 /// Every operation of the manager, performed as one principal.
@@ -281,6 +281,15 @@ impl Storage for Session {
             .await
             .map_err(|e| e.with_operation(Operation::Rename.as_str()))?;
         src.stack.delete(from).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.stack_for(Operation::SetMetadata, key)?.set_metadata(key, changes, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -2,7 +2,7 @@ use futures::StreamExt;
 
 use crate::error::Result;
 use crate::key::Key;
-use crate::storage::{ObjectMeta, PutOptions, Storage};
+use crate::storage::{Condition, MetadataChanges, ObjectMeta, PutOptions, Storage};
 
 /// Copies the value and metadata of `from` on `src` to `to` on `dst`,
 /// streaming, so memory stays bounded whatever the size. `if_not_exists`
@@ -20,6 +20,35 @@ pub async fn copy_value(
     let mut writer = dst.write(to, options).await?;
     while let Some(chunk) = stream.next().await {
         writer.write(chunk?).await?;
+    }
+    writer.finish().await
+}
+
+/// Changes the metadata of `key` on `store` by rewriting the value with the
+/// new map, streamed: the fallback of [`Storage::set_metadata`] for
+/// backends that cannot update metadata alone. It costs a read and a write
+/// of the whole value, and the condition is checked before the rewrite
+/// starts, not atomically with it: a write that lands while the value is
+/// being copied may be overwritten.
+pub async fn rewrite_metadata<S: Storage + ?Sized>(
+    store: &S,
+    key: &Key,
+    changes: &MetadataChanges,
+    condition: &Condition,
+) -> Result<ObjectMeta> {
+    let meta = store.stat(key).await?;
+    condition.check(&meta)?;
+    let metadata = changes.applied_to(meta.metadata);
+    let mut stream = store.read(key, None).await?;
+    let mut writer = store.write(key, PutOptions::with_metadata(metadata)).await?;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => writer.write(chunk).await?,
+            Err(e) => {
+                writer.abort().await?;
+                return Err(e);
+            }
+        }
     }
     writer.finish().await
 }

@@ -36,10 +36,10 @@ use bytes::Bytes;
 
 pub use batch::BatchOp;
 pub use capabilities::Capabilities;
-pub use copy::copy_value;
+pub use copy::{copy_value, rewrite_metadata};
 pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
 pub use merge::{merge_list, KeyFilter, MergeSource};
-pub use meta::{Metadata, ObjectMeta, PutOptions};
+pub use meta::{Condition, Metadata, MetadataChanges, ObjectMeta, PutOptions};
 pub use operation::Operation;
 pub use stream::{collect_stream, ByteStream, ValueWriter};
 
@@ -121,6 +121,42 @@ pub trait Storage: Send + Sync + Debug {
             .with_key(from.as_str())
             .with_backend(self.name())
             .with_operation("rename"))
+    }
+
+    /// Changes the metadata of `key` without rewriting its value, if
+    /// `condition` holds; returns the new state. A missing key is
+    /// `NotFound`, a failed condition `Conflict`; either changes nothing.
+    ///
+    /// Backends update the map alone where they can (memory and local in
+    /// their index, s3 by a server-side copy onto itself). The default
+    /// rewrites the value with the new map ([`rewrite_metadata`]), costing
+    /// the value's size. The version may or may not change (it names the
+    /// bytes on some backends); `modified` may change.
+    ///
+    /// ```
+    /// use tierfs_core::{Condition, Key, MemoryStorage, MetadataChanges, PutOptions, Storage};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStorage::new("m");
+    /// let key = Key::new("report.csv")?;
+    /// let put = store.put(&key, "a,b\n".into(), PutOptions::default()).await?;
+    /// let changes = MetadataChanges::new().set("posix.mode", "100600");
+    /// let meta = store.set_metadata(&key, &changes, &Condition::VersionIs(put.version.clone())).await?;
+    /// assert_eq!(meta.metadata["posix.mode"], "100600");
+    /// assert_eq!(store.get(&key).await?, "a,b\n");
+    /// // The value changed since `put`: a condition on that version now fails.
+    /// let stale = store.set_metadata(&key, &changes, &Condition::VersionIs(put.version)).await;
+    /// assert_eq!(stale.unwrap_err().kind(), tierfs_core::ErrorKind::Conflict);
+    /// # Ok::<_, tierfs_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        rewrite_metadata(self, key, changes, condition).await
     }
 
     /// Makes every acknowledged write durable (a no-op where writes already are).

@@ -39,11 +39,13 @@ pub enum Operation {
     Write,
     /// `rename`
     Rename,
+    /// `set_metadata`
+    SetMetadata,
 }
 
 impl Operation {
     /// Every operation, in a fixed order (the index metrics keep them by).
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Get,
         Operation::GetRange,
         Operation::Put,
@@ -54,6 +56,7 @@ impl Operation {
         Operation::Read,
         Operation::Write,
         Operation::Rename,
+        Operation::SetMetadata,
     ];
 
     /// The method's name: the label of metrics and tracing spans.
@@ -69,6 +72,7 @@ impl Operation {
             Operation::Read => "read",
             Operation::Write => "write",
             Operation::Rename => "rename",
+            Operation::SetMetadata => "set_metadata",
         }
     }
 
@@ -80,7 +84,7 @@ impl Operation {
             Operation::Get | Operation::GetRange | Operation::Stat | Operation::Read => {
                 Some(StorageOperationType::Read)
             }
-            Operation::Put | Operation::Write => Some(StorageOperationType::Write),
+            Operation::Put | Operation::Write | Operation::SetMetadata => Some(StorageOperationType::Write),
             Operation::Delete => Some(StorageOperationType::Delete),
             Operation::List => Some(StorageOperationType::List),
             Operation::Batch => Some(StorageOperationType::Batch),

@@ -7,6 +7,7 @@
 //! op     := 1 (put)    | key | meta_count u32 | (str str)* | value_len u64 | value_crc u32
 //!         | 2 (delete) | key
 //!         | 3 (rename) | from | to
+//!         | 4 (metadata) | key | meta_count u32 | (str str)*
 //! key, str := len u32 | UTF-8 bytes
 //! values := the values of the group's puts, back to back in op order
 //! ```
@@ -15,6 +16,9 @@
 //! 16-byte group header (`head_len` + the values); `head_crc` is the CRC-32
 //! of `total_len`, `head_len` and the head. A group is the unit of
 //! atomicity: it is applied whole or, if torn by a crash, not at all.
+//!
+//! A `metadata` op replaces a live key's metadata map and keeps its value
+//! where it is (logs with one are not readable by versions before it).
 
 use tierfs_plugin_api::Metadata;
 
@@ -28,6 +32,7 @@ pub const GROUP_HEADER: u64 = 16;
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
 const RENAME: u8 = 3;
+const METADATA: u8 = 4;
 
 /// One operation of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +59,13 @@ pub enum Op<'a> {
         from: &'a str,
         /// Where it goes.
         to: &'a str,
+    },
+    /// Replace a live key's metadata map, keeping its value.
+    Metadata {
+        /// The key.
+        key: &'a str,
+        /// The new map.
+        metadata: Metadata,
     },
 }
 
@@ -130,7 +142,7 @@ pub fn encode_prefix(seq: u64, modified_nanos: u64, ops: &[Op<'_>], values_len: 
     head.extend_from_slice(&u32::try_from(ops.len()).ok()?.to_le_bytes());
     for op in ops {
         let strings: Vec<&str> = match op {
-            Op::Put { key, metadata, .. } => std::iter::once(*key)
+            Op::Put { key, metadata, .. } | Op::Metadata { key, metadata } => std::iter::once(*key)
                 .chain(metadata.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
                 .collect(),
             Op::Delete { key } => vec![key],
@@ -159,6 +171,15 @@ pub fn encode_prefix(seq: u64, modified_nanos: u64, ops: &[Op<'_>], values_len: 
                 head.push(RENAME);
                 put_str(&mut head, from);
                 put_str(&mut head, to);
+            }
+            Op::Metadata { key, metadata } => {
+                head.push(METADATA);
+                put_str(&mut head, key);
+                head.extend_from_slice(&u32::try_from(metadata.len()).ok()?.to_le_bytes());
+                for (k, v) in metadata {
+                    put_str(&mut head, k);
+                    put_str(&mut head, v);
+                }
             }
         }
     }
@@ -221,6 +242,17 @@ impl<'a> Reader<'a> {
         let len = self.u32()? as usize;
         std::str::from_utf8(self.take(len)?).map_err(|_| "a string is not UTF-8")
     }
+
+    fn metadata(&mut self) -> Result<Metadata, &'static str> {
+        let n = self.u32()?;
+        let mut metadata = Metadata::new();
+        for _ in 0..n {
+            let k = self.str()?;
+            let v = self.str()?;
+            metadata.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(metadata)
+    }
 }
 
 /// Decodes a head whose checksum was verified.
@@ -234,19 +266,14 @@ pub fn decode_head(bytes: &[u8]) -> Result<Head<'_>, &'static str> {
         ops.push(match r.u8()? {
             PUT => {
                 let key = r.str()?;
-                let n = r.u32()?;
-                let mut metadata = Metadata::new();
-                for _ in 0..n {
-                    let k = r.str()?;
-                    let v = r.str()?;
-                    metadata.insert(k.to_owned(), v.to_owned());
-                }
+                let metadata = r.metadata()?;
                 let len = r.u64()?;
                 let crc = r.u32()?;
                 Op::Put { key, metadata, len, crc }
             }
             DELETE => Op::Delete { key: r.str()? },
             RENAME => Op::Rename { from: r.str()?, to: r.str()? },
+            METADATA => Op::Metadata { key: r.str()?, metadata: r.metadata()? },
             _ => return Err("unknown operation"),
         });
     }
@@ -273,6 +300,7 @@ mod tests {
             Op::Put { key: "a/b", metadata, len: 3, crc: value_crc(b"abc") },
             Op::Delete { key: "gone" },
             Op::Rename { from: "x", to: "y" },
+            Op::Metadata { key: "y", metadata: Metadata::from([("k".to_owned(), "v".to_owned())]) },
         ];
         let group = encode_group(7, 99, &ops, &[b"abc"]).unwrap();
         let mut header = [0; GROUP_HEADER as usize];

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use tierfs_plugin_api::{
     export_plugin, BatchOp, Capabilities, CreateContext, ListPage, ListPageBuilder, ListRequest, Metadata,
-    ObjectStat, PluginBackend, PluginError, PluginResult, PluginWriter, Settings,
+    MetadataChanges, ObjectStat, PluginBackend, PluginError, PluginResult, PluginWriter, Settings,
 };
 
 use crate::format::Op;
@@ -219,6 +219,45 @@ impl PluginBackend for AppendLog {
         if_not_exists: bool,
     ) -> PluginResult<Box<dyn PluginWriter>> {
         Ok(Box::new(writer::SpillWriter::new(this.log.clone(), key, metadata, if_not_exists)))
+    }
+
+    /// One small record with the new map; the value stays where it is.
+    fn set_metadata(
+        &self,
+        key: &str,
+        changes: &MetadataChanges,
+        if_version: Option<&str>,
+    ) -> PluginResult<ObjectStat> {
+        loop {
+            let entry = self.log.entry(key).map_err(|e| e.with_key(key))?;
+            if let Some(version) = if_version {
+                if entry.seq.to_string() != version {
+                    return Err(PluginError::conflict(format!(
+                        "the value's version is {}, the update asked for {version}",
+                        entry.seq
+                    ))
+                    .with_key(key));
+                }
+            }
+            let mut metadata = entry.metadata.clone();
+            changes.apply(&mut metadata);
+            let op = Op::Metadata { key, metadata: metadata.clone() };
+            // Under the log's write lock: applied only to the entry read
+            // above; a write in between makes it start again.
+            let committed =
+                self.log.commit(vec![op], Values::Memory(Vec::new()), |index| match index.get(key) {
+                    None => Err(PluginError::not_found().with_key(key)),
+                    Some(now) => Ok(now.seq == entry.seq),
+                })?;
+            if let Some(c) = committed {
+                return Ok(ObjectStat {
+                    size: entry.size,
+                    modified: ObjectStat::time_from_nanos(entry.modified_nanos),
+                    version: c.seq.to_string(),
+                    metadata,
+                });
+            }
+        }
     }
 
     fn rename(&self, from: &str, to: &str) -> PluginResult<()> {

@@ -142,6 +142,12 @@ fn apply(index: &mut Index, values_at: u64, seq: u64, modified_nanos: u64, ops: 
                     index.insert(to.to_owned(), entry);
                 }
             }
+            Op::Metadata { key, metadata } => {
+                if let Some(entry) = index.get_mut(key) {
+                    entry.seq = seq;
+                    entry.metadata = metadata;
+                }
+            }
         }
     }
 }

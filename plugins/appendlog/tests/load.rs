@@ -1,11 +1,13 @@
 //! The appendlog plugin loaded at run time through the registry, as a user
 //! would: a configuration file naming the shared library. Also the
 //! loader's refusals: a missing file, a library that is not a plugin, one
-//! built for another ABI, and unknown settings.
+//! built for another ABI, and unknown settings; and a plugin of the older
+//! ABI v1, which loads and gets `set_metadata` by the host's fallback.
 //!
-//! The test builds the two shared libraries it loads with
-//! `cargo build -p tierfs-plugin-appendlog -p tierfs-test-bad-abi-plugin`
-//! into `$CARGO_TARGET_DIR/debug` (default `<workspace>/target/debug`).
+//! The test builds the shared libraries it loads with `cargo build -p
+//! tierfs-plugin-appendlog -p tierfs-test-bad-abi-plugin -p
+//! tierfs-test-abi-v1-plugin` into `$CARGO_TARGET_DIR/debug` (default
+//! `<workspace>/target/debug`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,13 +16,14 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tierfs_core::{
-    collect_stream, BatchOp, Config, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata, PutOptions,
-    Storage, StorageExt, StorageRegistry,
+    collect_stream, BatchOp, Condition, Config, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata,
+    MetadataChanges, PutOptions, Storage, StorageExt, StorageRegistry,
 };
 
 struct Libraries {
     appendlog: PathBuf,
     bad_abi: PathBuf,
+    abi_v1: PathBuf,
 }
 
 fn workspace_root() -> PathBuf {
@@ -33,7 +36,15 @@ fn libraries() -> &'static Libraries {
     BUILT.get_or_init(|| {
         let root = workspace_root();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "tierfs-plugin-appendlog", "-p", "tierfs-test-bad-abi-plugin"])
+            .args([
+                "build",
+                "-p",
+                "tierfs-plugin-appendlog",
+                "-p",
+                "tierfs-test-bad-abi-plugin",
+                "-p",
+                "tierfs-test-abi-v1-plugin",
+            ])
             .current_dir(&root)
             .status()
             .expect("run cargo build");
@@ -51,7 +62,11 @@ fn libraries() -> &'static Libraries {
             assert!(path.is_file(), "{} was not built", path.display());
             path
         };
-        Libraries { appendlog: lib("tierfs_plugin_appendlog"), bad_abi: lib("tierfs_test_bad_abi_plugin") }
+        Libraries {
+            appendlog: lib("tierfs_plugin_appendlog"),
+            bad_abi: lib("tierfs_test_bad_abi_plugin"),
+            abi_v1: lib("tierfs_test_abi_v1_plugin"),
+        }
     })
 }
 
@@ -322,12 +337,70 @@ fn a_plugin_for_another_abi_is_refused_with_what_to_do() {
     assert_eq!(
         e.message(),
         format!(
-            "{} was built for plugin ABI v999, this tierfs speaks v1; rebuild the plugin against \
-             tierfs-plugin-api 1.x",
+            "{} was built for plugin ABI v999, this tierfs loads v1 to v2; rebuild the plugin \
+             against tierfs-plugin-api 2.x",
             path.display()
         )
     );
-    assert_eq!(tierfs_core::registry::PLUGIN_ABI_VERSION, 1);
+    assert_eq!(tierfs_core::registry::PLUGIN_ABI_VERSION, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_changes_alone_append_a_small_record_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key("big/value");
+    let value = pattern(4 << 20);
+    let log_file = dir.path().join("data/tierfs.log");
+    let put_version = {
+        let store = open_log(dir.path()).await;
+        let meta = Metadata::from([
+            ("posix.mode".to_owned(), "100644".to_owned()),
+            ("x".to_owned(), "1".to_owned()),
+        ]);
+        let put = store.put(&k, Bytes::from(value.clone()), PutOptions::with_metadata(meta)).await.unwrap();
+        let before = std::fs::metadata(&log_file).unwrap().len();
+        let changes = MetadataChanges::new().set("posix.mode", "100600").remove("x");
+        let after =
+            store.set_metadata(&k, &changes, &Condition::VersionIs(put.version.clone())).await.unwrap();
+        assert_eq!(after.metadata, Metadata::from([("posix.mode".to_owned(), "100600".to_owned())]));
+        assert_eq!(after.size, value.len() as u64);
+        assert_ne!(after.version, put.version);
+        let grown = std::fs::metadata(&log_file).unwrap().len() - before;
+        assert!(grown < 256, "a metadata change appended {grown} bytes: the value was rewritten");
+        // The old version no longer matches; a missing key is not found.
+        let stale = store.set_metadata(&k, &changes, &Condition::VersionIs(put.version.clone())).await;
+        expect_kind(stale, ErrorKind::Conflict);
+        expect_kind(
+            store.set_metadata(&key("missing"), &changes, &Condition::Exists).await,
+            ErrorKind::NotFound,
+        );
+        put.version
+    };
+    let store = open_log(dir.path()).await;
+    let meta = store.stat(&k).await.unwrap();
+    assert_eq!(meta.metadata, Metadata::from([("posix.mode".to_owned(), "100600".to_owned())]));
+    assert_ne!(meta.version, put_version);
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from(value));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_of_abi_v1_loads_and_gets_set_metadata_by_rewriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("plugins = [{:?}]\n\n[backends.old]\ntype = \"v1mem\"\n", libraries().abi_v1);
+    let registry = StorageRegistry::with_builtins();
+    let store = registry.build(&write_config(dir.path(), &text)).await.unwrap().remove("old").unwrap();
+    let k = key("a/b");
+    let put = store.put(&k, Bytes::from_static(b"kept"), PutOptions::default()).await.unwrap();
+    let changes = MetadataChanges::new().set("posix.uid", "1000");
+    let after = store.set_metadata(&k, &changes, &Condition::VersionIs(put.version.clone())).await.unwrap();
+    assert_eq!(after.metadata["posix.uid"], "1000");
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from_static(b"kept"));
+    assert_eq!(store.stat(&k).await.unwrap().metadata["posix.uid"], "1000");
+    expect_kind(
+        store.set_metadata(&k, &changes, &Condition::VersionIs(put.version)).await,
+        ErrorKind::Conflict,
+    );
+    expect_kind(store.set_metadata(&key("missing"), &changes, &Condition::Exists).await, ErrorKind::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,14 @@ mod basics;
 mod batch;
 mod concurrency;
 mod list;
+mod metadata;
 pub mod streaming;
 
 pub use basics::*;
 pub use batch::*;
 pub use concurrency::*;
 pub use list::*;
+pub use metadata::*;
 pub use streaming::*;
 
 use bytes::Bytes;
@@ -58,7 +60,9 @@ macro_rules! behaviour_tests {
             list_missing_prefix_is_empty,
             batch_applies_all, batch_failing_half_way_applies_nothing,
             concurrent_writers_same_key, concurrent_writers_different_keys, concurrent_conditional_puts,
-            streamed_write_and_read, streamed_write_abort_keeps_old_value, streamed_large_value
+            streamed_write_and_read, streamed_write_abort_keeps_old_value, streamed_large_value,
+            set_metadata_changes_only_metadata, set_metadata_conditions, set_metadata_of_a_large_value,
+            concurrent_metadata_updates_lose_nothing
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

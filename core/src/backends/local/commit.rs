@@ -126,7 +126,12 @@ fn commit_in_txn(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Ou
 /// Fails when a put of `ops` asks for an absent key that is present, seen
 /// after the ops before it in the same unit.
 fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()> {
-    if !ops.iter().any(|op| matches!(op, StagedOp::Put(put) if put.if_not_exists)) {
+    let conditional = |op: &StagedOp| match op {
+        StagedOp::Put(put) => put.if_not_exists,
+        StagedOp::Delete(_) => false,
+        StagedOp::SetMetadata(..) => true,
+    };
+    if !ops.iter().any(conditional) {
         return Ok(());
     }
     let mut touched: HashMap<&str, bool> = HashMap::new();
@@ -151,6 +156,15 @@ fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()
             }
             StagedOp::Delete(key) => {
                 touched.insert(key.as_str(), false);
+            }
+            StagedOp::SetMetadata(key, _, condition) => {
+                if touched.get(key.as_str()) == Some(&false) {
+                    return Err(Error::not_found(key.as_str()));
+                }
+                let stored = objects.get(key.as_str()).map_err(db_error)?;
+                let stored = stored.ok_or_else(|| Error::not_found(key.as_str()))?;
+                let record = record::decode(stored.value()).map_err(|e| e.with_key(key.as_str()))?;
+                condition.check(&LocalStorage::meta_of(key, &record))?;
             }
         }
     }
@@ -186,6 +200,18 @@ fn apply(
             StagedOp::Delete(key) => {
                 let old = objects.remove(key.as_str()).map_err(db_error)?;
                 (key, old.map(|v| record::decode(v.value()).map(|r| r.blob_id())))
+            }
+            StagedOp::SetMetadata(key, changes, _) => {
+                // Conditions checked it exists; the body (inline bytes or
+                // blob id) is carried over as it is.
+                let stored = objects.get(key.as_str()).map_err(db_error)?;
+                let stored = stored.ok_or_else(|| Error::not_found(key.as_str()))?.value().to_vec();
+                let mut record = record::decode(&stored).map_err(|e| e.with_key(key.as_str()))?;
+                changes.apply(&mut record.metadata);
+                record.version = version;
+                objects.insert(key.as_str(), record::encode(&record).as_slice()).map_err(db_error)?;
+                metas.push(LocalStorage::meta_of(key, &record));
+                continue;
             }
         };
         if let Some(old) = old {

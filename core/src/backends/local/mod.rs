@@ -43,8 +43,8 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefini
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    clamp_range, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ListPageBuilder, Metadata,
-    ObjectMeta, PutOptions, Storage, ValueWriter,
+    clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, ListPageBuilder,
+    Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, ValueWriter,
 };
 use blobs::BlobDir;
 use commit::GroupCommit;
@@ -131,6 +131,8 @@ enum StagedBody {
 enum StagedOp {
     Put(StagedPut),
     Delete(Key),
+    /// A change of the record's metadata alone; the body stays.
+    SetMetadata(Key, MetadataChanges, Condition),
 }
 
 /// Why a read failed: the database (which a retry on a reopened handle
@@ -434,7 +436,7 @@ impl LocalStorage {
             .collect();
         let first_key = ops.first().map(|o| match o {
             StagedOp::Put(p) => p.key.as_str().to_owned(),
-            StagedOp::Delete(k) => k.as_str().to_owned(),
+            StagedOp::Delete(k) | StagedOp::SetMetadata(k, ..) => k.as_str().to_owned(),
         });
         match self.inner.commits.submit(self, ops) {
             Ok((metas, replaced)) => {
@@ -563,6 +565,17 @@ impl Storage for LocalStorage {
     async fn delete(&self, key: &Key) -> Result<()> {
         let key = key.clone();
         self.blocking(move |s| s.commit(vec![StagedOp::Delete(key)], "delete").map(drop)).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        let op = StagedOp::SetMetadata(key.clone(), changes.clone(), condition.clone());
+        let mut metas = self.blocking(move |s| s.commit(vec![op], "set_metadata")).await?;
+        Ok(metas.pop().expect("one update, one meta"))
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {

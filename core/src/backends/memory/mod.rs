@@ -19,8 +19,8 @@ use parking_lot::RwLock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    clamp_range, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ListPageBuilder, Metadata,
-    ObjectMeta, PutOptions, Storage, ValueWriter,
+    clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, ListPageBuilder,
+    Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, ValueWriter,
 };
 
 /// Chunk size of streamed reads.
@@ -223,6 +223,22 @@ impl Storage for MemoryStorage {
         entry.meta.key = to.clone();
         map.insert(to.as_str().to_owned(), entry);
         Ok(())
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        let mut map = self.inner.map.write();
+        let entry = map.get_mut(key.as_str()).ok_or_else(|| self.not_found(key, "set_metadata"))?;
+        condition
+            .check(&entry.meta)
+            .map_err(|e| e.with_backend(&*self.name).with_operation("set_metadata"))?;
+        changes.apply(&mut entry.meta.metadata);
+        entry.meta.version = (self.inner.version.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+        Ok(entry.meta.clone())
     }
 }
 

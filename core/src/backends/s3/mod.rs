@@ -25,6 +25,7 @@
 //! Capabilities: range read, persistent, streaming, conditional put (as
 //! configured); no atomic batch, no rename.
 
+mod copy;
 mod errors;
 mod http;
 mod listing;
@@ -52,8 +53,12 @@ use crate::config::BackendSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    PutOptions, Storage, ValueWriter,
 };
+
+/// Attempts of a metadata update that meets a concurrent write.
+const COPY_ATTEMPTS: usize = 3;
 
 /// The metadata header (after `x-amz-meta-`).
 const META_ATTRIBUTE: &str = "tierfs";
@@ -80,6 +85,12 @@ struct Inner {
     parts_in_flight: usize,
     conditional: bool,
     listings: listing::DirCache,
+    copier: copy::MetadataCopier,
+    /// Held shared by puts as they publish and exclusively by a metadata
+    /// update from its read to its copy: the store can condition a copy on
+    /// the ETag, which names the bytes, not the metadata, so a put of the
+    /// same bytes with other metadata would not stop a stale copy.
+    locks: crate::key_locks::KeyLocks,
 }
 
 impl S3Storage {
@@ -132,7 +143,7 @@ impl S3Storage {
                 "no credentials: set `access_key_id` and `secret_access_key`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             ));
         };
-        let client = ClientOptions::new()
+        let client_options = ClientOptions::new()
             .with_timeout(Duration::from_millis(settings.timeout_ms))
             .with_connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .with_allow_http(settings.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
@@ -146,7 +157,7 @@ impl S3Storage {
             .with_bucket_name(&settings.bucket)
             .with_access_key_id(access)
             .with_secret_access_key(secret)
-            .with_client_options(client)
+            .with_client_options(client_options.clone())
             .with_retry(retry)
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &settings.endpoint {
@@ -170,6 +181,9 @@ impl S3Storage {
                 parts_in_flight: settings.parts_in_flight,
                 conditional: settings.conditional_writes.unwrap_or(false),
                 listings: listing::DirCache::default(),
+                copier: copy::MetadataCopier::new(settings, &client_options)
+                    .map_err(|e| field_error("endpoint", &format!("cannot set up the S3 client: {e}")))?,
+                locks: crate::key_locks::KeyLocks::new(),
             }),
         };
         storage.check(settings, &field_error).await?;
@@ -297,6 +311,7 @@ impl S3Storage {
         let mode = if options.if_not_exists { PutMode::Create } else { PutMode::Overwrite };
         let put = OsPutOptions { mode, attributes: self.attributes(&options.metadata), ..Default::default() };
         let size = value.len() as u64;
+        let _publishing = self.inner.locks.read(key.as_str()).await;
         let result = self
             .inner
             .store
@@ -425,5 +440,60 @@ impl Storage for S3Storage {
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
         self.check_conditional(&options, key, "write")?;
         Ok(Box::new(writer::S3Writer::new(self.clone(), key.clone(), options)))
+    }
+
+    /// A server-side copy of the object onto itself with the new metadata
+    /// (`x-amz-metadata-directive: REPLACE`); the value's bytes do not move.
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        const OP: &str = "set_metadata";
+        let context =
+            |e: Error| e.with_key(key.as_str()).with_backend(self.inner.name.clone()).with_operation(OP);
+        // Each attempt reads the current map and copies only if the object
+        // still has the bytes read (its ETag); a write of other bytes in
+        // between makes it start again. Writes of this process wait.
+        let exclusive = self.inner.locks.write(key.as_str()).await;
+        for _ in 0..COPY_ATTEMPTS {
+            let current = self.head(key, OP).await?;
+            condition.check(&current).map_err(context)?;
+            let metadata = changes.applied_to(current.metadata.clone());
+            let encoded = (!metadata.is_empty()).then(|| meta::encode(&metadata));
+            let credential =
+                self.inner.store.credentials().get_credential().await.map_err(|e| self.err(e, OP, key))?;
+            let etag = (!current.version.is_empty()).then_some(current.version.as_str());
+            let copied = self
+                .inner
+                .copier
+                .copy_in_place(
+                    &credential,
+                    &self.path(key),
+                    etag,
+                    encoded.as_deref().map(|v| (META_ATTRIBUTE, v)),
+                )
+                .await
+                .map_err(context)?;
+            match copied {
+                copy::Copied::Done => {
+                    self.inner.listings.clear();
+                    return self.head(key, OP).await;
+                }
+                copy::Copied::Changed => continue,
+                copy::Copied::TooLarge => {
+                    // The rewrite's own put takes the key's lock.
+                    drop(exclusive);
+                    return crate::storage::rewrite_metadata(self, key, changes, condition).await;
+                }
+            }
+        }
+        Err(context(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the value changed during each of {COPY_ATTEMPTS} attempts to update its metadata; try again"
+            ),
+        )))
     }
 }

@@ -83,6 +83,8 @@ impl ValueWriter for S3Writer {
             return self.storage.put_whole(&self.key, value, &self.options, "write").await;
         };
         let s = self.storage.clone();
+        // Not while a metadata update of the key copies it (see `set_metadata`).
+        let _publishing = s.inner.locks.read(self.key.as_str()).await;
         let result = upload.finish().await.map_err(|e| s.err(e, "write", &self.key))?;
         s.inner.listings.clear();
         Ok(ObjectMeta {

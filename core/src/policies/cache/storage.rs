@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    clamp_range, BatchOp, ByteStream, Capabilities, ListOptions, ListPage, ObjectMeta, PutOptions, Storage,
-    ValueWriter,
+    clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges,
+    ObjectMeta, PutOptions, Storage, ValueWriter,
 };
 
 /// Chunk size of streamed reads served from the cache.
@@ -517,6 +517,23 @@ impl Storage for CacheStorage {
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         self.flush_keys(&[from, to]).await?;
         self.through(&[from, to], self.primary.rename(from, to)).await
+    }
+
+    /// In the dirty set when the key is dirty (write-back); otherwise on
+    /// the primary, after flushing the key, with the cached copy dropped.
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        if let Some(wb) = self.deferred() {
+            if let Some(answer) = wb.update_metadata(key, changes, condition) {
+                return answer.map_err(|e| self.context(e, key, "set_metadata"));
+            }
+        }
+        self.flush_keys(&[key]).await?;
+        self.through(&[key], self.primary.set_metadata(key, changes, condition)).await
     }
 
     async fn sync(&self) -> Result<()> {

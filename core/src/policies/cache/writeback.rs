@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::storage::{Metadata, ObjectMeta};
+use crate::storage::{Condition, Metadata, MetadataChanges, ObjectMeta};
 
 /// Bytes charged per dirty entry on top of its key, value and metadata.
 pub const DIRTY_ENTRY_OVERHEAD_BYTES: u64 = 128;
@@ -122,6 +123,42 @@ impl WriteBack {
             metadata,
         };
         (Dirty::Put { value, meta: Arc::new(meta.clone()) }, meta)
+    }
+
+    /// Applies `changes` to the dirty put of `key` in place, with a new
+    /// provisional version (flushed like any put), if `condition` holds on
+    /// it. `None` when `key` is not dirty or the new map does not fit:
+    /// the change then goes to the primary. Under the set's lock, so no
+    /// put of the key can land in between and be undone.
+    pub(super) fn update_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Option<Result<ObjectMeta>> {
+        let mut set = self.set.lock();
+        let entry = set.entries.get(key)?;
+        let Dirty::Put { value, meta } = &entry.state else {
+            return Some(Err(Error::not_found(key.as_str())));
+        };
+        if let Err(e) = condition.check(meta) {
+            return Some(Err(e));
+        }
+        let n = self.seq.fetch_add(1, SeqCst) + 1;
+        let updated = ObjectMeta {
+            version: format!("wb-{:x}-{n}", self.instance),
+            metadata: changes.applied_to(meta.metadata.clone()),
+            ..(**meta).clone()
+        };
+        let state = Dirty::Put { value: value.clone(), meta: Arc::new(updated.clone()) };
+        let (old, charge) = (entry.charge, charge(key, &state));
+        if set.bytes - old + charge > self.max_dirty_bytes {
+            return None;
+        }
+        let seq = self.seq.fetch_add(1, SeqCst) + 1;
+        set.bytes = set.bytes - old + charge;
+        set.entries.insert(key.clone(), Entry { seq, charge, state });
+        Some(Ok(updated))
     }
 
     /// Records `state` for `key` if the set has room; returns whether it did.

@@ -217,12 +217,11 @@ impl Shared {
             replicas = self.observe(from).await.0;
             resolved = resolve(&replicas, hint.as_ref());
         }
-        let source = match resolved {
-            Resolved::Present { meta, rev, .. } => (meta, rev),
+        let source_rev = match resolved {
+            Resolved::Present { rev, .. } => rev,
             Resolved::Absent { .. } => return Err(self.not_found(from, "rename")),
             Resolved::Unknown => return Err(self.unknown_error(from, "rename", &errors)),
         };
-        let (source_meta, source_rev) = source;
         let mut native = Vec::new();
         for m in targets {
             match replicas[m].revision() {
@@ -254,7 +253,6 @@ impl Shared {
         // moved copy's revision: re-stamp the target where the rename landed.
         let shared = self.clone();
         let target = to.clone();
-        let restamped = revision::restamp(&source_meta.metadata, rev);
         let after_all: replicate::AfterAll = Box::new(move |succeeded: Vec<usize>| {
             async move {
                 if succeeded.len() == shared.members.len() {
@@ -262,9 +260,8 @@ impl Shared {
                 }
                 for m in succeeded {
                     let member = &*shared.members[m];
-                    if let Err(e) =
-                        scrub::copy_value(member, &target, member, &target, restamped.clone()).await
-                    {
+                    let restamp = MetadataChanges::new().set(REVISION_KEY, rev.to_string());
+                    if let Err(e) = member.set_metadata(&target, &restamp, &Condition::Exists).await {
                         tracing::warn!(
                             set = %shared.name, member = %member.name(), key = %target, error = %e,
                             "could not re-stamp a renamed copy; it is repaired later"
@@ -286,6 +283,92 @@ impl Shared {
             after_all: Some(after_all),
         };
         self.replicate(replication).await.map(drop)
+    }
+
+    /// Changes the metadata on each member that holds the current copy,
+    /// stamping the change's revision, after bringing the copies in line
+    /// (as `rename` does): a member with an older copy is skipped and
+    /// marked lagging, so its old bytes can never win with the new revision;
+    /// the scrubber copies the value there later.
+    pub(super) async fn set_metadata(
+        self: &Arc<Self>,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        const OP: &str = "set_metadata";
+        let rev = self.clock.next();
+        let guards = vec![self.keys.enter(key, Some(rev))];
+        let (targets, mut skipped) = self.targets(OP, key)?;
+        let mut held = lock_all(&guards, self.members.len()).await;
+        let hint = self.keys.hint(key);
+        let (mut replicas, errors) = self.observe(key).await;
+        let mut resolved = resolve(&replicas, hint.as_ref());
+        if replicas.iter().any(|r| resolved.matches(r) == Some(false)) {
+            let mut locks: Vec<&mut Held> = held.iter_mut().filter_map(|h| h.get_mut(0)).collect();
+            self.repair_held(key, &mut locks).await;
+            let hint = self.keys.hint(key);
+            replicas = self.observe(key).await.0;
+            resolved = resolve(&replicas, hint.as_ref());
+        }
+        let (current, current_rev) = match resolved {
+            Resolved::Present { meta, rev, .. } => (meta, rev),
+            Resolved::Absent { .. } => return Err(self.not_found(key, OP)),
+            Resolved::Unknown => return Err(self.unknown_error(key, OP, &errors)),
+        };
+        let public = revision::public_meta(current);
+        condition.check(&public).map_err(|e| e.with_backend(self.name.as_str()).with_operation(OP))?;
+        let mut native = Vec::new();
+        for m in targets {
+            match &replicas[m] {
+                Replica::Present(copy) if revision::revision(&copy.metadata) == current_rev => {
+                    native.push((m, copy.version.clone()))
+                }
+                _ => skipped.push((
+                    m,
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        "the member lacks the current copy; the scrubber copies it there later",
+                    )
+                    .with_key(key.as_str())
+                    .with_backend(self.members[m].name()),
+                )),
+            }
+        }
+        if native.len() < self.quorum {
+            return Err(self.quorum_error(OP, key, 0, &skipped));
+        }
+        let stored_changes = revision::encode_changes(changes, rev);
+        let targets = native
+            .into_iter()
+            .map(|(m, version)| {
+                let (member, key, stored_changes) =
+                    (self.members[m].clone(), key.clone(), stored_changes.clone());
+                let op: MemberOp = Box::new(move |pending: Vec<bool>| {
+                    async move {
+                        if !pending.first().copied().unwrap_or(true) {
+                            return Ok(None);
+                        }
+                        let condition = Condition::VersionIs(version);
+                        member.set_metadata(&key, &stored_changes, &condition).await.map(Some)
+                    }
+                    .boxed()
+                });
+                (m, op)
+            })
+            .collect();
+        let replication = Replication {
+            op: OP,
+            rev,
+            writes: vec![(key.clone(), false)],
+            guards,
+            targets,
+            skipped,
+            prelocked: Some(held),
+            after_all: None,
+        };
+        let stored = self.replicate(replication).await?;
+        Ok(acknowledged(key, rev, public.size, changes.applied_to(public.metadata), stored))
     }
 
     pub(super) async fn sync(&self) -> Result<()> {

@@ -151,8 +151,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, ListOptions, ListPage, Metadata, ObjectMeta, PutOptions, Storage,
-    ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, Metadata, MetadataChanges,
+    ObjectMeta, PutOptions, Storage, ValueWriter,
 };
 
 use hints::{lock_all, Held, KeyGuard, KeyTable};
@@ -596,6 +596,15 @@ impl Storage for RedundantStorage {
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         self.shared.rename(from, to).await
+    }
+
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.shared.set_metadata(key, changes, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::storage::{Metadata, ObjectMeta};
+use crate::storage::{Metadata, MetadataChanges, ObjectMeta};
 
 /// The metadata entry that carries a copy's revision on the members.
 ///
@@ -66,10 +66,15 @@ pub(super) fn encode(metadata: &Metadata, rev: u64) -> Metadata {
     stored
 }
 
-/// `stored` with its revision replaced by `rev`.
-pub(super) fn restamp(stored: &Metadata, rev: u64) -> Metadata {
-    let mut stored = stored.clone();
-    stored.insert(REVISION_KEY.to_owned(), rev.to_string());
+/// The change to make on members for a caller's `changes` made at `rev`:
+/// the caller's names escaped, and the revision set.
+pub(super) fn encode_changes(changes: &MetadataChanges, rev: u64) -> MetadataChanges {
+    let mut stored = MetadataChanges {
+        set: changes.set.iter().map(|(k, v)| (escape(k), v.clone())).collect(),
+        remove: changes.remove.iter().map(|k| escape(k)).collect(),
+        replace: changes.replace,
+    };
+    stored.set.insert(REVISION_KEY.to_owned(), rev.to_string());
     stored
 }
 
@@ -158,6 +163,18 @@ mod tests {
         assert_eq!(revision(&meta(&[("tierfs.rev", "garbage")])), 0);
         assert_eq!(version(0, "7"), "unrevised-7");
         assert_eq!(version(9, "7"), "9");
-        assert_eq!(revision(&restamp(&meta(&[("tierfs.rev", "1")]), 5)), 5);
+    }
+
+    #[test]
+    fn changes_are_escaped_and_stamped() {
+        let stored = encode(&meta(&[("tierfs.rev.x", "old"), ("a", "1"), ("b", "2")]), 1);
+        let changes = MetadataChanges::new().set("tierfs.rev.x", "new").remove("b");
+        let after = encode_changes(&changes, 5).applied_to(stored);
+        assert_eq!(revision(&after), 5);
+        assert_eq!(decode(&after), meta(&[("tierfs.rev.x", "new"), ("a", "1")]));
+        let replaced =
+            encode_changes(&MetadataChanges::replace_with(meta(&[("c", "3")])), 6).applied_to(after);
+        assert_eq!(revision(&replaced), 6);
+        assert_eq!(decode(&replaced), meta(&[("c", "3")]));
     }
 }

@@ -31,7 +31,6 @@
 //! Capabilities: `rename` is not offered (a move across tiers cannot be
 //! atomic); the manager emulates rename by copy and delete.
 
-mod locks;
 mod options;
 mod policy;
 
@@ -50,12 +49,12 @@ pub use policy::{Tiered, TieredConfig};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
+use crate::key_locks::KeyLocks;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    copy_value, merge_list, BatchOp, ByteStream, Capabilities, ListEntry, ListOptions, ListPage, MergeSource,
-    Metadata, ObjectMeta, PutOptions, Storage, StorageExt, ValueWriter,
+    copy_value, merge_list, BatchOp, ByteStream, Capabilities, Condition, ListEntry, ListOptions, ListPage,
+    MergeSource, Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, StorageExt, ValueWriter,
 };
-use locks::KeyLocks;
 
 /// Metadata key marking a deleted key in the hot tier.
 pub const TOMBSTONE: &str = "tierfs.tombstone";
@@ -448,6 +447,21 @@ impl Storage for TieredStorage {
             .upgrade()
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the tiered store is closing"))?;
         Ok(Box::new(TieredWriter { tiered: this, key: key.clone(), inner }))
+    }
+
+    /// Where the key lives now, under its write lock (so no move overlaps).
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        let _exclusive = self.locks.write(key).await;
+        match self.locate(key).await? {
+            Found::Hot(_) => self.hot.set_metadata(key, changes, condition).await,
+            Found::Cold(_) => self.cold.set_metadata(key, changes, condition).await,
+            Found::Missing => Err(self.not_found(key, "set_metadata")),
+        }
     }
 
     async fn sync(&self) -> Result<()> {

@@ -26,8 +26,8 @@ use crate::config::BackendSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    clamp_range, BatchOp, ByteStream, Capabilities, ListEntry, ListOptions, ListPage, Metadata, ObjectMeta,
-    PutOptions, Storage, ValueWriter, DEFAULT_LIST_LIMIT,
+    clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListEntry, ListOptions, ListPage, Metadata,
+    MetadataChanges, ObjectMeta, PutOptions, Storage, ValueWriter, DEFAULT_LIST_LIMIT,
 };
 
 /// Size of each `get_range` call of a streamed read.
@@ -520,6 +520,58 @@ impl Storage for DynamicStorage {
             })
         })
         .await
+    }
+
+    /// Natively where the plugin has `set_metadata` (ABI 2); else, or when
+    /// it answers `Unsupported`, by rewriting the value with the new map.
+    async fn set_metadata(
+        &self,
+        key: &Key,
+        changes: &MetadataChanges,
+        condition: &Condition,
+    ) -> Result<ObjectMeta> {
+        if self.instance.library.functions().set_metadata.is_some() {
+            let k = key.clone();
+            let encoded = serde_json::json!({
+                "set": changes.set,
+                "remove": changes.remove,
+                "replace": changes.replace,
+            })
+            .to_string();
+            let if_version = match condition {
+                Condition::Exists => None,
+                Condition::VersionIs(v) => Some(v.clone()),
+            };
+            let native = self
+                .blocking(key, "set_metadata", move |inst| {
+                    let Some(set_metadata) = inst.library.functions().set_metadata else {
+                        return Err(Error::new(ErrorKind::Unsupported, "no set_metadata"));
+                    };
+                    let version =
+                        if_version.as_deref().map_or(HostBytes::absent(), |v| HostBytes::new(v.as_bytes()));
+                    let mut stat = RawStat::empty();
+                    let called = inst.call(|p, e| {
+                        // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
+                        unsafe {
+                            set_metadata(
+                                p,
+                                HostBytes::new(k.as_bytes()),
+                                HostBytes::new(encoded.as_bytes()),
+                                version,
+                                &mut stat,
+                                e,
+                            )
+                        }
+                    });
+                    inst.stat_of(&k, stat, called)
+                })
+                .await;
+            match native {
+                Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                answer => return answer,
+            }
+        }
+        crate::storage::rewrite_metadata(self, key, changes, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

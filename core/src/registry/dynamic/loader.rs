@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tierfs_plugin_api::abi::{AbiVersionFn, EntryFn, Instance, WriteHandle};
 use tierfs_plugin_api::{
     HostBytes, PluginBuffer, PluginStatus, PluginVTable, RawError, RawStat, ABI_VERSION, ABI_VERSION_SYMBOL,
-    ENTRY_SYMBOL,
+    ENTRY_SYMBOL, MIN_ABI_VERSION,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -70,6 +70,38 @@ pub(super) struct Functions {
     pub write_abort: unsafe extern "C" fn(Instance, WriteHandle, *mut RawError) -> PluginStatus,
     pub rename: Option<unsafe extern "C" fn(Instance, HostBytes, HostBytes, *mut RawError) -> PluginStatus>,
     pub sync: Option<unsafe extern "C" fn(Instance, *mut RawError) -> PluginStatus>,
+    pub set_metadata: Option<
+        unsafe extern "C" fn(
+            Instance,
+            HostBytes,
+            HostBytes,
+            HostBytes,
+            *mut RawStat,
+            *mut RawError,
+        ) -> PluginStatus,
+    >,
+}
+
+/// A copy of the vtable at `vtable`, as a plugin of ABI `version` laid it
+/// out: the entries that version has, and the later ones absent. Versions
+/// only append entries, so an older vtable is a prefix of the current one.
+///
+/// # Safety
+///
+/// `vtable` must point to a valid vtable of ABI `version`, which is at most
+/// [`ABI_VERSION`].
+unsafe fn vtable_of_version(vtable: *const PluginVTable, version: u32) -> PluginVTable {
+    let size = match version {
+        1 => std::mem::offset_of!(PluginVTable, set_metadata),
+        _ => std::mem::size_of::<PluginVTable>(),
+    };
+    // SAFETY: every field is an integer, a pointer or an `Option` of a
+    // function pointer, for which all zeroes is valid (0, null, `None`).
+    let mut copy: PluginVTable = unsafe { std::mem::zeroed() };
+    // SAFETY: the caller guarantees `size` readable bytes at `vtable` (the
+    // layout of its version), and `copy` is at least that large.
+    unsafe { std::ptr::copy_nonoverlapping(vtable.cast::<u8>(), (&raw mut copy).cast::<u8>(), size) };
+    copy
 }
 
 /// A loaded, checked plugin library.
@@ -128,7 +160,7 @@ impl PluginLibrary {
         })?;
         // SAFETY: as above; the function takes nothing and returns a u32.
         let version = unsafe { abi_version() };
-        if version != ABI_VERSION {
+        if !(MIN_ABI_VERSION..=ABI_VERSION).contains(&version) {
             return Err(abi_mismatch(path, version));
         }
         // SAFETY: the symbol's type is fixed by the plugin ABI version just checked.
@@ -145,13 +177,16 @@ impl PluginLibrary {
                 "{shown}: `{ENTRY_SYMBOL}` returned no vtable; the plugin is broken"
             )));
         }
-        // SAFETY: non-null, and the ABI says it points to a static vtable.
-        let vtable: &PluginVTable = unsafe { &*vtable };
-        if vtable.abi_version != ABI_VERSION {
-            return Err(abi_mismatch(path, vtable.abi_version));
+        // SAFETY: non-null, and the ABI says it points to a static vtable
+        // that starts with its version in every version.
+        let vtable_version = unsafe { (*vtable).abi_version };
+        if vtable_version != version {
+            return Err(abi_mismatch(path, vtable_version));
         }
-        let type_name = Self::type_name_of(path, vtable)?;
-        let functions = Self::functions_of(path, vtable)?;
+        // SAFETY: as above, of the size its version defines.
+        let vtable = unsafe { vtable_of_version(vtable, version) };
+        let type_name = Self::type_name_of(path, &vtable)?;
+        let functions = Self::functions_of(path, &vtable)?;
         Ok(PluginLibrary { path: path.to_owned(), type_name, functions, _library: library })
     }
 
@@ -195,6 +230,7 @@ impl PluginLibrary {
             write_abort: v.write_abort.ok_or_else(|| missing("write_abort"))?,
             rename: v.rename,
             sync: v.sync,
+            set_metadata: v.set_metadata,
         })
     }
 
@@ -282,6 +318,7 @@ impl PluginLibrary {
             PluginStatus::UNSUPPORTED => ErrorKind::Unsupported,
             PluginStatus::UNAVAILABLE => ErrorKind::Unavailable,
             PluginStatus::CONFIG => ErrorKind::Config,
+            PluginStatus::CONFLICT => ErrorKind::Conflict,
             PluginStatus::OUT_OF_SPACE => {
                 // Not an outage: the health layer keeps the backend up and
                 // every face reports ENOSPC (`Error::is_out_of_space`).
@@ -322,8 +359,8 @@ impl PluginLibrary {
 
 fn abi_mismatch(path: &Path, version: u32) -> Error {
     config_error(format!(
-        "{} was built for plugin ABI v{version}, this tierfs speaks v{ABI_VERSION}; rebuild the plugin \
-         against tierfs-plugin-api {ABI_VERSION}.x",
+        "{} was built for plugin ABI v{version}, this tierfs loads v{MIN_ABI_VERSION} to v{ABI_VERSION}; \
+         rebuild the plugin against tierfs-plugin-api {ABI_VERSION}.x",
         path.display()
     ))
 }

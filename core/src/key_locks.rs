@@ -1,3 +1,6 @@
+//! Striped per-key locks, for layers and backends that serialize the
+//! changes of one key within the process.
+
 use std::hash::{Hash, Hasher};
 
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -7,7 +10,7 @@ const STRIPES: usize = 1024;
 /// Striped reader-writer locks by key: readers of a key share, a move or a
 /// write of it excludes them. Unrelated keys rarely share a stripe.
 #[derive(Debug)]
-pub(super) struct KeyLocks {
+pub(crate) struct KeyLocks {
     stripes: Vec<RwLock<()>>,
 }
 

@@ -1,0 +1,175 @@
+//! Metadata-only updates: an object copied onto itself on the server with
+//! `x-amz-metadata-directive: REPLACE` and the new metadata header, so no
+//! byte of the value crosses the network. `object_store` copies objects but
+//! always keeps their metadata, hence this one signed request of our own
+//! (signed by `object_store`'s SigV4 authorizer, sent by the same kind of
+//! client as every other request of the backend).
+//!
+//! The copy carries `x-amz-copy-source-if-match` with the ETag the caller's
+//! metadata was read from, so a write that lands between that read and the
+//! copy is never overwritten with the old map: the store refuses (412) and
+//! the update is made again from the new state.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::{AwsAuthorizer, AwsCredential};
+use object_store::client::{HttpClient, HttpConnector, ReqwestConnector};
+use object_store::path::Path;
+use object_store::ClientOptions;
+
+use super::http::QuickAckConnector;
+use super::settings::S3Settings;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a copy onto itself answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Copied {
+    /// The object now has the new metadata.
+    Done,
+    /// The object's ETag is no longer the one given: it changed meanwhile.
+    Changed,
+    /// The store cannot copy an object this large in one request (AWS: over
+    /// 5 GiB); the caller falls back to rewriting it.
+    TooLarge,
+}
+
+/// Sends copy-in-place requests for one bucket.
+#[derive(Debug)]
+pub(super) struct MetadataCopier {
+    client: HttpClient,
+    /// `scheme://host[:port]`, without a trailing slash.
+    endpoint: String,
+    bucket: String,
+    region: String,
+}
+
+impl MetadataCopier {
+    pub(super) fn new(settings: &S3Settings, options: &ClientOptions) -> object_store::Result<Self> {
+        let endpoint = match &settings.endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("https://s3.{}.amazonaws.com", settings.region),
+        };
+        let client = if endpoint.starts_with("http://") {
+            QuickAckConnector {
+                timeout: Duration::from_millis(settings.timeout_ms),
+                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            }
+            .connect(options)?
+        } else {
+            ReqwestConnector::default().connect(options)?
+        };
+        Ok(MetadataCopier {
+            client,
+            endpoint,
+            bucket: settings.bucket.clone(),
+            region: settings.region.clone(),
+        })
+    }
+
+    /// Copies `path` onto itself with `metadata` as its only user metadata
+    /// (`x-amz-meta-{name}: {value}`; none if `None`), if its ETag is
+    /// still `etag` (unconditionally when the store gave none).
+    pub(super) async fn copy_in_place(
+        &self,
+        credential: &AwsCredential,
+        path: &Path,
+        etag: Option<&str>,
+        metadata: Option<(&str, &str)>,
+    ) -> Result<Copied> {
+        let object = format!("/{}/{}", encode(&self.bucket), encode(path.as_ref()));
+        let mut request = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(format!("{}{object}", self.endpoint))
+            .header("x-amz-copy-source", &object)
+            .header("x-amz-metadata-directive", "REPLACE")
+            .header(http::header::CONTENT_LENGTH, "0");
+        if let Some(etag) = etag {
+            request = request.header("x-amz-copy-source-if-match", etag);
+        }
+        if let Some((name, value)) = metadata {
+            request = request.header(format!("x-amz-meta-{name}"), value);
+        }
+        let mut request = request.body(Bytes::new().into()).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput, format!("cannot build the copy request: {e}"))
+        })?;
+        AwsAuthorizer::new(credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot sign the copy request: {e}")))?;
+        let response = self.client.execute(request).await.map_err(|e| {
+            Error::new(ErrorKind::Unavailable, format!("the copy request failed: {e}"))
+                .with_source(e)
+                .retryable(true)
+        })?;
+        let status = response.status();
+        let body = response.into_body().bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        // A copy can fail after its 200 status is sent: the error is then in the body.
+        if status.is_success() && !text.contains("<Error>") {
+            return Ok(Copied::Done);
+        }
+        let code = xml_value(&text, "Code").unwrap_or_default();
+        Ok(match (status.as_u16(), code) {
+            (412, _) | (_, "PreconditionFailed") => Copied::Changed,
+            (400, "InvalidRequest" | "EntityTooLarge") if text.contains("size") || text.contains("large") => {
+                Copied::TooLarge
+            }
+            (404, _) | (_, "NoSuchKey") => return Err(Error::new(ErrorKind::NotFound, "no such key")),
+            (403, _) => {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                    "the object store refused the copy ({code}); check the credentials and the bucket policy"
+                ),
+                ))
+            }
+            (s, _) => {
+                let message = xml_value(&text, "Message").unwrap_or(code);
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("the object store failed the copy: {s} {code}: {message}"),
+                )
+                .retryable(s >= 500 || s == 429));
+            }
+        })
+    }
+}
+
+/// Percent-encodes all but unreserved characters and `/`, as S3 expects
+/// in a path and in `x-amz-copy-source`, and as SigV4 signs it for S3.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The text of the first `<tag>` element of an S3 XML answer.
+fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(&xml[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded_once_keeping_slashes() {
+        assert_eq!(encode("bucket/a b/ü%7B~x.y"), "bucket/a%20b/%C3%BC%257B~x.y");
+    }
+
+    #[test]
+    fn error_codes_are_read() {
+        let xml = "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>gone</Message></Error>";
+        assert_eq!(xml_value(xml, "Code"), Some("NoSuchKey"));
+        assert_eq!(xml_value(xml, "Message"), Some("gone"));
+        assert_eq!(xml_value(xml, "Missing"), None);
+    }
+}
