@@ -39,6 +39,9 @@ pub fn errno_of(error: &Error) -> i32 {
         ErrorKind::Unavailable if error.is_out_of_space() => libc::ENOSPC,
         ErrorKind::Unavailable => libc::EIO,
         ErrorKind::Config => libc::EIO,
+        // The value changed under a conditional update more often than the
+        // store retries: stale, as NFS says of a file changed elsewhere.
+        ErrorKind::Conflict => libc::ESTALE,
         // Documented fallback for kinds added to core later (see above).
         _ => libc::EIO,
     }
@@ -135,6 +138,7 @@ mod tests {
             (ErrorKind::Unsupported, libc::ENOTSUP),
             (ErrorKind::Unavailable, libc::EIO),
             (ErrorKind::Config, libc::EIO),
+            (ErrorKind::Conflict, libc::ESTALE),
         ];
         for (kind, errno) in cases {
             assert_eq!(errno_of(&Error::new(kind, "x")), errno, "{kind:?}");

@@ -530,3 +530,69 @@ fn a_full_spool_says_enospc_and_loses_nothing() {
     assert!(m.unmount().success());
     drop(disk);
 }
+
+/// Every blob file of the store: name, inode and modification time.
+fn blobs(data: &std::path::Path) -> Vec<(String, u64, i64)> {
+    let mut found = Vec::new();
+    for entry in walk(data) {
+        if entry.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "blobs") {
+            let meta = fs::metadata(&entry).unwrap();
+            found.push((
+                entry.display().to_string(),
+                meta.ino(),
+                meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+            ));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// chmod, chown and utimes of a closed file change its attributes and
+/// leave its content where it is: the blob that holds the bytes is the
+/// same file, untouched, before and after, and across a remount.
+#[test]
+fn attribute_changes_of_a_closed_file_rewrite_nothing() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let m = Mount::new(dir.path());
+    let content: Vec<u8> = (0..(32u32 << 20)).map(|i| (i % 251) as u8).collect();
+    fs::write(m.path("big.bin"), &content).unwrap();
+    eventually("the file is committed", || blobs(&data).len() == 1);
+    let before = blobs(&data);
+
+    fs::set_permissions(m.path("big.bin"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(m.path("big.bin"), Some(1234), Some(4321)).unwrap();
+    sh(&m.mnt, "touch -m -d '2001-02-03 04:05:06 UTC' big.bin");
+    let meta = fs::metadata(m.path("big.bin")).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o600, 1234, 4321));
+    assert_eq!(meta.mtime(), 981_173_106);
+    assert_eq!(blobs(&data), before, "an attribute change rewrote the content");
+    assert!(m.unmount().success());
+
+    let m = Mount::start(dir.path(), &data, MountSpec::default());
+    let meta = fs::metadata(m.path("big.bin")).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid(), meta.mtime()),
+        (0o600, 1234, 4321, 981_173_106)
+    );
+    assert!(fs::read(m.path("big.bin")).unwrap() == content, "the content changed");
+    assert_eq!(blobs(&data), before);
+    assert!(m.unmount().success());
+}

@@ -351,7 +351,7 @@ impl FileState {
         let session = self.writer.clone().unwrap_or_else(|| session.clone());
         let result = match &self.content {
             Content::Spooled(spool) => store.write_spool(&session, key, metadata.clone(), spool).await,
-            Content::Clean { size } => store.set_metadata(&session, key, *size, metadata.clone()).await,
+            Content::Clean { .. } => store.set_metadata(&session, key, metadata.clone()).await,
             Content::Streaming(_) => return Err(FsError::new(libc::EIO, "a settled stream is still open")),
         };
         result?;

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tierfs_core::access::StorageOperationType as Op;
 use tierfs_core::{
-    ByteStream, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata, ObjectMeta, PutOptions, Result,
-    Session, Storage, StorageExt, StorageManager,
+    ByteStream, Condition, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata, MetadataChanges,
+    ObjectMeta, PutOptions, Result, Session, Storage, StorageExt, StorageManager,
 };
 
 use super::attr::PosixMeta;
@@ -394,39 +394,20 @@ impl Store {
         finished
     }
 
-    /// Replaces the metadata of `key`, keeping its value (core has no
-    /// metadata-only update: small values are rewritten whole, large ones
-    /// streamed into a new value).
-    pub async fn set_metadata(
-        &self,
-        session: &Session,
-        key: &Key,
-        size: u64,
-        metadata: Metadata,
-    ) -> Result<()> {
-        if size <= MAX_VALUE as u64 {
-            let value = match self.pending(session, key).await? {
-                Some(Change::Put { value, .. }) => value,
-                Some(Change::Delete) => return Err(Error::not_found(key.as_str())),
-                None => session.get(key).await?,
-            };
-            return self.put(session, key, value, metadata).await;
+    /// Replaces the metadata of `key`, keeping its value: a change still
+    /// queued is queued again with the new map; otherwise the store updates
+    /// the metadata alone (`Storage::set_metadata`: no byte of the value is
+    /// read or written where the backend keeps metadata apart).
+    pub async fn set_metadata(&self, session: &Session, key: &Key, metadata: Metadata) -> Result<()> {
+        match self.pending(session, key).await? {
+            Some(Change::Put { value, .. }) => return self.put(session, key, value, metadata).await,
+            Some(Change::Delete) => return Err(Error::not_found(key.as_str())),
+            None => {}
         }
-        self.flush().await?;
-        let mut stream = session.read(key, None).await?;
-        let mut writer = session.write(key, PutOptions::with_metadata(metadata)).await?;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => writer.write(chunk).await?,
-                Err(e) => {
-                    writer.abort().await?;
-                    return Err(e);
-                }
-            }
-        }
-        let finished = writer.finish().await.map(drop);
+        let changes = MetadataChanges::replace_with(metadata);
+        let result = session.set_metadata(key, &changes, &Condition::Exists).await.map(drop);
         self.listings.changed();
-        finished
+        result
     }
 
     /// Moves `from` to `to`, replacing `to` (after a flush, so no queued
