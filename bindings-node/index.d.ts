@@ -19,10 +19,11 @@ import type { Readable, Writable } from 'node:stream';
  * | `EINVAL` | InvalidKey, InvalidInput, Config |
  * | `EEXIST` | AlreadyExists |
  * | `ENOTSUP` | Unsupported: the backend cannot do this |
+ * | `ESTALE` | Conflict: the value changed since it was read (`setMetadata`'s `ifVersion`) |
  * | `ENOSPC` | Unavailable: the backend's device is full (free space, then retry) |
  * | `EIO` | Unavailable: backend down, I/O failure, retries spent, store closed |
  */
-export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'ENOSPC' | 'EIO';
+export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'ESTALE' | 'ENOSPC' | 'EIO';
 
 /** The core error kind behind an {@link ErrorCode}. */
 export type ErrorKind =
@@ -33,7 +34,8 @@ export type ErrorKind =
   | 'AlreadyExists'
   | 'Unsupported'
   | 'Unavailable'
-  | 'Config';
+  | 'Config'
+  | 'Conflict';
 
 /**
  * What every failed call rejects with (async) or throws (sync). It is an
@@ -125,6 +127,18 @@ export interface PutOptions {
   metadata?: Record<string, string>;
   /** Fail with `EEXIST` if the key exists. */
   ifNotExists?: boolean;
+}
+
+/** What {@link Store.setMetadata} changes. */
+export interface MetadataChanges {
+  /** Entries added or replaced. */
+  set?: Record<string, string>;
+  /** Names of entries removed (before `set` applies). */
+  remove?: string[];
+  /** Drop every entry first, so the map becomes exactly `set`. */
+  replace?: boolean;
+  /** Only while the value's version is this one, else `ESTALE`. */
+  ifVersion?: string;
 }
 
 export type BatchOp =
@@ -306,6 +320,19 @@ export declare class Store {
 
   /** Whether `key` holds a value. */
   exists(key: string): Promise<boolean>;
+
+  /**
+   * Changes the metadata of `key` without rewriting its value (`ENOENT` if
+   * missing, `ESTALE` if `ifVersion` no longer matches). Backends that keep
+   * metadata apart (memory, local, s3) write no byte of the value.
+   *
+   * @example
+   * ```ts
+   * const { version } = await store.stat('notes/today.txt');
+   * await store.setMetadata('notes/today.txt', { set: { owner: 'bob' }, remove: ['draft'], ifVersion: version });
+   * ```
+   */
+  setMetadata(key: string, changes: MetadataChanges): Promise<Stat>;
 
   /** Moves `from` to `to` (atomically where the backend can; otherwise copy, then delete). */
   rename(from: string, to: string): Promise<void>;

@@ -62,11 +62,11 @@ function checkObject(name, value) {
   return value;
 }
 
-function checkMetadata(metadata) {
+function checkMetadata(metadata, name = 'options.metadata') {
   if (metadata === undefined || metadata === null) return undefined;
-  checkObject('options.metadata', metadata);
+  checkObject(name, metadata);
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw typeError(`options.metadata.${k}`, 'of type string', v);
+    if (typeof v !== 'string') throw typeError(`${name}.${k}`, 'of type string', v);
   }
   return metadata;
 }
@@ -316,6 +316,22 @@ class Store {
     return later(() => {
       checkString('key', key);
       return this.#n.exists(key);
+    });
+  }
+
+  setMetadata(key, changes) {
+    return later(() => {
+      checkString('key', key);
+      const o = checkObject('changes', changes);
+      const set = checkMetadata(o.set, 'changes.set');
+      let remove;
+      if (o.remove !== undefined && o.remove !== null) {
+        if (!Array.isArray(o.remove)) throw typeError('changes.remove', 'an array of strings', o.remove);
+        for (const name of o.remove) if (typeof name !== 'string') throw typeError('changes.remove[]', 'of type string', name);
+        remove = o.remove;
+      }
+      if (o.ifVersion !== undefined && o.ifVersion !== null) checkString('changes.ifVersion', o.ifVersion);
+      return this.#n.setMetadata(key, set, remove, o.replace === true, o.ifVersion ?? undefined).then(toStat);
     });
   }
 

@@ -43,6 +43,12 @@ export declare class NativeStore {
   listPage(prefix?: string | undefined | null, recursive?: boolean | undefined | null, startAfter?: string | undefined | null, limit?: number | undefined | null): Promise<NativeListPage>
   /** Applies every operation or none. */
   batch(ops: Array<NativeBatchOp>): Promise<undefined>
+  /**
+   * Changes the metadata of `key` without rewriting its value: sets the
+   * entries of `set`, drops those named in `remove` (or every other one
+   * with `replace`), only while the version is `if_version` if given.
+   */
+  setMetadata(key: string, set?: Record<string, string> | undefined | null, remove?: Array<string> | undefined | null, replace?: boolean | undefined | null, ifVersion?: string | undefined | null): Promise<NativeStat>
   /** Moves the value and metadata of `from` to `to`. */
   rename(from: string, to: string): Promise<undefined>
   /** Starts a streamed read of `key` (bytes `start..end`). */
@@ -63,7 +69,11 @@ export declare class NativeStore {
   removeBackend(name: string): Promise<undefined>
   /** Audit records matching `query` (needs admin on `*`). */
   auditLog(query?: NativeAuditQuery | undefined | null): Promise<any>
-  /** Whether `operation` on `key` would be allowed for this principal, and why. */
+  /**
+   * Whether `operation` on `key` would be allowed for `principal`
+   * (default: this store's), and why. Another principal's rights need
+   * admin on the key; audited.
+   */
   explain(operation: string, key: string, principal?: string | undefined | null): any
   /** Counters of every backend and operation, now. */
   metrics(): any

@@ -6,7 +6,7 @@
 //!
 //! | property | value |
 //! |---|---|
-//! | `code` | `ENOENT`, `EACCES`, `EINVAL`, `EEXIST`, `ENOTSUP` or `EIO` ([`code`]); `ENOSPC` for an `Unavailable` error whose cause is a full device |
+//! | `code` | `ENOENT`, `EACCES`, `EINVAL`, `EEXIST`, `ENOTSUP`, `ESTALE` or `EIO` ([`code`]); `ENOSPC` for an `Unavailable` error whose cause is a full device |
 //! | `errno` | the negative errno number, as `fs` errors carry it |
 //! | `key` | the key the error is about, or `undefined` |
 //! | `backend` | the backend that failed, or `undefined` |
@@ -40,6 +40,7 @@ pub fn describe(kind: ErrorKind) -> (&'static str, &'static str) {
         ErrorKind::AlreadyExists => ("EEXIST", "AlreadyExists"),
         ErrorKind::Unsupported => ("ENOTSUP", "Unsupported"),
         ErrorKind::Unavailable => ("EIO", "Unavailable"),
+        ErrorKind::Conflict => ("ESTALE", "Conflict"),
         _ => ("EIO", "Unavailable"),
     }
 }
@@ -58,6 +59,7 @@ fn errno(code: &str) -> i32 {
         "EEXIST" => 17,
         "ENOTSUP" => 95,
         "ENOSPC" => 28,
+        "ESTALE" => 116,
         _ => 5, // EIO
     }
 }
@@ -71,6 +73,7 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         Some("EINVAL") => ErrorKind::InvalidInput,
         Some("EEXIST") => ErrorKind::AlreadyExists,
         Some("ENOTSUP") | Some("EOPNOTSUPP") => ErrorKind::Unsupported,
+        Some("ESTALE") => ErrorKind::Conflict,
         _ => ErrorKind::Unavailable,
     }
 }
@@ -125,6 +128,7 @@ mod tests {
             (ErrorKind::Unsupported, "ENOTSUP"),
             (ErrorKind::Unavailable, "EIO"),
             (ErrorKind::Config, "EINVAL"),
+            (ErrorKind::Conflict, "ESTALE"),
         ];
         for (kind, expected) in table {
             assert_eq!(code(kind), expected, "{kind:?}");
@@ -139,6 +143,7 @@ mod tests {
             ErrorKind::AlreadyExists,
             ErrorKind::Unsupported,
             ErrorKind::Unavailable,
+            ErrorKind::Conflict,
         ] {
             assert_eq!(kind_of_code(Some(code(kind))), kind);
         }

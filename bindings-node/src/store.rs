@@ -14,7 +14,8 @@ use serde_json::Value;
 use tierfs_core::access::{AccessRule, Principal, StorageOperationType};
 use tierfs_core::config::BackendConfig;
 use tierfs_core::{
-    Config, Error, ErrorKind, Key, ListOptions, PutOptions, Result, Session, Storage, StorageManager,
+    Condition, Config, Error, ErrorKind, Key, ListOptions, MetadataChanges, PutOptions, Result, Session,
+    Storage, StorageManager,
 };
 
 use crate::convert::{
@@ -340,6 +341,30 @@ impl NativeStore {
             session?.batch(ops).await
         };
         promise(env, fut, plain)
+    }
+
+    /// Changes the metadata of `key` without rewriting its value: sets the
+    /// entries of `set`, drops those named in `remove` (or every other one
+    /// with `replace`), only while the version is `if_version` if given.
+    #[napi]
+    pub fn set_metadata<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        set: Option<HashMap<String, String>>,
+        remove: Option<Vec<String>>,
+        replace: Option<bool>,
+        if_version: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
+        let session = self.session();
+        let changes = MetadataChanges {
+            set: convert::metadata(set),
+            remove: remove.unwrap_or_default().into_iter().collect(),
+            replace: replace.unwrap_or(false),
+        };
+        let condition = if_version.map_or(Condition::Exists, Condition::VersionIs);
+        let fut = async move { session?.set_metadata(&Key::new(key)?, &changes, &condition).await };
+        promise(env, fut, stat)
     }
 
     /// Moves the value and metadata of `from` to `to`.

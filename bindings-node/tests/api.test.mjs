@@ -156,6 +156,23 @@ test('rename moves value and metadata', async (t) => {
   assert.deepEqual((await store.stat('r/to')).metadata, { m: 'x' });
 });
 
+test('setMetadata changes the map and keeps the value', async (t) => {
+  const store = await open({ config: memoryConfig });
+  t.after(() => store.close());
+  const put = await store.put('m/a', 'value', { metadata: { owner: 'alice', draft: '1' } });
+  const s = await store.setMetadata('m/a', { set: { owner: 'bob' }, remove: ['draft'], ifVersion: put.version });
+  assert.deepEqual([s.size, s.metadata], [5, { owner: 'bob' }]);
+  assert.deepEqual((await store.stat('m/a')).metadata, { owner: 'bob' });
+  assert.equal((await store.get('m/a')).toString(), 'value');
+  assert.deepEqual((await store.setMetadata('m/a', { set: { x: 'y' }, replace: true })).metadata, { x: 'y' });
+  const stale = await rejectsWith(store.setMetadata('m/a', { set: { late: '1' }, ifVersion: put.version }), 'ESTALE');
+  assert.equal(stale.kind, 'Conflict');
+  assert.equal(stale.key, 'm/a');
+  await rejectsWith(store.setMetadata('m/missing', { set: { a: 'b' } }), 'ENOENT');
+  await assert.rejects(store.setMetadata('m/a', { set: { a: 1 } }), TypeError);
+  await assert.rejects(store.setMetadata('m/a', { remove: 'draft' }), TypeError);
+});
+
 test('sync twins', async (t) => {
   const store = await open({ config: memoryConfig });
   t.after(() => store.close());

@@ -135,6 +135,30 @@ impl AsyncStore {
         Ok(Stat::new(meta))
     }
 
+    /// Changes the metadata of `key` without rewriting its value; see
+    /// `Store.set_metadata`.
+    ///
+    /// Example:
+    ///     >>> (await store.set_metadata("a.txt", {"owner": "bob"})).metadata["owner"]
+    ///     'bob'
+    #[pyo3(signature = (key, changes=None, *, remove=None, replace=false, if_version=None))]
+    async fn set_metadata(
+        &self,
+        key: String,
+        changes: Option<Py<PyAny>>,
+        remove: Option<Vec<String>>,
+        replace: bool,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = self.key_and_session(&key)?;
+        let (changes, condition) = Python::attach(|py| {
+            convert::metadata_changes(changes.as_ref().map(|c| c.bind(py)), remove, replace, if_version)
+        })?;
+        let meta =
+            run(async move { session.set_metadata(&key, &changes, &condition).await }).await?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     ///
     /// Example:

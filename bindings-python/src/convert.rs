@@ -16,7 +16,9 @@ use pyo3::types::{
 };
 use tierfs_core::audit::{AuditRecord, AuditResult};
 use tierfs_core::metrics::MetricsSnapshot;
-use tierfs_core::{BatchOp, Error, ErrorKind, Key, ListEntry, Metadata, ObjectMeta};
+use tierfs_core::{
+    BatchOp, Condition, Error, ErrorKind, Key, ListEntry, Metadata, MetadataChanges, ObjectMeta,
+};
 
 use crate::errors::{to_py, IntoPy};
 
@@ -85,6 +87,26 @@ pub fn metadata(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Metadata> {
             PyTypeError::new_err("metadata must be a dict of str to str, such as {\"owner\": \"alice\"}")
         }),
     }
+}
+
+/// The changes of `set_metadata(key, changes, remove=..., replace=...)`
+/// and its condition (`if_version`).
+pub fn metadata_changes(
+    set: Option<&Bound<'_, PyAny>>,
+    remove: Option<Vec<String>>,
+    replace: bool,
+    if_version: Option<String>,
+) -> PyResult<(MetadataChanges, Condition)> {
+    let changes = MetadataChanges {
+        set: metadata(set)?,
+        remove: remove.unwrap_or_default().into_iter().collect(),
+        replace,
+    };
+    let condition = match if_version {
+        Some(v) => Condition::VersionIs(v),
+        None => Condition::Exists,
+    };
+    Ok((changes, condition))
 }
 
 /// Seconds since the Unix epoch (negative before it).

@@ -39,6 +39,8 @@ pub struct Classes {
     pub unavailable: Py<PyType>,
     /// `tierfs.ConfigError`.
     pub config: Py<PyType>,
+    /// `tierfs.Conflict`.
+    pub conflict: Py<PyType>,
 }
 
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
@@ -153,6 +155,14 @@ pub fn classes(py: Python<'_>) -> PyResult<&Classes> {
                 "The configuration is invalid; the message names the file and the field. Also a ValueError.",
                 false,
             )?,
+            conflict: make_class(
+                py,
+                "Conflict",
+                &[&base],
+                "A condition on the value's current state failed: it changed since it was read\n\
+                 (``set_metadata(..., if_version=...)``). Read it again and retry.",
+                false,
+            )?,
             error,
         })
     })
@@ -172,6 +182,7 @@ fn class_of(classes: &Classes, kind: ErrorKind) -> (&Py<PyType>, &'static str) {
         ErrorKind::Unsupported => (&classes.unsupported, "unsupported"),
         ErrorKind::Unavailable => (&classes.unavailable, "unavailable"),
         ErrorKind::Config => (&classes.config, "config"),
+        ErrorKind::Conflict => (&classes.conflict, "conflict"),
         // `ErrorKind` is non-exhaustive; a kind added later is an Error until mapped here.
         _ => (&classes.error, "error"),
     }
@@ -252,6 +263,7 @@ pub fn from_py(py: Python<'_>, err: &PyErr) -> Error {
                 (&c.already_exists, ErrorKind::AlreadyExists),
                 (&c.unsupported, ErrorKind::Unsupported),
                 (&c.config, ErrorKind::Config),
+                (&c.conflict, ErrorKind::Conflict),
             ];
             table.iter().find(|(class, _)| is(class)).map_or(ErrorKind::Unavailable, |(_, k)| *k)
         }

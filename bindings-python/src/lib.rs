@@ -121,6 +121,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("Unsupported", &classes.unsupported),
         ("Unavailable", &classes.unavailable),
         ("ConfigError", &classes.config),
+        ("Conflict", &classes.conflict),
     ] {
         m.add(name, class.clone_ref(py))?;
     }

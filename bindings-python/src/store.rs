@@ -126,6 +126,35 @@ impl Store {
         Ok(Stat::new(meta))
     }
 
+    /// Changes the metadata of `key` without rewriting its value; returns
+    /// the new Stat. `changes` maps entries to set, `remove` names entries
+    /// to drop, `replace=True` makes the map exactly `changes`. With
+    /// `if_version`, only while the value's version is that one, else
+    /// Conflict; a missing key is NotFound. Backends that keep metadata
+    /// apart (memory, local, s3, plugins that implement it) write no byte
+    /// of the value.
+    ///
+    /// Example:
+    ///     >>> v = store.stat("notes/today.txt").version
+    ///     >>> store.set_metadata("notes/today.txt", {"owner": "bob"}, if_version=v).metadata["owner"]
+    ///     'bob'
+    #[pyo3(signature = (key, changes=None, *, remove=None, replace=false, if_version=None))]
+    fn set_metadata(
+        &self,
+        py: Python<'_>,
+        key: String,
+        changes: Option<&Bound<'_, PyAny>>,
+        remove: Option<Vec<String>>,
+        replace: bool,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = (self.session()?, convert::key(&key)?);
+        let (changes, condition) = convert::metadata_changes(changes, remove, replace, if_version)?;
+        let meta =
+            block_on(py, async move { session.set_metadata(&key, &changes, &condition).await })?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     ///
     /// Example:

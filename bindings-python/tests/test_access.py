@@ -91,6 +91,10 @@ def test_worked_example(admin: tierfs.Store) -> None:
         bob.get("home/x")
 
     carol.put("public/a.txt", b"edited")
+    # A metadata change is a write, checked and audited as one.
+    with pytest.raises(tierfs.PermissionDenied):
+        bob.set_metadata("public/a.txt", {"owner": "bob"})
+    assert carol.set_metadata("public/a.txt", {"owner": "carol"}).metadata == {"owner": "carol"}
     carol.delete("home/x")
     with pytest.raises(tierfs.PermissionDenied):
         carol.get("public/salaries.csv")

@@ -110,6 +110,24 @@ def test_stat_fields(local_store: tierfs.Store) -> None:
     assert "st" in repr(s)
 
 
+def test_set_metadata_changes_the_map_alone(local_store: tierfs.Store) -> None:
+    put = local_store.put("m/a", b"value", metadata={"owner": "alice", "draft": "1"})
+    s = local_store.set_metadata("m/a", {"owner": "bob"}, remove=["draft"], if_version=put.version)
+    assert (s.size, s.metadata) == (5, {"owner": "bob"})
+    assert local_store.stat("m/a").metadata == {"owner": "bob"}
+    assert local_store.get("m/a") == b"value"
+    assert local_store.set_metadata("m/a", {"x": "y"}, replace=True).metadata == {"x": "y"}
+    assert local_store.set_metadata("m/a").metadata == {"x": "y"}
+    with pytest.raises(tierfs.Conflict) as info:
+        local_store.set_metadata("m/a", {"late": "1"}, if_version=put.version)
+    assert info.value.key == "m/a" and info.value.kind == "conflict"
+    assert local_store.stat("m/a").metadata == {"x": "y"}
+    with pytest.raises(tierfs.NotFound):
+        local_store.set_metadata("m/missing", {"a": "b"})
+    with pytest.raises(TypeError):
+        local_store.set_metadata("m/a", {"a": 1})  # type: ignore[dict-item]
+
+
 def test_list_streams_page_by_page(local_store: tierfs.Store) -> None:
     for i in range(30):
         local_store.put(f"many/{i:03}", b"x")

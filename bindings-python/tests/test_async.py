@@ -83,6 +83,12 @@ def test_async_errors(tmp_path: Path) -> None:
             await store.put("present", b"0123456789")
             with pytest.raises(tierfs.InvalidInput):
                 await store.get_range("present", 3, 1)
+            s = await store.set_metadata("present", {"owner": "bob"})
+            assert s.metadata == {"owner": "bob"} and s.size == 10
+            with pytest.raises(tierfs.Conflict):
+                await store.set_metadata("present", {"owner": "eve"}, if_version="not-a-version")
+            with pytest.raises(tierfs.NotFound):
+                await store.set_metadata("missing", {})
 
     asyncio.run(main())
 

@@ -28,6 +28,8 @@ async function main(): Promise<void> {
   const head: Buffer = await store.getRange('reports/q4.csv', 0, 6);
   const exists: boolean = await store.exists('reports/q4.csv');
   await store.delete('bytes');
+  const changed: Stat = await store.setMetadata('reports/q4.csv', { set: { owner: 'ada' }, remove: ['draft'] });
+  await store.setMetadata('reports/q4.csv', { set: {}, replace: true, ifVersion: changed.version });
   await store.rename('reports/q4.csv', 'reports/2026/q4.csv');
 
   for await (const entry of store.list('reports/', { recursive: true })) {

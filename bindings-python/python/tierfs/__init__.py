@@ -39,6 +39,7 @@ from ._native import (
     AsyncStore,
     AsyncWriteFile,
     ConfigError,
+    Conflict,
     Delete,
     Entry,
     Error,
@@ -82,6 +83,7 @@ __all__ = [
     "Unsupported",
     "Unavailable",
     "ConfigError",
+    "Conflict",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -43,6 +43,9 @@ class Unavailable(Error, OSError):
     """The backend is down, failed at I/O, or ran out of retries. When its
     device is full, ``errno`` is ``errno.ENOSPC``; otherwise it is ``None``."""
 class ConfigError(Error, ValueError): ...
+class Conflict(Error):
+    """The value changed since it was read: a ``set_metadata`` whose
+    ``if_version`` is no longer the value's version. Read it and retry."""
 
 class Stat:
     """What ``stat`` says about a stored value."""
@@ -124,6 +127,24 @@ class Store:
     def put(
         self, key: str, data: _Data, *, metadata: Optional[dict[str, str]] = None, if_absent: bool = False
     ) -> Stat: ...
+    def set_metadata(
+        self,
+        key: str,
+        changes: Optional[dict[str, str]] = None,
+        *,
+        remove: Optional[Iterable[str]] = None,
+        replace: bool = False,
+        if_version: Optional[str] = None,
+    ) -> Stat:
+        """Changes the metadata of ``key`` without rewriting its value and
+        returns the new Stat: ``changes`` sets entries, ``remove`` drops
+        them, ``replace=True`` makes the map exactly ``changes``. With
+        ``if_version``, only while the value's version is that one, else
+        Conflict; a missing key is NotFound.
+
+        >>> store.set_metadata("a.txt", {"owner": "bob"}, remove=["draft"]).metadata
+        {'owner': 'bob'}
+        """
     def delete(self, key: str) -> None: ...
     def stat(self, key: str) -> Stat: ...
     def exists(self, key: str) -> bool: ...
@@ -207,6 +228,16 @@ class AsyncStore:
     async def put(
         self, key: str, data: _Data, *, metadata: Optional[dict[str, str]] = None, if_absent: bool = False
     ) -> Stat: ...
+    async def set_metadata(
+        self,
+        key: str,
+        changes: Optional[dict[str, str]] = None,
+        *,
+        remove: Optional[Iterable[str]] = None,
+        replace: bool = False,
+        if_version: Optional[str] = None,
+    ) -> Stat:
+        """As ``Store.set_metadata``."""
     async def delete(self, key: str) -> None: ...
     async def stat(self, key: str) -> Stat: ...
     async def exists(self, key: str) -> bool: ...
