@@ -6,7 +6,6 @@
 //! values, if the value's version changes between pieces; streamed writes
 //! use the plugin's `write_*` functions.
 
-use std::ffi::c_void;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,11 +15,9 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use tierfs_plugin_api::abi::{Instance as RawInstance, WriteHandle};
-use tierfs_plugin_api::{
-    Capabilities as RawCapabilities, HostBytes, PluginBuffer, RawError, RawStat, PUT_IF_NOT_EXISTS,
-};
+use tierfs_plugin_api::{Capabilities as RawCapabilities, PUT_IF_NOT_EXISTS};
 
+use super::instance::{Handle, Instance};
 use super::loader::PluginLibrary;
 use crate::config::BackendSettings;
 use crate::error::{Error, ErrorKind, Result};
@@ -32,76 +29,6 @@ use crate::storage::{
 
 /// Size of each `get_range` call of a streamed read.
 pub const READ_CHUNK: u64 = 1 << 20;
-
-/// One live plugin instance; destroyed when the last user drops it.
-struct Instance {
-    ptr: RawInstance,
-    library: Arc<PluginLibrary>,
-}
-
-// SAFETY: the plugin ABI requires instances to be usable from any thread,
-// concurrently (see `tierfs_plugin_api::abi`).
-unsafe impl Send for Instance {}
-// SAFETY: as above.
-unsafe impl Sync for Instance {}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // SAFETY: the last reference: no call on the instance is running and
-        // every write handle holds an `Arc` of it, so all are gone.
-        unsafe { (self.library.functions().destroy)(self.ptr) };
-    }
-}
-
-impl Instance {
-    /// Calls a plugin function with a fresh error report, then checks it.
-    fn call(
-        &self,
-        f: impl FnOnce(RawInstance, *mut RawError) -> tierfs_plugin_api::PluginStatus,
-    ) -> Result<()> {
-        let mut error = RawError::empty();
-        let status = f(self.ptr, &mut error);
-        self.library.check(status, error)
-    }
-
-    fn bytes_and_stat(
-        &self,
-        key: &Key,
-        value: PluginBuffer,
-        stat: RawStat,
-        called: Result<()>,
-    ) -> Result<(Bytes, ObjectMeta)> {
-        let value = self.library.take_bytes(value);
-        let stat = self.library.take_stat(key, stat);
-        called?;
-        Ok((value, stat?))
-    }
-
-    fn fetch_range(&self, key: &Key, start: u64, end: u64) -> Result<(Bytes, ObjectMeta)> {
-        let f = self.library.functions();
-        let (mut value, mut stat) = (PluginBuffer::empty(), RawStat::empty());
-        let called = self.call(|p, e| {
-            // SAFETY: a live instance; arguments valid for the call; fresh out-parameters.
-            unsafe { (f.get_range)(p, HostBytes::new(key.as_bytes()), start, end, &mut value, &mut stat, e) }
-        });
-        self.bytes_and_stat(key, value, stat, called)
-    }
-
-    fn stat_of(&self, key: &Key, raw: RawStat, called: Result<()>) -> Result<ObjectMeta> {
-        let stat = self.library.take_stat(key, raw);
-        called?;
-        stat
-    }
-}
-
-/// A raw write handle that may move between threads (the ABI allows it;
-/// the mutex around it keeps calls one at a time).
-#[derive(Clone, Copy)]
-struct Handle(WriteHandle);
-
-// SAFETY: the plugin ABI lets a write handle be used from any thread, one
-// call at a time, which the `Mutex` holding it guarantees.
-unsafe impl Send for Handle {}
 
 /// A backend provided by a plugin library.
 #[derive(Clone)]
@@ -115,8 +42,8 @@ impl fmt::Debug for DynamicStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamicStorage")
             .field("name", &self.name)
-            .field("type", &self.instance.library.type_name())
-            .field("library", &self.instance.library.path())
+            .field("type", &self.instance.library().type_name())
+            .field("library", &self.instance.library().path())
             .finish()
     }
 }
@@ -140,33 +67,10 @@ impl DynamicStorage {
             _ => ".".to_owned(),
         });
         let name = settings.name.to_owned();
-        let lib = library;
         let created = tokio::task::spawn_blocking(move || {
-            let f = *lib.functions();
-            let mut ptr: RawInstance = std::ptr::null_mut();
-            let mut error = RawError::empty();
-            let base = base_dir.as_deref().map_or(HostBytes::absent(), |d| HostBytes::new(d.as_bytes()));
-            // SAFETY: arguments valid for the call; fresh out-parameters.
-            let status = unsafe {
-                (f.create)(
-                    HostBytes::new(json.as_bytes()),
-                    HostBytes::new(name.as_bytes()),
-                    base,
-                    &mut ptr,
-                    &mut error,
-                )
-            };
-            lib.check(status, error)?;
-            if ptr.is_null() {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("the plugin `{}` reported success but made no instance", lib.type_name()),
-                ));
-            }
-            let instance = Instance { ptr, library: lib };
-            // SAFETY: a live instance.
-            let bits = unsafe { (f.capabilities)(instance.ptr) };
-            Ok((instance, bits))
+            let instance = Instance::create(library, &json, &name, base_dir.as_deref())?;
+            let bits = instance.capabilities();
+            Ok::<_, Error>((instance, bits))
         })
         .await
         .map_err(task_failed)?;
@@ -272,24 +176,14 @@ impl Storage for DynamicStorage {
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
         let k = key.clone();
-        self.blocking(key, "get", move |inst| {
-            let f = inst.library.functions();
-            let mut value = PluginBuffer::empty();
-            let called = inst.call(|p, e| {
-                // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-                unsafe { (f.get)(p, HostBytes::new(k.as_bytes()), &mut value, e) }
-            });
-            let value = inst.library.take_bytes(value);
-            called.map(|()| value)
-        })
-        .await
+        self.blocking(key, "get", move |inst| inst.get(&k)).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         clamp_range(&range, u64::MAX).map_err(|e| self.ctx(e, key, "get_range"))?;
         let k = key.clone();
         self.blocking(key, "get_range", move |inst| {
-            inst.fetch_range(&k, range.start, range.end).map(|(v, _)| v)
+            inst.get_range(&k, range.start, range.end).map(|(v, _)| v)
         })
         .await
     }
@@ -298,48 +192,17 @@ impl Storage for DynamicStorage {
         let metadata = Self::metadata_json(&options.metadata).map_err(|e| self.ctx(e, key, "put"))?;
         let flags = if options.if_not_exists { PUT_IF_NOT_EXISTS } else { 0 };
         let k = key.clone();
-        self.blocking(key, "put", move |inst| {
-            let f = inst.library.functions();
-            let mut stat = RawStat::empty();
-            let called = inst.call(|p, e| {
-                // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-                unsafe {
-                    (f.put)(
-                        p,
-                        HostBytes::new(k.as_bytes()),
-                        HostBytes::new(&value),
-                        HostBytes::new(metadata.as_bytes()),
-                        flags,
-                        &mut stat,
-                        e,
-                    )
-                }
-            });
-            inst.stat_of(&k, stat, called)
-        })
-        .await
+        self.blocking(key, "put", move |inst| inst.put(&k, &value, &metadata, flags)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let k = key.clone();
-        self.blocking(key, "delete", move |inst| {
-            let f = inst.library.functions();
-            // SAFETY: a live instance; arguments valid for the call.
-            inst.call(|p, e| unsafe { (f.delete)(p, HostBytes::new(k.as_bytes()), e) })
-        })
-        .await
+        self.blocking(key, "delete", move |inst| inst.delete(&k)).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
         let k = key.clone();
-        self.blocking(key, "stat", move |inst| {
-            let f = inst.library.functions();
-            let mut stat = RawStat::empty();
-            // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-            let called = inst.call(|p, e| unsafe { (f.stat)(p, HostBytes::new(k.as_bytes()), &mut stat, e) });
-            inst.stat_of(&k, stat, called)
-        })
-        .await
+        self.blocking(key, "stat", move |inst| inst.stat(&k)).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -348,26 +211,8 @@ impl Storage for DynamicStorage {
         let limit = options.limit.unwrap_or(DEFAULT_LIST_LIMIT) as u64;
         let prefix = options.prefix.clone();
         self.blocking(&prefix, "list", move |inst| {
-            let f = inst.library.functions();
-            let start_after =
-                options.start_after.as_deref().map_or(HostBytes::absent(), |s| HostBytes::new(s.as_bytes()));
-            let mut page = PluginBuffer::empty();
-            let called = inst.call(|p, e| {
-                // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-                unsafe {
-                    (f.list)(
-                        p,
-                        HostBytes::new(options.prefix.as_bytes()),
-                        options.recursive,
-                        start_after,
-                        limit,
-                        &mut page,
-                        e,
-                    )
-                }
-            });
-            let page = inst.library.take_vec(page);
-            called?;
+            let page =
+                inst.list(&options.prefix, options.recursive, options.start_after.as_deref(), limit)?;
             parse_page(&page)
         })
         .await
@@ -375,7 +220,7 @@ impl Storage for DynamicStorage {
 
     async fn batch(&self, ops: Vec<BatchOp>) -> Result<()> {
         let first_key = ops.first().map(|op| op.key().as_str().to_owned()).unwrap_or_default();
-        if self.instance.library.functions().batch.is_none() {
+        if !self.instance.has_batch() {
             return Err(self.ctx(
                 Error::new(ErrorKind::Unsupported, "this backend does not apply batches"),
                 &first_key,
@@ -407,15 +252,7 @@ impl Storage for DynamicStorage {
                 "batch",
             )
         })?;
-        self.blocking(&first_key, "batch", move |inst| {
-            let f = inst.library.functions();
-            let Some(batch) = f.batch else {
-                return Err(Error::new(ErrorKind::Unsupported, "this backend does not apply batches"));
-            };
-            // SAFETY: a live instance; arguments valid for the call.
-            inst.call(|p, e| unsafe { batch(p, HostBytes::new(&encoded), HostBytes::new(&values), e) })
-        })
-        .await
+        self.blocking(&first_key, "batch", move |inst| inst.batch(&encoded, &values)).await
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
@@ -429,7 +266,7 @@ impl Storage for DynamicStorage {
         let first_end = start.saturating_add(READ_CHUNK).min(end);
         let k = key.clone();
         let (first, meta) =
-            self.blocking(key, "read", move |inst| inst.fetch_range(&k, start, first_end)).await?;
+            self.blocking(key, "read", move |inst| inst.get_range(&k, start, first_end)).await?;
         let stop = end.min(meta.size);
         let next = start + first.len() as u64;
         let head = stream::iter((!first.is_empty()).then_some(Ok(first)));
@@ -445,7 +282,7 @@ impl Storage for DynamicStorage {
                 let chunk_end = pos.saturating_add(READ_CHUNK).min(stop);
                 let k = key.clone();
                 let (chunk, meta) =
-                    this.blocking(&key, "read", move |inst| inst.fetch_range(&k, pos, chunk_end)).await?;
+                    this.blocking(&key, "read", move |inst| inst.get_range(&k, pos, chunk_end)).await?;
                 if meta.version != version || chunk.is_empty() {
                     return Err(this.ctx(
                         Error::new(
@@ -468,32 +305,7 @@ impl Storage for DynamicStorage {
         let metadata = Self::metadata_json(&options.metadata).map_err(|e| self.ctx(e, key, "write"))?;
         let flags = if options.if_not_exists { PUT_IF_NOT_EXISTS } else { 0 };
         let k = key.clone();
-        let handle = self
-            .blocking(key, "write", move |inst| {
-                let f = inst.library.functions();
-                let mut handle: WriteHandle = std::ptr::null_mut::<c_void>();
-                inst.call(|p, e| {
-                    // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-                    unsafe {
-                        (f.write_begin)(
-                            p,
-                            HostBytes::new(k.as_bytes()),
-                            HostBytes::new(metadata.as_bytes()),
-                            flags,
-                            &mut handle,
-                            e,
-                        )
-                    }
-                })?;
-                if handle.is_null() {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        "the plugin reported success but made no writer",
-                    ));
-                }
-                Ok(Handle(handle))
-            })
-            .await?;
+        let handle = self.blocking(key, "write", move |inst| inst.write_begin(&k, &metadata, flags)).await?;
         Ok(Box::new(DynamicWriter {
             storage: self.clone(),
             key: key.clone(),
@@ -502,7 +314,7 @@ impl Storage for DynamicStorage {
     }
 
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
-        if self.instance.library.functions().rename.is_none() {
+        if !self.instance.has_rename() {
             return Err(self.ctx(
                 Error::new(ErrorKind::Unsupported, "this backend cannot rename atomically"),
                 from,
@@ -510,16 +322,7 @@ impl Storage for DynamicStorage {
             ));
         }
         let (f_key, t_key) = (from.clone(), to.clone());
-        self.blocking(from, "rename", move |inst| {
-            let Some(rename) = inst.library.functions().rename else {
-                return Err(Error::new(ErrorKind::Unsupported, "this backend cannot rename atomically"));
-            };
-            inst.call(|p, e| {
-                // SAFETY: a live instance; arguments valid for the call.
-                unsafe { rename(p, HostBytes::new(f_key.as_bytes()), HostBytes::new(t_key.as_bytes()), e) }
-            })
-        })
-        .await
+        self.blocking(from, "rename", move |inst| inst.rename(&f_key, &t_key)).await
     }
 
     /// Natively where the plugin has `set_metadata` (ABI 2); else, or when
@@ -530,7 +333,7 @@ impl Storage for DynamicStorage {
         changes: &MetadataChanges,
         condition: &Condition,
     ) -> Result<ObjectMeta> {
-        if self.instance.library.functions().set_metadata.is_some() {
+        if self.instance.has_set_metadata() {
             let k = key.clone();
             let encoded = serde_json::json!({
                 "set": changes.set,
@@ -544,26 +347,7 @@ impl Storage for DynamicStorage {
             };
             let native = self
                 .blocking(key, "set_metadata", move |inst| {
-                    let Some(set_metadata) = inst.library.functions().set_metadata else {
-                        return Err(Error::new(ErrorKind::Unsupported, "no set_metadata"));
-                    };
-                    let version =
-                        if_version.as_deref().map_or(HostBytes::absent(), |v| HostBytes::new(v.as_bytes()));
-                    let mut stat = RawStat::empty();
-                    let called = inst.call(|p, e| {
-                        // SAFETY: a live instance; arguments valid for the call; fresh out-parameter.
-                        unsafe {
-                            set_metadata(
-                                p,
-                                HostBytes::new(k.as_bytes()),
-                                HostBytes::new(encoded.as_bytes()),
-                                version,
-                                &mut stat,
-                                e,
-                            )
-                        }
-                    });
-                    inst.stat_of(&k, stat, called)
+                    inst.set_metadata(&k, &encoded, if_version.as_deref())
                 })
                 .await;
             match native {
@@ -575,15 +359,7 @@ impl Storage for DynamicStorage {
     }
 
     async fn sync(&self) -> Result<()> {
-        if self.instance.library.functions().sync.is_none() {
-            return Ok(());
-        }
-        self.blocking("", "sync", move |inst| match inst.library.functions().sync {
-            // SAFETY: a live instance.
-            Some(sync) => inst.call(|p, e| unsafe { sync(p, e) }),
-            None => Ok(()),
-        })
-        .await
+        self.blocking("", "sync", move |inst| inst.sync()).await
     }
 }
 
@@ -602,10 +378,8 @@ fn writer_closed() -> Error {
 
 impl DynamicWriter {
     fn abort_now(instance: &Instance, slot: &Mutex<Option<Handle>>) -> Result<()> {
-        let Some(Handle(handle)) = slot.lock().take() else { return Ok(()) };
-        let f = instance.library.functions();
-        // SAFETY: a live handle, given up here; the instance outlives it.
-        instance.call(|p, e| unsafe { (f.write_abort)(p, handle, e) })
+        let Some(handle) = slot.lock().take() else { return Ok(()) };
+        instance.write_abort(handle)
     }
 }
 
@@ -616,10 +390,8 @@ impl ValueWriter for DynamicWriter {
         self.storage
             .blocking(&self.key, "write", move |inst| {
                 let guard = slot.lock();
-                let Some(Handle(handle)) = *guard else { return Err(writer_closed()) };
-                let f = inst.library.functions();
-                // SAFETY: a live handle, used by this thread alone while locked.
-                inst.call(|p, e| unsafe { (f.write_chunk)(p, handle, HostBytes::new(&chunk), e) })
+                let Some(handle) = guard.as_ref() else { return Err(writer_closed()) };
+                inst.write_chunk(handle, &chunk)
             })
             .await
     }
@@ -628,12 +400,8 @@ impl ValueWriter for DynamicWriter {
         let (slot, key) = (self.handle.clone(), self.key.clone());
         self.storage
             .blocking(&self.key, "write", move |inst| {
-                let Some(Handle(handle)) = slot.lock().take() else { return Err(writer_closed()) };
-                let f = inst.library.functions();
-                let mut stat = RawStat::empty();
-                // SAFETY: a live handle, given up here; fresh out-parameter.
-                let called = inst.call(|p, e| unsafe { (f.write_finish)(p, handle, &mut stat, e) });
-                inst.stat_of(&key, stat, called)
+                let Some(handle) = slot.lock().take() else { return Err(writer_closed()) };
+                inst.write_finish(handle, &key)
             })
             .await
     }
@@ -662,12 +430,9 @@ impl Drop for DynamicWriter {
             }
             return;
         };
-        let Some(Handle(handle)) = slot.take() else { return };
+        let Some(handle) = slot.take() else { return };
         drop(slot);
-        let instance = &self.storage.instance;
-        let f = instance.library.functions();
-        // SAFETY: a live handle, given up here; the instance outlives it.
-        if let Err(e) = instance.call(|p, e| unsafe { (f.write_abort)(p, handle, e) }) {
+        if let Err(e) = self.storage.instance.write_abort(handle) {
             tracing::warn!(error = %e, "aborting a dropped plugin writer failed");
         }
     }

@@ -4,7 +4,9 @@
 //! - [`loader`] opens a library, checks its ABI version before touching
 //!   anything else, and validates its vtable; every failure is a `Config`
 //!   error saying what to fix.
-//! - [`adapter`] turns a plugin instance into a [`Storage`]:
+//! - [`instance`] holds a live plugin instance and makes every call into
+//!   it as a safe method: the one place with `unsafe` besides the loader.
+//! - [`adapter`] turns an instance into a [`Storage`]:
 //!   each call runs on tokio's blocking pool, so a plugin's functions are
 //!   called concurrently from several threads and its instances must be
 //!   thread-safe (the ABI requires it).
@@ -14,6 +16,7 @@
 //! and each value buffer still borrowed from the plugin hold an `Arc` of it.
 
 mod adapter;
+mod instance;
 mod loader;
 
 use std::path::Path;
