@@ -49,6 +49,8 @@ pub struct MountOptions {
     pub identities: IdentityMap,
     /// Commit every change before replying (no group commit).
     pub sync: bool,
+    /// Serve extended attributes (`user.` ones, stored with each object).
+    pub xattrs: bool,
 }
 
 /// Cache lifetime when the store is private to this daemon and one user
@@ -155,7 +157,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
     config.acl = if options.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), options.xattrs);
     let mut session = fuser::Session::new(adapter, &options.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", options.mountpoint.display()))?;
     let unmounter = session.unmount_callable();

@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::errno::FsError;
 use crate::fs::attr::{Attr, Kind, BLOCK_SIZE};
+use crate::fs::xattrs::SetMode;
 use crate::fs::{DirCache, DirEntry, DirReplier, Entry, Opened, SetAttr, TierFs, TimeSpec};
 use crate::identity::Caller;
 
@@ -31,12 +32,15 @@ const MAX_BACKGROUND: u16 = 64;
 pub struct FuseAdapter {
     fs: Arc<TierFs>,
     rt: Handle,
+    xattrs: bool,
 }
 
 impl FuseAdapter {
-    /// An adapter running `fs` on runtime `rt`.
-    pub fn new(fs: Arc<TierFs>, rt: Handle) -> Self {
-        FuseAdapter { fs, rt }
+    /// An adapter running `fs` on runtime `rt`; with `xattrs`, extended
+    /// attributes are served (else the kernel is told they are not
+    /// implemented, and stops asking).
+    pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: bool) -> Self {
+        FuseAdapter { fs, rt, xattrs }
     }
 
     fn run<T>(
@@ -80,10 +84,18 @@ pub fn configure_kernel(config: &mut KernelConfig) {
 
 fn log_error(op: &'static str, e: FsError) -> Errno {
     match e.errno() {
-        libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY | libc::ENOTDIR | libc::EISDIR => {
+        libc::ENOENT
+        | libc::EEXIST
+        | libc::ENOTEMPTY
+        | libc::ENOTDIR
+        | libc::EISDIR
+        | libc::ENODATA
+        | libc::ERANGE => {
             tracing::trace!(op, error = %e)
         }
-        libc::EACCES | libc::EINVAL | libc::ENAMETOOLONG | libc::ENOTSUP => tracing::debug!(op, error = %e),
+        libc::EACCES | libc::EINVAL | libc::ENAMETOOLONG | libc::ENOTSUP | libc::EPERM => {
+            tracing::debug!(op, error = %e)
+        }
         _ => tracing::warn!(op, error = %e),
     }
     Errno::from_i32(e.errno())
@@ -163,6 +175,17 @@ fn open_flags(opened: &Opened) -> FopenFlags {
 fn reply_entry(reply: ReplyEntry, result: Result<Entry, Errno>) {
     match result {
         Ok(e) => reply.entry(&e.ttl, &file_attr(&e.attr), Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// The size protocol of `getxattr` and `listxattr`: a `size` of 0 asks for
+/// the length; a buffer too small is `ERANGE`.
+fn reply_xattr(reply: ReplyXattr, size: u32, result: Result<Vec<u8>, Errno>) {
+    match result {
+        Ok(data) if size == 0 => reply.size(data.len() as u32),
+        Ok(data) if data.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(data) => reply.data(&data),
         Err(e) => reply.error(e),
     }
 }
@@ -477,33 +500,47 @@ impl Filesystem for FuseAdapter {
         reply_empty(reply, self.run("fallocate", self.fs.fallocate(fh.0, offset, length, mode)));
     }
 
-    // Extended attributes are not stored. ENOSYS (rather than ENOTSUP) makes
-    // the kernel stop asking for the rest of the mount; callers see
-    // EOPNOTSUPP ("Operation not supported") either way.
+    // Extended attributes: `user.` ones are stored (fs/xattrs.rs) when the
+    // mount has `--xattrs`. Without it, ENOSYS makes the kernel stop asking
+    // (callers see EOPNOTSUPP): with attributes served, the kernel asks for
+    // `security.capability` before every write(2), one more round trip each.
 
     fn setxattr(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
+        let mode = SetMode::from_flags(flags);
+        reply_empty(reply, self.run("setxattr", self.fs.setxattr(&caller(req), ino.0, name, value, mode)));
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply_xattr(reply, size, self.run("getxattr", self.fs.getxattr(&caller(req), ino.0, name)));
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply_xattr(reply, size, self.run("listxattr", self.fs.listxattr(&caller(req), ino.0)));
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply_empty(reply, self.run("removexattr", self.fs.removexattr(&caller(req), ino.0, name)));
     }
 
     // With `default_permissions` the kernel checks modes itself and never

@@ -115,6 +115,10 @@ struct MountArgs {
     /// Commit every change to the store before replying (no group commit; slower).
     #[arg(long)]
     sync: bool,
+    /// Store extended attributes of the `user.` namespace (setfattr, cp -a, rsync -X) with each
+    /// file and directory. Off by default: the kernel then asks for an attribute before every write.
+    #[arg(long)]
+    xattrs: bool,
     /// Where to mount.
     mountpoint: PathBuf,
 }
@@ -173,6 +177,7 @@ fn mount(args: MountArgs) -> Result<(), String> {
         metrics_addr: args.metrics_addr,
         identities,
         sync: args.sync,
+        xattrs: args.xattrs,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod listings;
 mod names;
 pub mod spool;
 pub mod store;
+pub mod xattrs;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
