@@ -1,4 +1,9 @@
-//! The file system layer against an in-memory store, without a kernel.
+//! The file system layer without a kernel, against in-memory and local
+//! stores: files, directories, renames, attributes (here); kept listings
+//! ([`listings`]); changes of open files by several writers ([`writers`]).
+
+mod listings;
+mod writers;
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -11,7 +16,8 @@ use super::*;
 struct Fixture {
     fs: TierFs,
     manager: StorageManager,
-    _spool: tempfile::TempDir,
+    /// The spool directory, then any other directory the store lives in.
+    dirs: Vec<tempfile::TempDir>,
 }
 
 const ROOT_CALLER: Caller = Caller { uid: 0, gid: 0, pid: 0 };
@@ -26,11 +32,24 @@ async fn fixture_with(config: &str, group_commit: bool) -> Fixture {
     let store = Arc::new(Store::new(manager.clone(), group_commit, LISTING_TTL));
     let options = FsOptions { group_commit, ..FsOptions::default() };
     let fs = TierFs::new(store, spool, IdentityMap::default(), options);
-    Fixture { fs, manager, _spool: spool_dir }
+    Fixture { fs, manager, dirs: vec![spool_dir] }
 }
 
+const MEMORY: &str = "[backends.m]\ntype = \"memory\"\n";
+
 async fn fixture() -> Fixture {
-    fixture_with("[backends.m]\ntype = \"memory\"\n", true).await
+    fixture_with(MEMORY, true).await
+}
+
+/// The stores the layer's core tests run on, one fixture each: memory with
+/// group commit and without, and the local backend (files on disk).
+/// (`fuse-mount/tests/distributed.rs` runs the mount on the cluster.)
+async fn every_store() -> Vec<Fixture> {
+    let data = tempfile::tempdir().unwrap();
+    let local = format!("[backends.l]\ntype = \"local\"\npath = \"{}\"\n", data.path().display());
+    let mut on_disk = fixture_with(&local, true).await;
+    on_disk.dirs.push(data);
+    vec![fixture().await, fixture_with(MEMORY, false).await, on_disk]
 }
 
 fn n(s: &str) -> &OsStr {
@@ -106,15 +125,9 @@ async fn files_are_written_read_and_stored_under_their_path() {
 
 #[tokio::test]
 async fn random_writes_sparse_files_and_truncation() {
-    check_random_writes_sparse_files_and_truncation(fixture().await).await;
-}
-
-#[tokio::test]
-async fn random_writes_sparse_files_and_truncation_without_group_commit() {
-    check_random_writes_sparse_files_and_truncation(
-        fixture_with("[backends.m]\ntype = \"memory\"\n", false).await,
-    )
-    .await;
+    for f in every_store().await {
+        check_random_writes_sparse_files_and_truncation(f).await;
+    }
 }
 
 async fn check_random_writes_sparse_files_and_truncation(f: Fixture) {
@@ -145,15 +158,9 @@ async fn check_random_writes_sparse_files_and_truncation(f: Fixture) {
 
 #[tokio::test]
 async fn large_files_spill_to_the_spool_and_stream() {
-    check_large_files_spill_to_the_spool_and_stream(fixture().await).await;
-}
-
-#[tokio::test]
-async fn large_files_spill_to_the_spool_and_stream_without_group_commit() {
-    check_large_files_spill_to_the_spool_and_stream(
-        fixture_with("[backends.m]\ntype = \"memory\"\n", false).await,
-    )
-    .await;
+    for f in every_store().await {
+        check_large_files_spill_to_the_spool_and_stream(f).await;
+    }
 }
 
 async fn check_large_files_spill_to_the_spool_and_stream(f: Fixture) {
@@ -199,13 +206,9 @@ async fn append_and_truncate_on_open() {
 
 #[tokio::test]
 async fn directories_listings_and_rmdir() {
-    check_directories_listings_and_rmdir(fixture().await).await;
-}
-
-#[tokio::test]
-async fn directories_listings_and_rmdir_without_group_commit() {
-    check_directories_listings_and_rmdir(fixture_with("[backends.m]\ntype = \"memory\"\n", false).await)
-        .await;
+    for f in every_store().await {
+        check_directories_listings_and_rmdir(f).await;
+    }
 }
 
 async fn check_directories_listings_and_rmdir(f: Fixture) {
@@ -254,13 +257,9 @@ async fn keys_from_other_faces_appear_as_files_and_implicit_directories() {
 
 #[tokio::test]
 async fn renames_of_files_and_directories() {
-    check_renames_of_files_and_directories(fixture().await).await;
-}
-
-#[tokio::test]
-async fn renames_of_files_and_directories_without_group_commit() {
-    check_renames_of_files_and_directories(fixture_with("[backends.m]\ntype = \"memory\"\n", false).await)
-        .await;
+    for f in every_store().await {
+        check_renames_of_files_and_directories(f).await;
+    }
 }
 
 async fn check_renames_of_files_and_directories(f: Fixture) {
@@ -336,7 +335,7 @@ async fn attributes_persist_in_metadata() {
     assert_eq!(f.stored("f").await.unwrap(), b"data", "the value is kept");
     // A fresh file system (a remount) sees the same attributes.
     let store = Arc::new(Store::new(f.manager.clone(), true, LISTING_TTL));
-    let spool = SpoolDir::new(f._spool.path(), 1024, 1 << 20).unwrap();
+    let spool = SpoolDir::new(f.dirs[0].path(), 1024, 1 << 20).unwrap();
     let again = TierFs::new(store, spool, IdentityMap::default(), FsOptions::default());
     let e = again.lookup(&ROOT_CALLER, ROOT, n("f")).await.unwrap();
     assert_eq!((e.attr.posix.mode, e.attr.posix.uid, e.attr.posix.mtime), (0o4711, 1000, when));
@@ -435,7 +434,7 @@ async fn access_rules_apply_to_every_operation() {
     map.add_group("50=staff").unwrap();
     let fs = TierFs::new(
         f.fs.store().clone(),
-        SpoolDir::new(f._spool.path(), 1024, 1 << 20).unwrap(),
+        SpoolDir::new(f.dirs[0].path(), 1024, 1 << 20).unwrap(),
         map,
         FsOptions::default(),
     );
@@ -560,265 +559,4 @@ async fn streams_give_way_to_random_writes_and_truncation() {
     f.fs.release(o.fh).await.unwrap();
     assert_eq!(f.stored("e/f").await.unwrap().len(), 1801);
     assert!(f.stored("d/f").await.is_none());
-}
-
-#[tokio::test]
-async fn kept_listings_show_every_change_made_through_the_mount() {
-    let f = fixture().await;
-    let dir = f.fs.mkdir(&ROOT_CALLER, ROOT, n("d"), 0o755).await.unwrap().attr.ino;
-    f.write_file(dir, "a", b"1").await;
-    let names = |v: Vec<(String, Kind, bool)>| v.into_iter().map(|(n, ..)| n).collect::<Vec<_>>();
-    assert_eq!(names(f.names(dir, true).await), [".", "..", "a"]);
-    // Each kind of change through the mount shows at the next listing.
-    let b = f.write_file(dir, "b", &vec![7u8; 3000]).await;
-    assert_eq!(names(f.names(dir, true).await), [".", "..", "a", "b"]);
-    f.fs.rename(&ROOT_CALLER, dir, n("a"), dir, n("c"), 0).await.unwrap();
-    assert_eq!(names(f.names(dir, false).await), [".", "..", "b", "c"]);
-    f.fs.unlink(&ROOT_CALLER, dir, n("c")).await.unwrap();
-    assert_eq!(names(f.names(dir, true).await), [".", "..", "b"]);
-    // A size change (a large streamed write) shows in the listed attributes.
-    let opened = f.fs.open(&ROOT_CALLER, b, libc::O_WRONLY).await.unwrap();
-    f.fs.write(opened.fh, 0, &vec![9u8; 3 << 20]).await.unwrap();
-    f.fs.release(opened.fh).await.unwrap();
-    let mut listed = Names(Vec::new());
-    let o = f.fs.opendir(&ROOT_CALLER, dir).await.unwrap();
-    f.fs.readdir(o.fh, 0, true, &mut listed).await.unwrap();
-    f.fs.releasedir(o.fh);
-    let sizes: Vec<u64> =
-        f.fs.store()
-            .children(&f.fs.session(&ROOT_CALLER), "d/")
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.object.as_ref().map_or(0, |m| m.size))
-            .collect();
-    assert_eq!(sizes, [3 << 20]);
-}
-
-#[tokio::test]
-async fn kept_listings_miss_outside_changes_only_for_the_attribute_lifetime() {
-    let manager = StorageManager::open(Config::parse("[backends.m]\ntype = \"memory\"\n", None).unwrap())
-        .await
-        .unwrap();
-    let spool_dir = tempfile::tempdir().unwrap();
-    let spool = SpoolDir::new(spool_dir.path(), 1024, 1 << 20).unwrap();
-    let ttl = Duration::from_millis(300);
-    let store = Arc::new(Store::new(manager.clone(), true, ttl));
-    let fs = TierFs::new(
-        store,
-        spool,
-        IdentityMap::default(),
-        FsOptions { attr_ttl: ttl, ..FsOptions::default() },
-    );
-    let outside = manager.session("someone-else");
-    outside.put(&Key::new("x").unwrap(), "1".into(), Default::default()).await.unwrap();
-    let session = fs.session(&ROOT_CALLER);
-    let names = |c: Arc<Vec<Child>>| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
-    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x"]);
-    // A change made by another client: kept listing first, then the new one.
-    outside.put(&Key::new("y").unwrap(), "2".into(), Default::default()).await.unwrap();
-    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x"]);
-    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
-    assert_eq!(names(fs.store().children(&session, "").await.unwrap()), ["x", "y"]);
-    // Another principal has its own listing (access control filters them).
-    let other = fs.session(&Caller { uid: 1000, gid: 1000, pid: 0 });
-    outside.put(&Key::new("z").unwrap(), "3".into(), Default::default()).await.unwrap();
-    assert_eq!(names(fs.store().children(&other, "").await.unwrap()), ["x", "y", "z"]);
-}
-
-/// Without access rules the kernel keeps a copy of each listing: filled
-/// when the daemon lists afresh, reused while the daemon's own is kept, and
-/// dropped again by any change through the mount.
-#[tokio::test]
-async fn the_kernel_keeps_listings_only_while_the_daemon_does() {
-    let f = fixture().await;
-    let dir = f.fs.mkdir(&ROOT_CALLER, ROOT, n("d"), 0o755).await.unwrap().attr.ino;
-    let open = |ino| f.fs.opendir(&ROOT_CALLER, ino);
-    assert_eq!(open(dir).await.unwrap().cache, DirCache::Fill);
-    assert_eq!(open(dir).await.unwrap().cache, DirCache::Keep);
-    let (_, o) = f.fs.create(&ROOT_CALLER, dir, n("new"), 0o644, libc::O_WRONLY).await.unwrap();
-    f.fs.release(o.fh).await.unwrap();
-    assert_eq!(open(dir).await.unwrap().cache, DirCache::Fill, "a change drops the kernel's copy");
-    assert_eq!(open(dir).await.unwrap().cache, DirCache::Keep);
-    let names: Vec<String> = f
-        .names(dir, false)
-        .await
-        .into_iter()
-        .map(|(name, ..)| name)
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    assert_eq!(names, ["new"]);
-}
-
-/// A directory known only by its children is resolved from the kept
-/// listing of its parent, without asking the store again.
-#[tokio::test]
-async fn a_kept_listing_answers_for_the_directories_in_it() {
-    let f = fixture().await;
-    let outside = f.manager.session("outside");
-    outside.put(&Key::new("top/leaf").unwrap(), "x".into(), Default::default()).await.unwrap();
-    let top = f.fs.lookup(&ROOT_CALLER, ROOT, n("top")).await.unwrap().attr.ino;
-    let stats = || f.manager.metrics().backends["m"].get("stat").map_or(0, |s| s.count);
-    let o = f.fs.opendir(&ROOT_CALLER, ROOT).await.unwrap();
-    f.fs.releasedir(o.fh);
-    let before = stats();
-    let attr = f.fs.getattr(&ROOT_CALLER, top, None).await.unwrap().attr;
-    assert_eq!(attr.posix.kind, Kind::Dir);
-    assert_eq!(stats(), before, "answered from what is kept");
-    // Once the listing is dropped (a change through the mount), the store answers.
-    f.fs.mkdir(&ROOT_CALLER, ROOT, n("other"), 0o755).await.unwrap();
-    assert_eq!(f.fs.getattr(&ROOT_CALLER, top, None).await.unwrap().attr.posix.kind, Kind::Dir);
-    assert!(stats() > before);
-}
-
-// ---- changes of open files, per writer -------------------------------------
-
-const ALICE: Caller = Caller { uid: 4_000_001, gid: 4_000_001, pid: 0 };
-
-const SHARED: &str = r#"
-[backends.m]
-type = "memory"
-[access]
-default = "none"
-[[access.rules]]
-principal = "root"
-resource = "*"
-level = "full"
-[[access.rules]]
-principal = "alice"
-resource = "shared/"
-level = "full"
-"#;
-
-/// `SHARED` with alice narrowed to reading `shared/`, and an audit log in `dir`.
-fn shared_config(dir: &std::path::Path, narrowed: bool) -> Config {
-    let level = if narrowed { "read" } else { "full" };
-    let text = SHARED.replace(
-        "resource = \"shared/\"\nlevel = \"full\"",
-        &format!("resource = \"shared/\"\nlevel = \"{level}\""),
-    );
-    Config::parse(&format!("{text}[audit]\npath = \"{}/audit.log\"\n", dir.display()), None).unwrap()
-}
-
-async fn shared_fixture() -> (Fixture, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let manager = StorageManager::open(shared_config(dir.path(), false)).await.unwrap();
-    let spool_dir = tempfile::tempdir().unwrap();
-    let spool = SpoolDir::new(spool_dir.path(), 1024, 1 << 20).unwrap();
-    let store = Arc::new(Store::new(manager.clone(), true, LISTING_TTL));
-    let mut ids = IdentityMap::default();
-    ids.add_user("4000001=alice").unwrap();
-    ids.add_group("4000001=alice").unwrap();
-    ids.add_user("0=root").unwrap();
-    ids.add_group("0=root").unwrap();
-    let fs = TierFs::new(store, spool, ids, FsOptions::default());
-    (Fixture { fs, manager, _spool: spool_dir }, dir)
-}
-
-/// Who the audit log says wrote `key`, in order (allowed writes and batches).
-fn writers_of(f: &Fixture, key: &str) -> Vec<String> {
-    let query = tierfs_core::audit::AuditQuery { key_prefix: Some(key.into()), ..Default::default() };
-    f.manager
-        .session("root")
-        .audit_log(&query)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.keys.iter().any(|k| k == key))
-        .filter(|r| r.operation == "batch" || r.operation == "write")
-        .filter(|r| {
-            r.result == tierfs_core::audit::AuditResult::Denied
-                || r.detail.as_deref() != Some("checked ahead of the change")
-        })
-        .map(|r| format!("{} {:?}", r.principal, r.result))
-        .collect()
-}
-
-impl Fixture {
-    async fn reconfigure(&self, config: Config) {
-        self.manager.reconfigure(config).await.unwrap();
-        self.fs.reconfigured();
-    }
-}
-
-#[tokio::test]
-async fn a_narrowed_writers_bytes_are_never_published_nor_served() {
-    let (f, dir) = shared_fixture().await;
-    let d = f.fs.mkdir(&ROOT_CALLER, ROOT, n("shared"), 0o777).await.unwrap().attr.ino;
-    let x = f.write_file(d, "x", b"original\n").await;
-    // alice opens while allowed, writes, keeps the descriptor.
-    let o = f.fs.open(&ALICE, x, libc::O_RDWR).await.unwrap();
-    f.fs.write(o.fh, 0, b"ALICE!!!\n").await.unwrap();
-    f.reconfigure(shared_config(dir.path(), true)).await;
-    // Her next write is refused at once.
-    assert_eq!(f.fs.write(o.fh, 0, b"more").await.unwrap_err().errno(), libc::EACCES);
-    // root reads the store's value, not her pending bytes.
-    assert_eq!(f.read_file(x).await, b"original\n");
-    // root touches the file: his change is his, committed as his.
-    let now = SetAttr { mtime: Some(TimeSpec::Now), ..SetAttr::default() };
-    f.fs.setattr(&ROOT_CALLER, x, now).await.unwrap();
-    // Her fsync and close report the refusal.
-    assert_eq!(f.fs.fsync(o.fh).await.unwrap_err().errno(), libc::EACCES);
-    let _ = f.fs.release(o.fh).await;
-    f.fs.store().flush().await.unwrap();
-    assert_eq!(f.stored("shared/x").await.unwrap(), b"original\n");
-    // Her commit was refused as hers; root's change went in as his.
-    // (Her write(2) and the commit of her earlier bytes are both refused;
-    // root's changes are committed together, in one batch, as his.)
-    let commits = writers_of(&f, "shared/x");
-    assert_eq!(commits, ["alice Denied", "alice Denied", "root Allowed"]);
-}
-
-#[tokio::test]
-async fn an_allowed_writers_change_survives_anothers_refusal() {
-    let (f, dir) = shared_fixture().await;
-    let d = f.fs.mkdir(&ROOT_CALLER, ROOT, n("shared"), 0o777).await.unwrap().attr.ino;
-    let y = f.write_file(d, "y", b"line 1\n").await;
-    let o = f.fs.open(&ALICE, y, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
-    f.fs.write(o.fh, 0, b"hers\n").await.unwrap();
-    f.reconfigure(shared_config(dir.path(), true)).await;
-    // root appends while her refused bytes wait: his line is kept, hers are not.
-    let r = f.fs.open(&ROOT_CALLER, y, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
-    f.fs.write(r.fh, 0, b"root's\n").await.unwrap();
-    f.fs.release(r.fh).await.unwrap();
-    f.fs.store().flush().await.unwrap();
-    assert_eq!(f.stored("shared/y").await.unwrap(), b"line 1\nroot's\n");
-    let _ = f.fs.release(o.fh).await;
-    assert_eq!(f.stored("shared/y").await.unwrap(), b"line 1\nroot's\n");
-}
-
-#[tokio::test]
-async fn each_writer_is_committed_as_itself() {
-    let (f, _dir) = shared_fixture().await;
-    let d = f.fs.mkdir(&ROOT_CALLER, ROOT, n("shared"), 0o777).await.unwrap().attr.ino;
-    let z = f.write_file(d, "z", b"").await;
-    let a = f.fs.open(&ALICE, z, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
-    let r = f.fs.open(&ROOT_CALLER, z, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
-    f.fs.write(a.fh, 0, b"a1\n").await.unwrap();
-    f.fs.write(r.fh, 0, b"r1\n").await.unwrap();
-    f.fs.write(a.fh, 0, b"a2\n").await.unwrap();
-    f.fs.release(a.fh).await.unwrap();
-    f.fs.release(r.fh).await.unwrap();
-    f.fs.store().flush().await.unwrap();
-    assert_eq!(f.stored("shared/z").await.unwrap(), b"a1\nr1\na2\n");
-    // Each commit as the principal who wrote those bytes.
-    // (root created it; alice's first line is committed when root writes,
-    // root's when alice writes again, alice's second when she closes.)
-    let commits = writers_of(&f, "shared/z");
-    assert_eq!(commits, ["root Allowed", "alice Allowed", "root Allowed", "alice Allowed"]);
-}
-
-#[tokio::test]
-async fn a_file_being_executed_is_not_opened_to_change() {
-    let f = fixture().await;
-    let ino = f.write_file(ROOT, "prog", b"#!/bin/sh\n").await;
-    let exec = f.fs.open(&ROOT_CALLER, ino, libc::O_RDONLY | FMODE_EXEC).await.unwrap();
-    for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
-        let e = f.fs.open(&ROOT_CALLER, ino, flags).await.unwrap_err();
-        assert_eq!(e.errno(), libc::ETXTBSY, "flags {flags:#x}");
-    }
-    let read = f.fs.open(&ROOT_CALLER, ino, libc::O_RDONLY).await.unwrap();
-    f.fs.release(read.fh).await.unwrap();
-    f.fs.release(exec.fh).await.unwrap();
-    let w = f.fs.open(&ROOT_CALLER, ino, libc::O_WRONLY).await.unwrap();
-    f.fs.release(w.fh).await.unwrap();
 }
