@@ -10,7 +10,7 @@
 //! copy is never overwritten with the old map: the store refuses (412) and
 //! the update is made again from the new state.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
@@ -25,8 +25,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// What a copy onto itself answered.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Copied {
-    /// The object now has the new metadata.
-    Done,
+    /// The object now has the new metadata; its ETag and time as the
+    /// answer gave them (`None` where it did not).
+    Done { etag: Option<String>, modified: Option<SystemTime> },
     /// The object's ETag is no longer the one given: it changed meanwhile.
     Changed,
     /// The store cannot copy an object this large in one request (AWS: over
@@ -106,7 +107,10 @@ impl MetadataCopier {
         let text = String::from_utf8_lossy(&body);
         // A copy can fail after its 200 status is sent: the error is then in the body.
         if status.is_success() && !text.contains("<Error>") {
-            return Ok(Copied::Done);
+            let etag = xml_value(&text, "ETag").map(|e| e.replace("&quot;", "\"").replace("&#34;", "\""));
+            let modified =
+                xml_value(&text, "LastModified").and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            return Ok(Copied::Done { etag, modified });
         }
         let code = xml_value(&text, "Code").unwrap_or_default();
         Ok(match (status.as_u16(), code) {
@@ -163,6 +167,15 @@ mod tests {
     #[test]
     fn paths_are_encoded_once_keeping_slashes() {
         assert_eq!(encode("bucket/a b/ü%7B~x.y"), "bucket/a%20b/%C3%BC%257B~x.y");
+    }
+
+    #[test]
+    fn copy_results_are_read() {
+        let xml = "<CopyObjectResult><LastModified>2026-12-07T03:50:00.125Z</LastModified>\
+                   <ETag>&quot;9b2c&quot;</ETag></CopyObjectResult>";
+        assert_eq!(xml_value(xml, "ETag"), Some("&quot;9b2c&quot;"));
+        let t = humantime::parse_rfc3339_weak(xml_value(xml, "LastModified").unwrap()).unwrap();
+        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(), 1_796_615_400_125);
     }
 
     #[test]

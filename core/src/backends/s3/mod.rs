@@ -477,7 +477,17 @@ impl Storage for S3Storage {
                 .await
                 .map_err(context)?;
             match copied {
-                copy::Copied::Done => {
+                copy::Copied::Done { etag: Some(version), modified } => {
+                    self.inner.listings.clear();
+                    return Ok(ObjectMeta {
+                        key: key.clone(),
+                        size: current.size,
+                        modified: modified.unwrap_or_else(std::time::SystemTime::now),
+                        version,
+                        metadata,
+                    });
+                }
+                copy::Copied::Done { etag: None, .. } => {
                     self.inner.listings.clear();
                     return self.head(key, OP).await;
                 }
