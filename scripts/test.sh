@@ -130,6 +130,10 @@ stage_lint() {
     run cargo fmt --manifest-path fuzz/Cargo.toml -- --check --color "$FMT_COLOR" || failed+=(fmt-fuzz)
     run cargo clippy --workspace --all-targets --all-features -- -D warnings || failed+=(clippy)
     RUSTDOCFLAGS="-D warnings" run cargo doc --workspace --no-deps || failed+=(doc)
+    # tierfs-core without its optional features (s3, redis, plugins) builds
+    # clean, and a configuration that needs one names it.
+    run cargo clippy -p tierfs-core --no-default-features --all-targets -- -D warnings || failed+=(clippy-no-default)
+    run cargo test -p tierfs-core --no-default-features --lib registry::without_features || failed+=(no-default)
     if ((${#failed[@]} > 0)); then
         log "lint failed: ${failed[*]}"
         return 1

@@ -2,4 +2,5 @@
 
 pub mod local;
 pub mod memory;
+#[cfg(feature = "s3")]
 pub mod s3;

@@ -89,8 +89,10 @@ impl StoragePlugin for LocalPlugin {
     }
 }
 
-/// The `s3` type: [`S3Storage`](crate::backends::s3::S3Storage), any
-/// S3-compatible object store. Settings: [`S3Settings`](crate::backends::s3::S3Settings).
+/// The `s3` type: `backends::s3::S3Storage`, any S3-compatible object
+/// store (settings: `backends::s3::S3Settings`). Registered in every build;
+/// without the `s3` cargo feature, creating one is a configuration error
+/// saying so.
 #[derive(Debug)]
 pub struct S3Plugin;
 
@@ -100,10 +102,19 @@ impl StoragePlugin for S3Plugin {
         "s3"
     }
 
+    #[cfg(feature = "s3")]
     async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>> {
         let parsed: crate::backends::s3::S3Settings = settings.parse()?;
         let storage =
             crate::backends::s3::S3Storage::connect(settings.name, &parsed, Some(&settings)).await?;
         Ok(Arc::new(storage))
+    }
+
+    #[cfg(not(feature = "s3"))]
+    async fn create(&self, settings: BackendSettings<'_>) -> Result<Arc<dyn Storage>> {
+        Err(settings.error(
+            "type",
+            "this build of TierFS has no `s3` backend: build tierfs-core with the `s3` feature (on by default)",
+        ))
     }
 }

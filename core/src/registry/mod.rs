@@ -31,6 +31,7 @@
 //! ```
 
 mod builtin;
+#[cfg(feature = "plugins")]
 mod dynamic;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 pub use builtin::{LocalPlugin, LocalSettings, MemoryPlugin, MemorySettings, S3Plugin};
+#[cfg(feature = "plugins")]
 pub use dynamic::PLUGIN_ABI_VERSION;
 
 use crate::config::{BackendSettings, Config};
@@ -66,6 +68,8 @@ pub struct StorageRegistry {
     plugins: RwLock<BTreeMap<String, Arc<dyn StoragePlugin>>>,
     /// Built-in policy types and registered policies, by name.
     policies: RwLock<BTreeMap<String, Arc<dyn PolicyPlugin>>>,
+    /// Libraries loaded, by canonical path, with the types each gave.
+    #[cfg_attr(not(feature = "plugins"), allow(dead_code))]
     libraries: parking_lot::Mutex<BTreeMap<std::path::PathBuf, Vec<String>>>,
 }
 
@@ -111,18 +115,30 @@ impl StorageRegistry {
     /// registers nothing new and returns its types again, so configuration
     /// reloads may name it again.
     pub fn load_library(&self, path: &Path) -> Result<Vec<String>> {
-        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        let mut libraries = self.libraries.lock();
-        if let Some(names) = libraries.get(&canonical) {
-            return Ok(names.clone());
+        #[cfg(not(feature = "plugins"))]
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "cannot load {}: this build of TierFS loads no plugins; build tierfs-core with the \
+                 `plugins` feature (on by default)",
+                path.display()
+            ),
+        ));
+        #[cfg(feature = "plugins")]
+        {
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            let mut libraries = self.libraries.lock();
+            if let Some(names) = libraries.get(&canonical) {
+                return Ok(names.clone());
+            }
+            let plugins = dynamic::load(path)?;
+            let names: Vec<String> = plugins.iter().map(|p| p.type_name().to_owned()).collect();
+            for plugin in plugins {
+                self.register(plugin)?;
+            }
+            libraries.insert(canonical, names.clone());
+            Ok(names)
         }
-        let plugins = dynamic::load(path)?;
-        let names: Vec<String> = plugins.iter().map(|p| p.type_name().to_owned()).collect();
-        for plugin in plugins {
-            self.register(plugin)?;
-        }
-        libraries.insert(canonical, names.clone());
-        Ok(names)
     }
 
     /// Loads every plugin library `config` names.
@@ -229,5 +245,36 @@ impl StorageRegistry {
             backends.insert(name.clone(), self.create(config, name).await?);
         }
         Ok(backends)
+    }
+}
+
+/// Builds without optional features refuse what needs them, naming the
+/// feature (run by the lint stage: `cargo test -p tierfs-core
+/// --no-default-features --lib registry`).
+#[cfg(all(test, not(feature = "s3"), not(feature = "plugins"), not(feature = "redis")))]
+mod without_features {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_missing_feature_is_named() {
+        let registry = StorageRegistry::with_builtins();
+        let config = Config::parse("[backends.b]\ntype = \"s3\"\nbucket = \"x\"\n", None).unwrap();
+        let e = registry.build(&config).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("`s3` feature"), "{e}");
+
+        let e = registry.load_library(Path::new("/nonexistent/libplugin.so")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("`plugins` feature"), "{e}");
+
+        let config = Config::parse(
+            "[backends.m]\ntype = \"memory\"\n[policy]\ntype = \"prefer_cache\"\nprimary = \"m\"\n\
+             cache = { tier = \"redis\", redis_url = \"redis://127.0.0.1:1\" }\n",
+            None,
+        )
+        .unwrap();
+        let e = crate::StorageManager::open(config).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("`redis` feature"), "{e}");
     }
 }

@@ -70,6 +70,7 @@ mod flush;
 mod lru;
 mod options;
 mod policy;
+#[cfg(feature = "redis")]
 mod redis;
 mod storage;
 mod tier;
@@ -83,6 +84,7 @@ pub use self::options::{
     DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_DIRTY_BYTES, MAX_ENTRY_CEILING_BYTES,
 };
 pub use self::policy::{PreferCache, PreferCacheConfig};
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisCacheTier, RedisTierOptions};
 pub use self::storage::{CacheStorage, STAT_FILL_LIMIT_BYTES};
 pub use self::tier::{CacheTier, CachedValue};

@@ -221,7 +221,7 @@ pub struct CacheConfig {
 pub enum TierConfig {
     /// [`LruCacheTier`](super::LruCacheTier).
     Lru,
-    /// [`RedisCacheTier`](super::RedisCacheTier).
+    /// `RedisCacheTier`.
     Redis,
 }
 
@@ -329,6 +329,13 @@ impl CacheConfig {
     ) -> Result<std::sync::Arc<dyn super::CacheTier>> {
         match self.tier.unwrap_or(TierConfig::Lru) {
             TierConfig::Lru => Ok(std::sync::Arc::new(super::LruCacheTier::new(options, metrics))),
+            #[cfg(not(feature = "redis"))]
+            TierConfig::Redis => Err(Error::new(
+                ErrorKind::Config,
+                "`cache.tier = \"redis\"`: this build of TierFS has no Redis tier; build tierfs-core with the \
+                 `redis` feature (on by default) or use `tier = \"lru\"`",
+            )),
+            #[cfg(feature = "redis")]
             TierConfig::Redis => {
                 let urls = match &self.redis_url {
                     Some(RedisUrls::One(u)) => vec![u.clone()],
