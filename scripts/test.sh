@@ -161,13 +161,14 @@ stage_rust() {
 # here and stopped at the end.
 # The behaviour suite runs against the cluster bare and behind both caches,
 # then `tierfs mount` serves the cluster for real (root and /dev/fuse): bare,
-# and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), then
+# and behind the LRU and Redis caches (fuse-mount/tests/distributed.rs), the
+# tool tests on the cluster (fuse-mount/tests/tools.rs), then
 # the fault tests stop nodes and Redis under load, one at a time, through
 # the core and through the mount (fuse-mount/tests/distributed_faults.rs).
 # Last, conformance per backend: pjdfstest and fsx against a mount over the
 # cluster and over a prefer_cache stack (see conformance below).
 stage_services() {
-    apt_need redis-server redis-tools fuse3 diffutils
+    apt_need redis-server redis-tools fuse3 diffutils rsync sqlite3 git
     cargo_tool_need garage@2.5.0 garage
     cargo_tool_need pjdfstest
     cargo_tool_need fsx
@@ -195,6 +196,9 @@ stage_services() {
     # cluster is whole; the fault tests after them stop and restart nodes,
     # which then resynchronise in the background.
     run cargo test -p tierfs-fuse --features services --test distributed
+    # The tool tests (cp -a, tar, rsync, git, sqlite3) written once for every
+    # store, here on the cluster (the rust stage runs them on local and memory).
+    TIERFS_REQUIRE_TOOLS=1 run cargo test -p tierfs-fuse --features services --test tools cluster
     run cargo test -p tierfs-tests --features services --test distributed_faults -- --test-threads=1
     run cargo test -p tierfs-fuse --features services --test distributed_faults -- --test-threads=1
     run cargo build -p tierfs-fuse --release

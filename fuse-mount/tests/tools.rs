@@ -1,5 +1,7 @@
 //! Ordinary tools inside a real mount: cp, cat, ls, mv, rm, mkdir, find,
-//! du, tar, rsync, git and sqlite3.
+//! du, tar, rsync, git and sqlite3. Each test is written once and runs on
+//! every store ([`Backend`]): local and memory here, and the Garage cluster
+//! with the `services` feature (`scripts/test.sh services`).
 //!
 //! A tool that is not installed skips its test with a message, unless
 //! `TIERFS_REQUIRE_TOOLS=1` (set by `scripts/test.sh fuse`, which installs
@@ -12,6 +14,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
+
+crate::on_every_store!(
+    coreutils_on_a_tree,
+    tar_create_and_extract,
+    rsync_round_trip,
+    git_repository_inside_the_mount,
+    sqlite_database_inside_the_mount,
+);
 
 /// A source tree with small and large files, nested and empty directories,
 /// symlinks, modes and old modification times.
@@ -35,15 +45,14 @@ fn make_tree(root: &Path) {
     sh(root, "touch -h -d '2020-01-02 03:04:05' README src/big.bin leaf-link src/nested");
 }
 
-#[test]
-fn coreutils_on_a_tree() {
+fn coreutils_on_a_tree(backend: Backend) {
     if !can_mount() {
         return;
     }
     let dir = tempdir();
     let src = dir.path().join("src-tree");
     make_tree(&src);
-    let m = Mount::new(dir.path());
+    let m = backend.mount(dir.path());
     let mnt = m.mnt.to_str().unwrap().to_owned();
     let src_s = src.to_str().unwrap();
     sh(dir.path(), &format!("cp -a {src_s} {mnt}/copy"));
@@ -69,15 +78,14 @@ fn coreutils_on_a_tree() {
     assert!(m.unmount().success());
 }
 
-#[test]
-fn tar_create_and_extract() {
+fn tar_create_and_extract(backend: Backend) {
     if !can_mount() {
         return;
     }
     let dir = tempdir();
     let src = dir.path().join("src-tree");
     make_tree(&src);
-    let m = Mount::new(dir.path());
+    let m = backend.mount(dir.path());
     let (mnt, src_s) = (m.mnt.to_str().unwrap().to_owned(), src.to_str().unwrap().to_owned());
     // Create an archive inside the mount, extract it inside the mount.
     sh(dir.path(), &format!("tar -C {src_s} -cf {mnt}/tree.tar ."));
@@ -91,15 +99,14 @@ fn tar_create_and_extract() {
     assert!(m.unmount().success());
 }
 
-#[test]
-fn rsync_round_trip() {
+fn rsync_round_trip(backend: Backend) {
     if !can_mount() || !need("rsync") {
         return;
     }
     let dir = tempdir();
     let src = dir.path().join("src-tree");
     make_tree(&src);
-    let m = Mount::new(dir.path());
+    let m = backend.mount(dir.path());
     let (mnt, src_s) = (m.mnt.to_str().unwrap().to_owned(), src.to_str().unwrap().to_owned());
     sh(dir.path(), &format!("rsync -a {src_s}/ {mnt}/tree/"));
     sh(dir.path(), &format!("rsync -a {mnt}/tree/ back/"));
@@ -114,13 +121,12 @@ fn rsync_round_trip() {
     assert!(m.unmount().success());
 }
 
-#[test]
-fn git_repository_inside_the_mount() {
+fn git_repository_inside_the_mount(backend: Backend) {
     if !can_mount() || !need("git") {
         return;
     }
     let dir = tempdir();
-    let m = Mount::new(dir.path());
+    let m = backend.mount(dir.path());
     let repo = m.path("repo");
     fs::create_dir(&repo).unwrap();
     let git = |args: &[&str]| {
@@ -150,13 +156,12 @@ fn git_repository_inside_the_mount() {
     assert!(m.unmount().success());
 }
 
-#[test]
-fn sqlite_database_inside_the_mount() {
+fn sqlite_database_inside_the_mount(backend: Backend) {
     if !can_mount() || !need("sqlite3") {
         return;
     }
     let dir = tempdir();
-    let m = Mount::new(dir.path());
+    let m = backend.mount(dir.path());
     let script = "PRAGMA journal_mode=DELETE;\n\
         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n\
         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 20000)\n\
@@ -170,8 +175,11 @@ fn sqlite_database_inside_the_mount() {
     sh(&m.mnt, "sqlite3 db.sqlite 'PRAGMA journal_mode=WAL; INSERT INTO t(v) VALUES (1);'");
     assert_eq!(sh(&m.mnt, "sqlite3 db.sqlite 'PRAGMA integrity_check;'").trim(), "ok");
     assert!(m.unmount().success());
+    if !backend.persists() {
+        return;
+    }
     // And after a remount.
-    let m = Mount::start(dir.path(), &dir.path().join("data"), MountSpec::default());
+    let m = backend.remount(dir.path());
     assert_eq!(
         sh(&m.mnt, "sqlite3 db.sqlite 'PRAGMA integrity_check; SELECT count(*) FROM t;'"),
         "ok\n13335\n"

@@ -430,3 +430,86 @@ pub fn wait_for_free_space(dir: &Path, bytes: u64) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A store a mount test runs on: tests written once take one and run on
+/// each ([`on_every_store!`](crate::on_every_store)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: the local backend in `base/data`.
+    Local,
+    /// The memory backend: gone at unmount.
+    Memory,
+    /// The Garage cluster of the services stage (an `s3` backend under a
+    /// prefix of its own).
+    #[cfg(feature = "services")]
+    Cluster,
+}
+
+impl Backend {
+    /// Mounts a fresh store of this kind at `base/mnt`.
+    pub fn mount(self, base: &Path) -> Mount {
+        let config = match self {
+            Backend::Local => return self.remount(base),
+            Backend::Memory => "[backends.m]\ntype = \"memory\"\n".to_owned(),
+            #[cfg(feature = "services")]
+            Backend::Cluster => format!(
+                "{}[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n",
+                tierfs_tests::services::s3_backend_toml("cluster", "")
+            ),
+        };
+        let path = base.join("tierfs.toml");
+        std::fs::write(&path, config).expect("write the configuration");
+        self.remount(base)
+    }
+
+    /// Mounts the same store again after an unmount (a memory store is
+    /// empty again).
+    pub fn remount(self, base: &Path) -> Mount {
+        let spool = base.join("spool");
+        std::fs::create_dir_all(&spool).expect("create the spool directory");
+        let args = vec!["--spool-dir".to_owned(), spool.to_str().expect("UTF-8 path").to_owned()];
+        match self {
+            Backend::Local => {
+                Mount::start(base, &base.join("data"), MountSpec { args, ..Default::default() })
+            }
+            _ => Mount::start(
+                base,
+                &base.join("data"),
+                MountSpec { config: Some(base.join("tierfs.toml")), args, ..Default::default() },
+            ),
+        }
+    }
+
+    /// Whether a remount finds what was written before.
+    pub fn persists(self) -> bool {
+        self != Backend::Memory
+    }
+}
+
+/// One `#[test]` per store for each test function `fn name(backend:
+/// Backend)`: `name::local`, `name::memory`, and with the `services`
+/// feature `name::cluster`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name($crate::common::Backend::Local);
+                }
+
+                #[test]
+                fn memory() {
+                    super::$name($crate::common::Backend::Memory);
+                }
+
+                #[cfg(feature = "services")]
+                #[test]
+                fn cluster() {
+                    super::$name($crate::common::Backend::Cluster);
+                }
+            }
+        )*
+    };
+}
