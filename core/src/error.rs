@@ -20,7 +20,7 @@ pub enum ErrorKind {
     NotFound,
     /// The access policy refuses the operation.
     PermissionDenied,
-    /// The key breaks the key grammar (see [`crate::key`]).
+    /// The key breaks the key grammar (see [`Key`](crate::Key)).
     InvalidKey,
     /// An argument other than the key is wrong (a range, a batch, a setting).
     InvalidInput,

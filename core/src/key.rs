@@ -19,6 +19,13 @@ pub const MAX_SEGMENT_LEN: usize = 255;
 
 /// A validated storage key such as `photos/2024/cat.jpg`.
 ///
+/// The grammar (`docs/design.md`, "Keys"): at most [`MAX_KEY_LEN`] bytes of
+/// UTF-8, made of non-empty `/`-separated segments of at most
+/// [`MAX_SEGMENT_LEN`] bytes, none of which is `.` or `..`, with no NUL and
+/// no leading `/`. A key that breaks a rule is refused with
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind); it is never rewritten into a
+/// different key. Listing prefixes follow [`validate_prefix`].
+///
 /// ```
 /// use tierfs_core::Key;
 ///

@@ -26,24 +26,26 @@
 pub mod access;
 pub mod audit;
 pub mod backends;
+#[doc(hidden)]
 pub mod blocking;
 pub mod config;
-pub mod error;
-pub mod key;
+mod error;
+mod key;
 mod key_locks;
 pub mod layers;
 pub mod manager;
 pub mod metrics;
 pub mod policies;
+#[doc(hidden)]
 pub mod private_files;
 pub mod registry;
-pub mod storage;
+mod storage;
 
 pub use backends::local::{LocalOptions, LocalStorage};
 pub use backends::memory::MemoryStorage;
 pub use config::Config;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
-pub use key::Key;
+pub use key::{validate_key, validate_prefix, Key, MAX_KEY_LEN, MAX_SEGMENT_LEN};
 pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{

@@ -149,7 +149,7 @@ mod tests {
     fn a_name_too_long_is_enametoolong_by_its_detail_not_its_words() {
         let long = tierfs_core::Key::new("d/".to_owned() + &"x".repeat(256)).unwrap_err();
         assert_eq!(errno_of(&long), libc::ENAMETOOLONG);
-        let long_prefix = tierfs_core::key::validate_prefix(&"y/".repeat(600)).unwrap_err();
+        let long_prefix = tierfs_core::validate_prefix(&"y/".repeat(600)).unwrap_err();
         assert_eq!(errno_of(&long_prefix), libc::ENAMETOOLONG);
         // A message that merely mentions length is not the detail.
         let worded = Error::new(ErrorKind::InvalidKey, "the key is too long");

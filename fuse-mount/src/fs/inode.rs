@@ -21,9 +21,9 @@ use crate::errno::{FsError, FsResult};
 pub const ROOT: u64 = 1;
 
 /// Longest key, in bytes (core's limit).
-pub use tierfs_core::key::MAX_KEY_LEN;
+pub use tierfs_core::MAX_KEY_LEN;
 /// Longest name, in bytes (POSIX `NAME_MAX`, core's segment limit).
-pub use tierfs_core::key::MAX_SEGMENT_LEN as MAX_NAME_LEN;
+pub use tierfs_core::MAX_SEGMENT_LEN as MAX_NAME_LEN;
 
 #[derive(Debug)]
 struct Node {
