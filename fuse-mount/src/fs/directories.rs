@@ -180,7 +180,7 @@ impl TierFs {
                 Some(s) => s.clone(),
                 None => self.store.manager().session("root"),
             };
-            let k = match self.inodes.key_of(ino).and_then(key) {
+            let k = match self.inodes.key(ino) {
                 Ok(k) => k,
                 Err(e) => {
                     tracing::error!(ino, error = %e, "not committed at unmount: the file has no name");

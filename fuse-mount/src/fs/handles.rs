@@ -60,7 +60,7 @@ impl TierFs {
             let own = state.writer.as_ref().is_some_and(|w| w.principal() == session.principal());
             let committed = if (last || own) && state.dirty && !state.unlinked {
                 let writer = state.writer.clone().unwrap_or_else(|| session.clone());
-                let committed = match self.inodes.key_of(ino).and_then(key) {
+                let committed = match self.inodes.key(ino) {
                     Ok(k) => state.commit(&self.store, session, &k).await,
                     Err(e) => Err(e),
                 };
@@ -92,7 +92,7 @@ impl TierFs {
 
     /// Opens file `ino` with open(2) `flags`.
     pub async fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let fresh = self.inodes.open_file(ino).is_none();
@@ -174,7 +174,7 @@ impl TierFs {
         flags: i32,
     ) -> FsResult<(Entry, Opened)> {
         let name = utf8(name)?;
-        let k = key(self.inodes.child_key(parent, name)?)?;
+        let k = self.inodes.child_key(parent, name)?;
         let session = self.session(caller);
         let parent_posix = self.dir_posix(&session, parent).await?;
         if flags & libc::O_EXCL != 0 && self.resolve(&session, &k).await?.is_some() {
@@ -222,7 +222,7 @@ impl TierFs {
                 }
             }
             if matches!(state.content, Content::Streaming(_)) {
-                let k = key(self.inodes.key_of(handle.ino)?)?;
+                let k = self.inodes.key(handle.ino)?;
                 let session = state.writer.clone().unwrap_or_else(|| handle.session.clone());
                 state.settle(&self.store, &session, &k).await?;
                 handle.file.publish(&state, true);
@@ -235,7 +235,7 @@ impl TierFs {
         if offset >= file_size {
             return Ok(Bytes::new());
         }
-        let k = key(self.inodes.key_of(handle.ino)?)?;
+        let k = self.inodes.key(handle.ino)?;
         let mut readahead = handle.readahead.lock().await;
         readahead.read(&self.store, &handle.session, &k, offset, u64::from(size), file_size, generation).await
     }
@@ -292,7 +292,7 @@ impl TierFs {
         offset: u64,
         data: &[u8],
     ) -> FsResult<()> {
-        let file_key = || self.inodes.key_of(handle.ino).and_then(key);
+        let file_key = || self.inodes.key(handle.ino);
         if let Content::Streaming(stream) = &mut state.content {
             if handle.append || offset == stream.len() {
                 if let Err(e) = stream.append(data).await {
@@ -350,7 +350,7 @@ impl TierFs {
         if let Some(refused) = handle.file.state.lock().await.take_refused(handle.session.principal()) {
             return Err(refused);
         }
-        let k = key(self.inodes.key_of(handle.ino)?)?;
+        let k = self.inodes.key(handle.ino)?;
         match self.store.failure(&handle.session, Some(&k)) {
             Some(e) => Err(e.into()),
             None => Ok(()),
@@ -370,7 +370,7 @@ impl TierFs {
             return Err(refused);
         }
         if state.dirty && !state.unlinked {
-            let k = key(self.inodes.key_of(handle.ino)?)?;
+            let k = self.inodes.key(handle.ino)?;
             if state.hand_over(&self.store, &handle.session, &k, &self.options.defaults).await? {
                 handle.file.publish(&state, true);
             }
@@ -428,7 +428,7 @@ impl TierFs {
             }
         }
         if end > state.size() {
-            let k = key(self.inodes.key_of(handle.ino)?)?;
+            let k = self.inodes.key(handle.ino)?;
             state.writer = Some(handle.session.clone());
             state.spool(&self.store, &handle.session, &k, &self.spool).await?.set_len(end)?;
             state.sequential = false;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tierfs_core::Key;
 
 use super::attr::Kind;
 use super::file::OpenFile;
@@ -84,11 +85,17 @@ impl InodeTable {
         inner.key_of(ino)
     }
 
+    /// The object key of `ino`, which is not the root (the root has none);
+    /// `ENOENT` if unknown or unlinked.
+    pub fn key(&self, ino: u64) -> FsResult<Key> {
+        Ok(Key::new(self.key_of(ino)?)?)
+    }
+
     /// The key of `name` inside directory `parent`, checking lengths.
-    pub fn child_key(&self, parent: u64, name: &str) -> FsResult<String> {
+    pub fn child_key(&self, parent: u64, name: &str) -> FsResult<Key> {
         check_name(name)?;
         let parent_key = self.key_of(parent)?;
-        join_key(&parent_key, name)
+        Ok(Key::new(join_key(&parent_key, name)?)?)
     }
 
     /// The kind recorded for `ino`.
@@ -386,7 +393,7 @@ mod tests {
         let b = t.lookup(a, "b", Kind::Dir);
         let f = t.lookup(b, "f.txt", Kind::File);
         assert_eq!(t.key_of(f).unwrap(), "a/b/f.txt");
-        assert_eq!(t.child_key(b, "g").unwrap(), "a/b/g");
+        assert_eq!(t.child_key(b, "g").unwrap().as_str(), "a/b/g");
         t.rename(ROOT, "a", ROOT, "z");
         assert_eq!(t.key_of(f).unwrap(), "z/b/f.txt");
         assert_eq!(t.child(ROOT, "z"), Some(a));

@@ -426,7 +426,7 @@ impl TierFs {
         if ino == ROOT {
             return Ok(self.root.lock().clone());
         }
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         match self.resolve(session, &k).await? {
             Some((posix, _)) if posix.kind == Kind::Dir => Ok(posix),
             Some(_) => Err(FsError::new(libc::ENOTDIR, format!("`{k}` is not a directory"))),
@@ -444,7 +444,7 @@ impl TierFs {
             root.ctime = posix.ctime;
             return;
         }
-        let Ok(k) = self.inodes.key_of(ino).and_then(key) else { return };
+        let Ok(k) = self.inodes.key(ino) else { return };
         if !session.allows(Op::Write, k.as_str()) {
             return;
         }

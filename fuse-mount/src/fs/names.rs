@@ -7,7 +7,7 @@ impl TierFs {
     /// Looks `name` up in directory `parent`.
     pub async fn lookup(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<Entry> {
         let name = utf8(name)?;
-        let k = key(self.inodes.child_key(parent, name)?)?;
+        let k = self.inodes.child_key(parent, name)?;
         let session = self.session(caller);
         let (posix, size) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
         let ino = self.inodes.lookup(parent, name, posix.kind);
@@ -37,7 +37,7 @@ impl TierFs {
             }
             return Ok(Entry { attr, ttl: self.ttl() });
         }
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         let (posix, size) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
         Ok(self.entry(ino, posix, size))
@@ -75,7 +75,7 @@ impl TierFs {
             apply(&mut self.root.lock());
             return Ok(self.root_entry());
         }
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let kind = match self.inodes.kind(ino) {
             Some(kind) => kind,
             None => return Err(FsError::not_found(&k)),
@@ -132,7 +132,7 @@ impl TierFs {
 
     /// The target of symlink `ino`.
     pub async fn readlink(&self, caller: &Caller, ino: u64) -> FsResult<Vec<u8>> {
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
         match (posix.kind, posix.target) {
@@ -145,7 +145,7 @@ impl TierFs {
     async fn make_node(&self, caller: &Caller, parent: u64, name: &OsStr, node: NewNode) -> FsResult<Entry> {
         let NewNode { kind, mode, rdev, target } = node;
         let name = utf8(name)?;
-        let k = key(self.inodes.child_key(parent, name)?)?;
+        let k = self.inodes.child_key(parent, name)?;
         let session = self.session(caller);
         let parent_posix = self.dir_posix(&session, parent).await?;
         if self.resolve(&session, &k).await?.is_some() {
@@ -208,7 +208,7 @@ impl TierFs {
     /// Removes a file (not a directory).
     pub async fn unlink(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
         let name = utf8(name)?;
-        let k = key(self.inodes.child_key(parent, name)?)?;
+        let k = self.inodes.child_key(parent, name)?;
         let session = self.session(caller);
         let parent_posix = self.dir_posix(&session, parent).await?;
         let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
@@ -240,7 +240,7 @@ impl TierFs {
     /// Removes an empty directory.
     pub async fn rmdir(&self, caller: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
         let name = utf8(name)?;
-        let k = key(self.inodes.child_key(parent, name)?)?;
+        let k = self.inodes.child_key(parent, name)?;
         let session = self.session(caller);
         let parent_posix = self.dir_posix(&session, parent).await?;
         let (posix, _) = self.resolve(&session, &k).await?.ok_or_else(|| FsError::not_found(&k))?;
@@ -273,8 +273,8 @@ impl TierFs {
             return Err(FsError::new(libc::EINVAL, "RENAME_EXCHANGE and RENAME_WHITEOUT are not supported"));
         }
         let (name, new_name) = (utf8(name)?, utf8(new_name)?);
-        let from = key(self.inodes.child_key(parent, name)?)?;
-        let to = key(self.inodes.child_key(new_parent, new_name)?)?;
+        let from = self.inodes.child_key(parent, name)?;
+        let to = self.inodes.child_key(new_parent, new_name)?;
         let session = self.session(caller);
         let parent_posix = self.dir_posix(&session, parent).await?;
         let new_parent_posix = if new_parent == parent {
@@ -309,7 +309,7 @@ impl TierFs {
             for (ino, file) in &open {
                 let mut state = file.state.lock().await;
                 // A stream publishes under the key it started with: finish it first.
-                if let Ok(k) = self.inodes.key_of(*ino).and_then(key) {
+                if let Ok(k) = self.inodes.key(*ino) {
                     state.settle(&self.store, &session, &k).await?;
                 }
                 guards.push(state);

@@ -18,7 +18,7 @@ use tierfs_core::{Key, Metadata};
 
 use super::attr::Kind;
 use super::inode::ROOT;
-use super::{key, Caller, FsError, FsResult, TierFs};
+use super::{Caller, FsError, FsResult, TierFs};
 use crate::fs::store::is_not_found;
 
 /// Prefix of the metadata entries that hold extended attributes.
@@ -153,7 +153,7 @@ impl TierFs {
         if ino == ROOT {
             return Ok(Metadata::new());
         }
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         self.store.check(&session, Op::Read, &k)?;
         if let Some(file) = self.inodes.open_file(ino) {
@@ -178,7 +178,7 @@ impl TierFs {
         if ino == ROOT {
             return Err(FsError::new(libc::ENOTSUP, "the mount's root holds no extended attributes"));
         }
-        let k = key(self.inodes.key_of(ino)?)?;
+        let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         self.store.check(&session, Op::Write, &k)?;
         match self.inodes.kind(ino) {
