@@ -6,7 +6,13 @@
 # and $OUT/runN.log.
 #
 #   bash scripts/ci-series.sh [N]        # OUT defaults to /tmp/ci-series
+#
+# A run needs room (the suite writes a 4 GiB value, images and caches): the
+# series stops before a run that would start with less than MIN_FREE_GIB
+# (default 40) free where OUT lives, so a full disk is never taken for a
+# failing test. The free space at each start is in the summary.
 set -u
+MIN_FREE_GIB=${MIN_FREE_GIB:-40}
 N=${1:-5}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-/tmp/ci-series}
@@ -28,7 +34,14 @@ beside_pid=$!
 
 rc=0
 for i in $(seq 1 "$N"); do
-    rm -rf "$OUT/clone" && git clone -q "$ROOT" "$OUT/clone"
+    rm -rf "$OUT/clone"
+    free_gib=$(($(df --output=avail -k "$OUT" | tail -1) / 1048576))
+    if ((free_gib < MIN_FREE_GIB)); then
+        echo "run $i not started: $free_gib GiB free in $OUT, under MIN_FREE_GIB=$MIN_FREE_GIB" >>"$OUT/summary"
+        rc=2
+        break
+    fi
+    git clone -q "$ROOT" "$OUT/clone"
     # Dependencies stay built between runs; the workspace's crates rebuild (new mtimes).
     ln -s "$OUT/target" "$OUT/clone/target"
     commit=$(git -C "$OUT/clone" rev-parse --short HEAD)
@@ -36,7 +49,7 @@ for i in $(seq 1 "$N"); do
     (cd "$OUT/clone" && CI=true setsid bash .ci/run </dev/null >"$OUT/run$i.log" 2>&1)
     rc=$?
     {
-        echo "run $i on $commit: rc=$rc in $(($(date +%s) - start)) s; cold builds beside so far: $(cat "$OUT/beside.count" 2>/dev/null || echo 0)"
+        echo "run $i on $commit: rc=$rc in $(($(date +%s) - start)) s; $free_gib GiB free at the start; cold builds beside so far: $(cat "$OUT/beside.count" 2>/dev/null || echo 0)"
         grep -A12 '^stage ' "$OUT/run$i.log" | tail -12
     } >>"$OUT/summary"
     [ "$rc" -eq 0 ] || break
