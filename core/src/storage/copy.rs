@@ -15,11 +15,32 @@ pub async fn copy_value(
     if_not_exists: bool,
 ) -> Result<ObjectMeta> {
     let meta = src.stat(from).await?;
+    stream_value(src, from, dst, to, PutOptions { metadata: meta.metadata, if_not_exists }).await
+}
+
+/// Streams the value of `from` on `src` into a streamed write of `to` on
+/// `dst` with `options`. If reading or writing fails, the write is aborted,
+/// so `to` keeps its previous value.
+pub(crate) async fn stream_value<S: Storage + ?Sized, D: Storage + ?Sized>(
+    src: &S,
+    from: &Key,
+    dst: &D,
+    to: &Key,
+    options: PutOptions,
+) -> Result<ObjectMeta> {
     let mut stream = src.read(from, None).await?;
-    let options = PutOptions { metadata: meta.metadata, if_not_exists };
     let mut writer = dst.write(to, options).await?;
     while let Some(chunk) = stream.next().await {
-        writer.write(chunk?).await?;
+        let written = match chunk {
+            Ok(chunk) => writer.write(chunk).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(backend = %dst.name(), key = %to, error = %abort, "could not discard a failed copy");
+            }
+            return Err(e);
+        }
     }
     writer.finish().await
 }
@@ -39,16 +60,5 @@ pub async fn rewrite_metadata<S: Storage + ?Sized>(
     let meta = store.stat(key).await?;
     condition.check(&meta)?;
     let metadata = changes.applied_to(meta.metadata);
-    let mut stream = store.read(key, None).await?;
-    let mut writer = store.write(key, PutOptions::with_metadata(metadata)).await?;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => writer.write(chunk).await?,
-            Err(e) => {
-                writer.abort().await?;
-                return Err(e);
-            }
-        }
-    }
-    writer.finish().await
+    stream_value(store, key, store, key, PutOptions::with_metadata(metadata)).await
 }

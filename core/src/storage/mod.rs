@@ -36,6 +36,7 @@ use bytes::Bytes;
 
 pub use batch::BatchOp;
 pub use capabilities::Capabilities;
+pub(crate) use copy::stream_value;
 pub use copy::{copy_value, rewrite_metadata};
 pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
 pub use merge::{merge_list, KeyFilter, MergeSource};

@@ -142,15 +142,7 @@ impl MetadataCopier {
 /// Percent-encodes all but unreserved characters and `/`, as S3 expects
 /// in a path and in `x-amz-copy-source`, and as SigV4 signs it for S3.
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    super::path::percent_encode(s, b"-_.~/")
 }
 
 /// The text of the first `<tag>` element of an S3 XML answer.

@@ -11,15 +11,7 @@ use crate::storage::{Metadata, ObjectMeta};
 /// The map as percent-encoded JSON: header-safe ASCII for any UTF-8.
 pub(super) fn encode(metadata: &Metadata) -> String {
     let json = serde_json::to_string(metadata).expect("string maps serialize");
-    let mut out = String::with_capacity(json.len());
-    for b in json.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    super::path::percent_encode(&json, b"-_.~")
 }
 
 /// The map back; an unreadable header gives an empty map (written by

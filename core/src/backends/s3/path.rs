@@ -36,6 +36,19 @@ pub(super) fn to_key(prefix: &[String], path: &Path) -> Option<String> {
     Key::new(key.clone()).ok().map(|_| key)
 }
 
+/// `s` with every byte but ASCII letters, digits and `keep` as `%XX`.
+pub(super) fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -3,11 +3,9 @@
 
 use std::collections::VecDeque;
 
-use futures::StreamExt;
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
-use crate::storage::{ListEntry, ListOptions, Metadata, ObjectMeta, PutOptions, Storage};
+use crate::storage::{stream_value, ListEntry, ListOptions, ObjectMeta, PutOptions};
 
 use super::hints::{lock_all, Held, KeyGuard};
 use super::resolve::{resolve, Replica, Resolved};
@@ -66,32 +64,6 @@ pub(super) struct KeyRepair {
     pub(super) errors: Vec<Error>,
 }
 
-/// Streams the value of `from` on `src` to `to` on `dst` with `metadata`,
-/// never holding the whole value in memory.
-pub(super) async fn copy_value(
-    src: &dyn Storage,
-    from: &Key,
-    dst: &dyn Storage,
-    to: &Key,
-    metadata: Metadata,
-) -> Result<ObjectMeta> {
-    let mut stream = src.read(from, None).await?;
-    let mut writer = dst.write(to, PutOptions::with_metadata(metadata)).await?;
-    while let Some(chunk) = stream.next().await {
-        let written = match chunk {
-            Ok(chunk) => writer.write(chunk).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!(member = %dst.name(), key = %to, error = %abort, "could not discard a failed copy");
-            }
-            return Err(e);
-        }
-    }
-    writer.finish().await
-}
-
 impl Shared {
     /// Repairs `key` with every member's lock on it held by the caller
     /// (`held[m]` is member `m`'s): resolves the current state and applies it
@@ -108,11 +80,15 @@ impl Shared {
             }
             let member = &*self.members[m];
             let result = match &resolved {
-                Resolved::Present { member: source, meta, .. } => {
-                    copy_value(&*self.members[*source], key, member, key, meta.metadata.clone())
-                        .await
-                        .map(Replica::Present)
-                }
+                Resolved::Present { member: source, meta, .. } => stream_value(
+                    &*self.members[*source],
+                    key,
+                    member,
+                    key,
+                    PutOptions::with_metadata(meta.metadata.clone()),
+                )
+                .await
+                .map(Replica::Present),
                 Resolved::Absent { .. } => member.delete(key).await.map(|()| Replica::Absent),
                 Resolved::Unknown => continue,
             };
@@ -285,6 +261,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{Metadata, Storage};
     use crate::MemoryStorage;
 
     #[tokio::test]
@@ -295,12 +272,13 @@ mod tests {
         metadata.insert("tierfs.rev".into(), "7".into());
         let value = bytes::Bytes::from(vec![3u8; 3 << 20]);
         a.put(&key, value.clone(), PutOptions::with_metadata(metadata.clone())).await.unwrap();
-        let meta = copy_value(&a, &key, &b, &key, metadata.clone()).await.unwrap();
+        let meta =
+            stream_value(&a, &key, &b, &key, PutOptions::with_metadata(metadata.clone())).await.unwrap();
         assert_eq!(meta.size, value.len() as u64);
         assert_eq!(b.get(&key).await.unwrap(), value);
         assert_eq!(b.stat(&key).await.unwrap().metadata, metadata);
         let missing = Key::new("missing").unwrap();
-        let e = copy_value(&a, &missing, &b, &missing, Metadata::new()).await.unwrap_err();
+        let e = stream_value(&a, &missing, &b, &missing, PutOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(b.stat(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
     }
