@@ -113,20 +113,7 @@ fi
 
 # ---- 2. and 3. mounts ---------------------------------------------------------
 
-S3_PORT="${TIERFS_S3_ENDPOINT##*:}"
-cat >"$BENCH_DIR/tierfs-s3.toml" <<TOML
-[backends.cluster]
-type = "s3"
-endpoint = "$TIERFS_S3_ENDPOINT"
-region = "$TIERFS_S3_REGION"
-bucket = "$TIERFS_S3_BUCKET"
-access_key_id = "$TIERFS_S3_ACCESS_KEY_ID"
-secret_access_key = "$TIERFS_S3_SECRET_ACCESS_KEY"
-
-[policy]
-type = "always_local"
-backend = "cluster"
-TOML
+cluster_configs "$BENCH_DIR"
 sed '/^\[policy\]/,$d' "$BENCH_DIR/tierfs-s3.toml" >"$BENCH_DIR/tierfs-cache.toml"
 cat >>"$BENCH_DIR/tierfs-cache.toml" <<TOML
 [policy]
@@ -144,8 +131,6 @@ endpoint = $TIERFS_S3_ENDPOINT
 region = $TIERFS_S3_REGION
 force_path_style = true
 CONF
-echo "$TIERFS_S3_ACCESS_KEY_ID:$TIERFS_S3_SECRET_ACCESS_KEY" >"$BENCH_DIR/s3fs.passwd"
-chmod 600 "$BENCH_DIR/s3fs.passwd"
 RCLONE=(rclone --config "$BENCH_DIR/rclone.conf")
 
 # mount_target TARGET: mounts the bucket with TARGET at $BENCH_DIR/TARGET/mnt.

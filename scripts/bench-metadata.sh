@@ -91,22 +91,7 @@ set -a
 # shellcheck disable=SC1091
 . "$BENCH_DIR/garage/env"
 set +a
-S3_PORT="${TIERFS_S3_ENDPOINT##*:}"
-cat >"$BENCH_DIR/tierfs-s3.toml" <<TOML
-[backends.cluster]
-type = "s3"
-endpoint = "$TIERFS_S3_ENDPOINT"
-region = "$TIERFS_S3_REGION"
-bucket = "$TIERFS_S3_BUCKET"
-access_key_id = "$TIERFS_S3_ACCESS_KEY_ID"
-secret_access_key = "$TIERFS_S3_SECRET_ACCESS_KEY"
-
-[policy]
-type = "always_local"
-backend = "cluster"
-TOML
-echo "$TIERFS_S3_ACCESS_KEY_ID:$TIERFS_S3_SECRET_ACCESS_KEY" >"$BENCH_DIR/s3fs.passwd"
-chmod 600 "$BENCH_DIR/s3fs.passwd"
+cluster_configs "$BENCH_DIR"
 
 mount_target() {
     local target="$1" dir="$BENCH_DIR/$1"

@@ -24,3 +24,27 @@ drop_caches() {
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
+
+# cluster_configs DIR: from the TIERFS_S3_* variables of a started Garage
+# cluster (scripts/services/garage.sh), writes DIR/tierfs-s3.toml (an `s3`
+# backend `cluster` under `always_local`) and DIR/s3fs.passwd, and sets
+# S3_PORT.
+cluster_configs() {
+    local dir="$1"
+    S3_PORT="${TIERFS_S3_ENDPOINT##*:}"
+    cat >"$dir/tierfs-s3.toml" <<TOML
+[backends.cluster]
+type = "s3"
+endpoint = "$TIERFS_S3_ENDPOINT"
+region = "$TIERFS_S3_REGION"
+bucket = "$TIERFS_S3_BUCKET"
+access_key_id = "$TIERFS_S3_ACCESS_KEY_ID"
+secret_access_key = "$TIERFS_S3_SECRET_ACCESS_KEY"
+
+[policy]
+type = "always_local"
+backend = "cluster"
+TOML
+    echo "$TIERFS_S3_ACCESS_KEY_ID:$TIERFS_S3_SECRET_ACCESS_KEY" >"$dir/s3fs.passwd"
+    chmod 600 "$dir/s3fs.passwd"
+}
