@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tierfs_core::key::validate_prefix;
+use tierfs_core::validate_prefix;
 use tierfs_core::{ErrorKind, Key};
 
 const MAX_KEY_LEN: usize = 1024;
