@@ -12,7 +12,8 @@ use tierfs_core::layers::{FaultHandle, FaultStorage, HealthOptions, HealthStorag
 use tierfs_core::metrics::StorageMetrics;
 use tierfs_core::policies::redundant::{RedundantStorage, REVISION_KEY};
 use tierfs_core::{
-    BatchOp, ErrorKind, ListOptions, LocalStorage, MemoryStorage, Metadata, PutOptions, Storage, StorageExt,
+    BatchOp, Condition, ErrorKind, ListOptions, LocalStorage, MemoryStorage, Metadata, MetadataChanges,
+    PutOptions, Storage, StorageExt,
 };
 use tierfs_tests::behaviour::{check_streamed, expect_kind, key, write_pattern};
 use tierfs_tests::Fixture;
@@ -569,6 +570,38 @@ async fn overlapping_writes_leave_one_value_everywhere() {
     set.settle().await;
     let model = Model::from([("race/k".to_owned(), Some((value, meta)))]);
     set.assert_converged("race/", &model).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_metadata_update_lands_on_the_stream_opened_before_it() {
+    // A stream opened before the update has the lower revision: the update
+    // waits for it, then applies to the streamed value, instead of landing
+    // first and having the stream skipped as superseded (or the reverse).
+    let set = redundant_set(3, 2, health_options());
+    let k = key("meta/streamed");
+    set.store.put(&k, Bytes::from_static(b"old"), PutOptions::default()).await.unwrap();
+    let mut writer =
+        set.store.write(&k, PutOptions::with_metadata(metadata(&[("from", "stream")]))).await.unwrap();
+    writer.write(Bytes::from_static(b"new value")).await.unwrap();
+    let update = {
+        let (store, k) = (set.store.clone(), k.clone());
+        tokio::spawn(async move {
+            let changes = MetadataChanges::new().set("posix.mode", "100600");
+            store.set_metadata(&k, &changes, &Condition::Exists).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!update.is_finished(), "the update did not wait for the older stream");
+    writer.finish().await.unwrap();
+    let after = update.await.unwrap().unwrap();
+    assert_eq!(after.size, 9);
+    assert_eq!(set.store.get(&k).await.unwrap(), Bytes::from_static(b"new value"));
+    let expected = metadata(&[("from", "stream"), ("posix.mode", "100600")]);
+    assert_eq!(set.store.stat(&k).await.unwrap().metadata, expected);
+    set.settle().await;
+    let model =
+        Model::from([("meta/streamed".to_owned(), Some((Bytes::from_static(b"new value"), expected)))]);
+    set.assert_converged("meta/", &model).await;
 }
 
 #[test]

@@ -3,7 +3,13 @@
 //! with the hints and tombstones that keep lagging members from serving
 //! what they missed.
 
+use std::time::Instant;
+
 use super::*;
+
+/// How long a metadata update waits for older writes of its key to finish
+/// before it gives up with `Conflict`.
+const SET_METADATA_WAIT: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// With every member's locks on `guards`' keys held, checks that none of
@@ -43,9 +49,8 @@ impl Shared {
         value: Bytes,
         options: PutOptions,
     ) -> Result<ObjectMeta> {
-        let rev = self.clock.next();
+        let (rev, guards) = self.keys.enter_write([key], &self.clock);
         let stored = revision::encode(&options.metadata, rev);
-        let guards = vec![self.keys.enter(key, Some(rev))];
         let (targets, skipped) = self.targets("put", key)?;
         let prelocked = if options.if_not_exists {
             Some(self.check_absent("put", &guards, &[true]).await?)
@@ -80,8 +85,7 @@ impl Shared {
     }
 
     pub(super) async fn delete(self: &Arc<Self>, key: &Key) -> Result<()> {
-        let rev = self.clock.next();
-        let guards = vec![self.keys.enter(key, Some(rev))];
+        let (rev, guards) = self.keys.enter_write([key], &self.clock);
         let (targets, skipped) = self.targets("delete", key)?;
         let targets = targets
             .into_iter()
@@ -124,7 +128,6 @@ impl Shared {
             .with_backend(self.name.as_str())
             .with_operation("batch"));
         }
-        let rev = self.clock.next();
         // Each key once, in order, with whether the batch leaves it deleted
         // and whether it must not exist beforehand.
         let mut keys: BTreeMap<Key, (bool, bool)> = BTreeMap::new();
@@ -137,7 +140,7 @@ impl Shared {
         }
         let writes: Vec<(Key, bool)> = keys.iter().map(|(k, (delete, _))| (k.clone(), *delete)).collect();
         let conditional: Vec<bool> = keys.values().map(|(_, c)| *c).collect();
-        let guards: Vec<KeyGuard> = writes.iter().map(|(k, _)| self.keys.enter(k, Some(rev))).collect();
+        let (rev, guards) = self.keys.enter_write(writes.iter().map(|(k, _)| k), &self.clock);
         let (targets, skipped) = self.targets("batch", &first)?;
         let prelocked = if conditional.iter().any(|c| *c) {
             Some(self.check_absent("batch", &guards, &conditional).await?)
@@ -198,11 +201,10 @@ impl Shared {
                 Resolved::Unknown => Err(self.unknown_error(from, "rename", &[])),
             };
         }
-        let rev = self.clock.next();
         let mut writes = vec![(from.clone(), true), (to.clone(), false)];
         writes.sort();
         let from_index = writes.iter().position(|(k, _)| k == from).unwrap_or(0);
-        let guards: Vec<KeyGuard> = writes.iter().map(|(k, _)| self.keys.enter(k, Some(rev))).collect();
+        let (rev, guards) = self.keys.enter_write(writes.iter().map(|(k, _)| k), &self.clock);
         let (targets, mut skipped) = self.targets("rename", from)?;
         let mut held = lock_all(&guards, self.members.len()).await;
 
@@ -297,25 +299,53 @@ impl Shared {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         const OP: &str = "set_metadata";
-        let rev = self.clock.next();
-        let guards = vec![self.keys.enter(key, Some(rev))];
-        let (targets, mut skipped) = self.targets(OP, key)?;
-        let mut held = lock_all(&guards, self.members.len()).await;
-        let hint = self.keys.hint(key);
-        let (mut replicas, errors) = self.observe(key).await;
-        let mut resolved = resolve(&replicas, hint.as_ref());
-        if replicas.iter().any(|r| resolved.matches(r) == Some(false)) {
-            let mut locks: Vec<&mut Held> = held.iter_mut().filter_map(|h| h.get_mut(0)).collect();
-            self.repair_held(key, &mut locks).await;
-            let hint = self.keys.hint(key);
-            replicas = self.observe(key).await.0;
-            resolved = resolve(&replicas, hint.as_ref());
-        }
-        let (current, current_rev) = match resolved {
-            Resolved::Present { meta, rev, .. } => (meta, rev),
-            Resolved::Absent { .. } => return Err(self.not_found(key, OP)),
-            Resolved::Unknown => return Err(self.unknown_error(key, OP, &errors)),
+        // An update applies to the value every older write left: it waits
+        // until no write of the key with a lower revision is in flight (a
+        // write of a lower revision landing after it would be skipped as
+        // superseded, and with it either this update or that write).
+        let deadline = Instant::now() + SET_METADATA_WAIT;
+        let mut pause = Duration::from_millis(1);
+        let (rev, guards, held, replicas, current, current_rev) = loop {
+            let (rev, guards) = self.keys.enter_write([key], &self.clock);
+            let mut held = lock_all(&guards, self.members.len()).await;
+            if !self.keys.older_in_flight(key, rev) {
+                let hint = self.keys.hint(key);
+                let (mut replicas, errors) = self.observe(key).await;
+                let mut resolved = resolve(&replicas, hint.as_ref());
+                if replicas.iter().any(|r| resolved.matches(r) == Some(false)) {
+                    let mut locks: Vec<&mut Held> = held.iter_mut().filter_map(|h| h.get_mut(0)).collect();
+                    self.repair_held(key, &mut locks).await;
+                    let hint = self.keys.hint(key);
+                    replicas = self.observe(key).await.0;
+                    resolved = resolve(&replicas, hint.as_ref());
+                }
+                match resolved {
+                    Resolved::Present { meta, rev: current_rev, .. } if current_rev < rev => {
+                        break (rev, guards, held, replicas, meta, current_rev)
+                    }
+                    Resolved::Present { .. } => {}
+                    Resolved::Absent { .. } => return Err(self.not_found(key, OP)),
+                    Resolved::Unknown => return Err(self.unknown_error(key, OP, &errors)),
+                }
+            }
+            drop(held);
+            drop(guards);
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "other writes of the key kept arriving for {}s; the metadata was not changed, retry",
+                        SET_METADATA_WAIT.as_secs()
+                    ),
+                )
+                .with_key(key.as_str())
+                .with_backend(self.name.as_str())
+                .with_operation(OP));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         };
+        let (targets, mut skipped) = self.targets(OP, key)?;
         let public = revision::public_meta(current);
         condition.check(&public).map_err(|e| e.with_backend(self.name.as_str()).with_operation(OP))?;
         let mut native = Vec::new();

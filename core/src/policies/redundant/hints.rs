@@ -15,6 +15,11 @@
 //!   applied to that member for the key while the slot lived. A member
 //!   write of a lower revision is skipped, so overlapping writes land in
 //!   revision order on every member.
+//! - A write's revision is taken, and registered in `in_flight`, under the
+//!   table's mutex: a write sees every older write of its keys in flight.
+//!   Skipping is right for replacements only, so a metadata-only update
+//!   (which changes the value before it) waits until no older write of its
+//!   key is in flight before it applies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,6 +34,7 @@ use crate::key::Key;
 
 use super::hint::Hint;
 use super::hint_log::HintLog;
+use super::revision::RevisionClock;
 
 /// One member's lock on one key; the value is the highest revision applied.
 pub(super) type MemberLock = Arc<tokio::sync::Mutex<u64>>;
@@ -188,15 +194,35 @@ impl KeyTable {
         })
     }
 
-    /// Registers a write of revision `rev` (or a reader of the locks, with
-    /// `None`) on `key` until the guard drops.
-    pub(super) fn enter(self: &Arc<Self>, key: &Key, rev: Option<u64>) -> KeyGuard {
+    /// Registers a write of `keys` under a revision taken from `clock` while
+    /// the table is locked, so every write of these keys with a lower
+    /// revision is already registered when this one is (see
+    /// [`KeyTable::older_in_flight`]). Returns the revision and one guard per
+    /// key, in the order of `keys`.
+    pub(super) fn enter_write<'a>(
+        self: &Arc<Self>,
+        keys: impl IntoIterator<Item = &'a Key>,
+        clock: &RevisionClock,
+    ) -> (u64, Vec<KeyGuard>) {
         let mut slots = self.slots.lock();
-        let slot = self.slot(&mut slots, key);
-        if let Some(rev) = rev {
-            slot.in_flight.push(rev);
-        }
-        self.guard(slot, key, rev, false)
+        let rev = clock.next();
+        let guards = keys
+            .into_iter()
+            .map(|key| {
+                let slot = self.slot(&mut slots, key);
+                slot.in_flight.push(rev);
+                self.guard(slot, key, Some(rev), false)
+            })
+            .collect();
+        (rev, guards)
+    }
+
+    /// Whether a write of `key` with a revision below `rev` is still in
+    /// flight (dispatched or waiting for its locks, or finishing on a member
+    /// after it was acknowledged).
+    pub(super) fn older_in_flight(&self, key: &str, rev: u64) -> bool {
+        let slots = self.slots.lock();
+        slots.get(key).is_some_and(|slot| slot.in_flight.iter().any(|r| *r < rev))
     }
 
     /// Registers a repair of `key`.
@@ -417,6 +443,31 @@ mod tests {
 
     fn key(s: &str) -> Key {
         Key::new(s).unwrap()
+    }
+
+    impl KeyTable {
+        /// A write of the given revision (the set takes it from its clock).
+        fn enter(self: &Arc<Self>, key: &Key, rev: Option<u64>) -> KeyGuard {
+            let mut slots = self.slots.lock();
+            let slot = self.slot(&mut slots, key);
+            slot.in_flight.extend(rev);
+            self.guard(slot, key, rev, false)
+        }
+    }
+
+    #[test]
+    fn a_write_sees_every_older_write_of_its_key_in_flight() {
+        let table = KeyTable::new(2);
+        let clock = RevisionClock::default();
+        let (older, first) = table.enter_write([&key("k")], &clock);
+        let (newer, second) = table.enter_write([&key("k"), &key("other")], &clock);
+        assert!(newer > older);
+        assert!(table.older_in_flight("k", newer));
+        assert!(!table.older_in_flight("k", older));
+        assert!(!table.older_in_flight("other", newer));
+        drop(first);
+        assert!(!table.older_in_flight("k", newer));
+        drop(second);
     }
 
     #[test]

@@ -41,11 +41,11 @@ impl RedundantWriter {
         key: &Key,
         options: PutOptions,
     ) -> Result<Box<dyn ValueWriter>> {
-        let rev = shared.clock.next();
-        let stored = revision::encode(&options.metadata, rev);
         // Held from the start, so that a write of this key acknowledged while
         // the stream runs is not overwritten by this older revision.
-        let guard = shared.keys.enter(key, Some(rev));
+        let (rev, mut guards) = shared.keys.enter_write([key], &shared.clock);
+        let guard = guards.remove(0);
+        let stored = revision::encode(&options.metadata, rev);
         let (targets, mut dropped) = shared.targets("write", key)?;
         let opened = join_all(
             targets.iter().map(|m| shared.members[*m].write(key, PutOptions::with_metadata(stored.clone()))),
