@@ -111,6 +111,7 @@ impl StoragePlugin for PythonPlugin {
                     persistent,
                     conditional_put: false,
                     streaming: false,
+                    partial_write: false,
                 };
                 Ok((obj.unbind(), caps))
             };

@@ -49,7 +49,8 @@ pub use key::{validate_key, validate_prefix, Key, MAX_KEY_LEN, MAX_SEGMENT_LEN};
 pub use manager::{Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
-    clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, BatchOp, ByteStream, Capabilities,
-    Condition, KeyFilter, ListEntry, ListOptions, ListPage, ListPageBuilder, MergeSource, Metadata,
-    MetadataChanges, ObjectMeta, Operation, PutOptions, Storage, StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
+    clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, rewrite_patched, BatchOp,
+    ByteStream, Capabilities, Condition, KeyFilter, ListEntry, ListOptions, ListPage, ListPageBuilder,
+    MergeSource, Metadata, MetadataChanges, ObjectMeta, Operation, Patch, PutOptions, Storage, StorageExt,
+    ValueWriter, DEFAULT_LIST_LIMIT,
 };

@@ -2,7 +2,8 @@
 //! is SIGKILLed at a random moment; the store reopens and must hold exactly
 //! the state after the last acknowledged operation, or after the one that
 //! was in flight, whole: every acknowledged write present, every batch
-//! wholly present or absent, no torn value, no orphaned blob file.
+//! and every patch wholly present or absent, no torn value, no orphaned
+//! blob file.
 //!
 //! `TIERFS_CRASH_SEEDS` sets the number of seeds (default 24). The power
 //! loss test (`power_loss.rs`) cuts the power instead of killing.
@@ -14,8 +15,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use tierfs_core::{ListEntry, ListOptions, LocalStorage, Storage, StorageExt};
-use tierfs_tests::crash::{apply, op, Rng, Value};
-use tierfs_tests::data::check_pattern;
+use tierfs_tests::crash::{apply, op, run, Model, Rng};
 
 mod power_loss;
 
@@ -59,12 +59,33 @@ async fn stored_state(store: &LocalStorage) -> BTreeMap<String, (u64, Vec<u8>)> 
     state
 }
 
-fn matches(stored: &BTreeMap<String, (u64, Vec<u8>)>, model: &BTreeMap<String, Value>) -> bool {
+fn matches(stored: &BTreeMap<String, (u64, Vec<u8>)>, model: &Model) -> bool {
     stored.len() == model.len()
-        && model.iter().all(|(k, (seed, len))| match stored.get(k) {
-            Some((size, bytes)) => size == len && check_pattern(*seed, 0, bytes).is_ok(),
+        && model.iter().all(|(k, bytes)| match stored.get(k) {
+            Some((size, stored)) => *size == bytes.len() as u64 && stored == bytes,
             None => false,
         })
+}
+
+/// The keys whose size or bytes differ, with the first differing offset.
+fn differing(stored: &BTreeMap<String, (u64, Vec<u8>)>, model: &Model) -> String {
+    let mut out = Vec::new();
+    for (k, bytes) in model {
+        match stored.get(k) {
+            None => out.push(format!("{k} missing")),
+            Some((_, got)) if got != bytes => {
+                let at =
+                    got.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(got.len().min(bytes.len()));
+                out.push(format!(
+                    "{k}: {} bytes stored, {} expected, first difference at {at}",
+                    got.len(),
+                    bytes.len()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    out.join("; ")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +107,7 @@ async fn acknowledged_writes_survive_sigkill() {
 /// acknowledged operations, and asserts it holds the state before or after
 /// the operation in flight, whole, with no blob file left behind or missing.
 async fn check_store(dir: &std::path::Path, seed: u64, acked: u64) {
-    let mut before = BTreeMap::new();
+    let mut before = Model::new();
     for i in 0..acked {
         apply(&mut before, &op(seed, i));
     }
@@ -99,10 +120,12 @@ async fn check_store(dir: &std::path::Path, seed: u64, acked: u64) {
     assert!(
         matches(&stored, &before) || matches(&stored, &after),
         "seed {seed}: after {acked} acknowledged operations the store holds neither the state \
-         before nor after the operation in flight ({:?})\nstored keys: {:?}\nexpected: {:?}",
+         before nor after the operation in flight ({:?})\nstored keys: {:?}\nexpected: {:?}\n\
+         differing from the state before: {}",
         op(seed, acked),
         stored.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),
+        differing(&stored, &before),
     );
     let large = stored
         .values()
@@ -110,4 +133,30 @@ async fn check_store(dir: &std::path::Path, seed: u64, acked: u64) {
         .count();
     let blobs = std::fs::read_dir(dir.join("blobs")).unwrap().count();
     assert_eq!(blobs, large, "seed {seed}: blob files left behind or missing");
+}
+
+/// The workload run in this process, without a crash, ends in the model's
+/// state: the model and the store agree on every operation, so a failure
+/// of the crash tests is the crash's doing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workload_without_a_crash_ends_in_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStorage::open("crash", dir.path(), Default::default()).unwrap();
+    for seed in [5, 21] {
+        let mut model = Model::new();
+        for index in 0..150 {
+            let op = op(seed, index);
+            run(&store, op.clone()).await;
+            apply(&mut model, &op);
+            let stored = stored_state(&store).await;
+            assert!(
+                matches(&stored, &model),
+                "seed {seed}, after operation {index} ({op:?}): {}",
+                differing(&stored, &model)
+            );
+        }
+        for key in model.keys() {
+            store.delete(&tierfs_core::Key::new(key).unwrap()).await.unwrap();
+        }
+    }
 }

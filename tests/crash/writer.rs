@@ -6,18 +6,8 @@
 
 use std::io::Write;
 
-use bytes::Bytes;
-use tierfs_core::{BatchOp, Key, LocalStorage, PutOptions, Storage};
-use tierfs_tests::crash::{op, CrashOp};
-use tierfs_tests::data::pattern;
-
-fn value((seed, len): (u64, u64)) -> Bytes {
-    Bytes::from(pattern(seed, 0, len as usize))
-}
-
-fn key(k: &str) -> Key {
-    Key::new(k).expect("workload keys are valid")
-}
+use tierfs_core::LocalStorage;
+use tierfs_tests::crash::{op, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -32,32 +22,7 @@ async fn main() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").and_then(|_| out.flush()).expect("stdout");
     for index in 0.. {
-        match op(seed, index) {
-            CrashOp::Put(k, v) => {
-                store.put(&key(&k), value(v), PutOptions::default()).await.expect("put");
-            }
-            CrashOp::Stream(k, (s, len)) => {
-                let mut w = store.write(&key(&k), PutOptions::default()).await.expect("write");
-                let mut pos = 0;
-                while pos < len {
-                    let n = (64 * 1024).min(len - pos);
-                    w.write(Bytes::from(pattern(s, pos, n as usize))).await.expect("write chunk");
-                    pos += n;
-                }
-                w.finish().await.expect("finish");
-            }
-            CrashOp::Delete(k) => store.delete(&key(&k)).await.expect("delete"),
-            CrashOp::Batch(ops) => {
-                let ops = ops
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Some(v) => BatchOp::put(key(&k), value(v)),
-                        None => BatchOp::delete(key(&k)),
-                    })
-                    .collect();
-                store.batch(ops).await.expect("batch");
-            }
-        }
+        run(&store, op(seed, index)).await;
         writeln!(out, "ack {index}").and_then(|_| out.flush()).expect("stdout");
     }
 }

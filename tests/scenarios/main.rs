@@ -5,6 +5,7 @@ mod cache;
 mod custom;
 mod full_disk;
 mod health;
+mod local_patch;
 mod manager;
 mod read_only;
 mod redundant;

@@ -124,6 +124,7 @@ impl StoragePlugin for JsBackendType {
             persistent: c.persistent,
             conditional_put: c.conditional_put,
             streaming: false,
+            partial_write: false,
         });
         Ok(Arc::new(JsStorage::new(settings.name.to_owned(), instance, caps, self.remote.clone())))
     }

@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
     PutOptions, Storage, ValueWriter,
 };
 
@@ -271,6 +271,11 @@ impl Storage for FaultStorage {
     ) -> Result<ObjectMeta> {
         self.check(true, "set_metadata", key).await?;
         self.inner.set_metadata(key, changes, condition).await
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        self.check(true, "patch", key).await?;
+        self.inner.patch(key, patch, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
     PutOptions, Storage, ValueWriter,
 };
 
@@ -318,6 +318,10 @@ impl Storage for HealthStorage {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         self.guard.call("set_metadata", key, || self.inner.set_metadata(key, changes, condition)).await
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        self.guard.call("patch", key, || self.inner.patch(key, patch, condition)).await
     }
 
     async fn sync(&self) -> Result<()> {

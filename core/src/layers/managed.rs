@@ -49,7 +49,7 @@ use crate::key::Key;
 use crate::metrics::{BackendMetrics, StorageMetrics};
 use crate::storage::{
     BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
-    Operation as Op, PutOptions, Storage, ValueWriter,
+    Operation as Op, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// A backend traced, measured and guarded.
@@ -237,6 +237,11 @@ impl Storage for ManagedStorage {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         self.run(Op::SetMetadata, key, 0, || self.inner.set_metadata(key, changes, condition), |_| 0).await
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        let len = patch.data_len();
+        self.run(Op::Patch, key, len, || self.inner.patch(key, patch, condition), |_| 0).await
     }
 
     async fn sync(&self) -> Result<()> {

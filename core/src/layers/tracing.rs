@@ -16,7 +16,7 @@ use tracing::{debug_span, Instrument};
 use crate::error::Result;
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
     PutOptions, Storage, ValueWriter,
 };
 
@@ -113,6 +113,10 @@ impl Storage for TracingStorage {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         traced!(self, "set_metadata", key, self.inner.set_metadata(key, changes, condition))
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        traced!(self, "patch", key, self.inner.patch(key, patch, condition))
     }
 
     async fn sync(&self) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
     copy_value, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges,
-    ObjectMeta, Operation, PutOptions, Storage, ValueWriter,
+    ObjectMeta, Operation, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Every operation of the manager, performed as one principal.
@@ -119,6 +119,7 @@ impl Storage for Session {
             persistent: true,
             conditional_put: true,
             streaming: true,
+            partial_write: true,
         };
         for route in state.router.routes() {
             let c = route.stack.capabilities();
@@ -127,6 +128,7 @@ impl Storage for Session {
             caps.persistent &= c.persistent;
             caps.conditional_put &= c.conditional_put;
             caps.streaming &= c.streaming;
+            caps.partial_write &= c.partial_write;
         }
         caps
     }
@@ -290,6 +292,10 @@ impl Storage for Session {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         self.stack_for(Operation::SetMetadata, key)?.set_metadata(key, changes, condition).await
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        self.stack_for(Operation::Patch, key)?.patch(key, patch, condition).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -14,4 +14,9 @@ pub struct Capabilities {
     pub conditional_put: bool,
     /// `read` and `write` stream without holding the whole value in memory.
     pub streaming: bool,
+    /// `patch` is native: atomic (all of it or nothing, across a crash
+    /// too), and without moving the whole value through the backend's I/O
+    /// (local writes the patched ranges; memory copies the value in RAM).
+    /// Without it `patch` still works, by rewriting the value.
+    pub partial_write: bool,
 }

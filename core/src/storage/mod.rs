@@ -26,6 +26,7 @@ mod list;
 mod merge;
 mod meta;
 mod operation;
+mod patch;
 mod stream;
 
 use std::fmt::Debug;
@@ -42,6 +43,7 @@ pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DE
 pub use merge::{merge_list, KeyFilter, MergeSource};
 pub use meta::{Condition, Metadata, MetadataChanges, ObjectMeta, PutOptions};
 pub use operation::Operation;
+pub use patch::{rewrite_patched, Patch};
 pub use stream::{collect_stream, ByteStream, ValueWriter};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -158,6 +160,36 @@ pub trait Storage: Send + Sync + Debug {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         rewrite_metadata(self, key, changes, condition).await
+    }
+
+    /// Applies `patch` to the value of `key`, if `condition` holds: sets its
+    /// length, writes bytes at offsets, changes its metadata, all together;
+    /// returns the new state. A missing key is `NotFound`, a failed
+    /// condition `Conflict`; either changes nothing.
+    ///
+    /// Where [`Capabilities::partial_write`] is set the change costs about
+    /// what the patch carries and is atomic, crash included (local: the
+    /// blob file is changed in place behind a redo record; memory). The
+    /// default rewrites the value with the patch laid over it
+    /// ([`rewrite_patched`]), streamed, costing the value's size. Readers
+    /// running while a value is patched in place may see part of the
+    /// patch; readers starting after `patch` returned see all of it.
+    ///
+    /// ```
+    /// use tierfs_core::{Condition, Key, MemoryStorage, Patch, PutOptions, Storage};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = MemoryStorage::new("m");
+    /// let key = Key::new("data.bin")?;
+    /// store.put(&key, vec![0u8; 8].into(), PutOptions::default()).await?;
+    /// let meta = store.patch(&key, &Patch::new().write(2, "ab").write(8, "tail"), &Condition::Exists).await?;
+    /// assert_eq!(meta.size, 12);
+    /// assert_eq!(&store.get(&key).await?[..], b"\0\0ab\0\0\0\0tail");
+    /// # Ok::<_, tierfs_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        rewrite_patched(self, key, patch, condition).await
     }
 
     /// Makes every acknowledged write durable (a no-op where writes already are).

@@ -41,11 +41,13 @@ pub enum Operation {
     Rename,
     /// `set_metadata`
     SetMetadata,
+    /// `patch`
+    Patch,
 }
 
 impl Operation {
     /// Every operation, in a fixed order (the index metrics keep them by).
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Get,
         Operation::GetRange,
         Operation::Put,
@@ -57,6 +59,7 @@ impl Operation {
         Operation::Write,
         Operation::Rename,
         Operation::SetMetadata,
+        Operation::Patch,
     ];
 
     /// The method's name: the label of metrics and tracing spans.
@@ -73,6 +76,7 @@ impl Operation {
             Operation::Write => "write",
             Operation::Rename => "rename",
             Operation::SetMetadata => "set_metadata",
+            Operation::Patch => "patch",
         }
     }
 
@@ -84,7 +88,9 @@ impl Operation {
             Operation::Get | Operation::GetRange | Operation::Stat | Operation::Read => {
                 Some(StorageOperationType::Read)
             }
-            Operation::Put | Operation::Write | Operation::SetMetadata => Some(StorageOperationType::Write),
+            Operation::Put | Operation::Write | Operation::SetMetadata | Operation::Patch => {
+                Some(StorageOperationType::Write)
+            }
             Operation::Delete => Some(StorageOperationType::Delete),
             Operation::List => Some(StorageOperationType::List),
             Operation::Batch => Some(StorageOperationType::Batch),

@@ -8,6 +8,7 @@ mod batch;
 mod concurrency;
 mod list;
 mod metadata;
+mod patch;
 pub mod streaming;
 
 pub use basics::*;
@@ -15,6 +16,7 @@ pub use batch::*;
 pub use concurrency::*;
 pub use list::*;
 pub use metadata::*;
+pub use patch::*;
 pub use streaming::*;
 
 use bytes::Bytes;
@@ -62,7 +64,9 @@ macro_rules! behaviour_tests {
             concurrent_writers_same_key, concurrent_writers_different_keys, concurrent_conditional_puts,
             streamed_write_and_read, streamed_write_abort_keeps_old_value, streamed_large_value,
             set_metadata_changes_only_metadata, set_metadata_conditions, set_metadata_of_a_large_value,
-            concurrent_metadata_updates_lose_nothing
+            concurrent_metadata_updates_lose_nothing,
+            patch_writes_extends_and_truncates, patch_conditions, patch_of_a_large_value,
+            concurrent_patches_lose_nothing
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

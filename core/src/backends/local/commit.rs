@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use redb::{ReadableTable, Table};
 
+use super::patch::{self, PatchBody, REDO};
 use super::record::{self, Body, Record};
 use super::{db_error, LocalStorage, StagedBody, StagedOp, OBJECTS, SYS, VERSION_KEY};
 use crate::error::{Error, ErrorKind, Result};
@@ -103,6 +104,9 @@ fn commit_in_txn(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Ou
     let mut outcomes = Vec::with_capacity(units.len());
     {
         let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+        let mut redo = txn.open_table(REDO).map_err(db_error)?;
+        let applied = mem::take(&mut *store.inner.applied_redo.lock());
+        patch::forget_applied(&mut redo, applied)?;
         let modified = SystemTime::now();
         let mut last_version = None;
         for ops in units {
@@ -112,7 +116,7 @@ fn commit_in_txn(store: &LocalStorage, units: &[Vec<StagedOp>]) -> Result<Vec<Ou
             }
             let version = store.inner.version.fetch_add(1, Ordering::Relaxed) + 1;
             last_version = Some(version);
-            outcomes.push(Ok(apply(&mut objects, ops, version, modified)?));
+            outcomes.push(Ok(apply(&mut objects, &mut redo, ops, version, modified)?));
         }
         if let Some(version) = last_version {
             let mut sys = txn.open_table(SYS).map_err(db_error)?;
@@ -129,7 +133,7 @@ fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()
     let conditional = |op: &StagedOp| match op {
         StagedOp::Put(put) => put.if_not_exists,
         StagedOp::Delete(_) => false,
-        StagedOp::SetMetadata(..) => true,
+        StagedOp::SetMetadata(..) | StagedOp::Patch(_) => true,
     };
     if !ops.iter().any(conditional) {
         return Ok(());
@@ -166,6 +170,20 @@ fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()
                 let record = record::decode(stored.value()).map_err(|e| e.with_key(key.as_str()))?;
                 condition.check(&LocalStorage::meta_of(key, &record))?;
             }
+            StagedOp::Patch(staged) => {
+                let key = staged.key.as_str();
+                let current = match touched.get(key) {
+                    Some(false) => None,
+                    _ => match objects.get(key).map_err(db_error)? {
+                        Some(stored) => {
+                            Some(record::decode(stored.value()).map_err(|e| e.with_key(key))?.version)
+                        }
+                        None => None,
+                    },
+                };
+                patch::check_unmoved(current, staged)?;
+                touched.insert(key, true);
+            }
         }
     }
     Ok(())
@@ -174,6 +192,7 @@ fn check_conditions(objects: &Table<&str, &[u8]>, ops: &[StagedOp]) -> Result<()
 /// Applies the ops of one unit whose conditions hold.
 fn apply(
     objects: &mut Table<&str, &[u8]>,
+    redo: &mut Table<u64, &[u8]>,
     ops: &[StagedOp],
     version: u64,
     modified: SystemTime,
@@ -213,9 +232,38 @@ fn apply(
                 metas.push(LocalStorage::meta_of(key, &record));
                 continue;
             }
+            StagedOp::Patch(staged) => {
+                // Conditions checked the record is the one patched.
+                let key = &staged.key;
+                let stored = objects.get(key.as_str()).map_err(db_error)?;
+                let stored = stored.ok_or_else(|| Error::not_found(key.as_str()))?.value().to_vec();
+                let old = record::decode(&stored).map_err(|e| e.with_key(key.as_str()))?;
+                let mut metadata = old.metadata.clone();
+                staged.metadata.apply(&mut metadata);
+                let body = match &staged.body {
+                    PatchBody::Inline(bytes) => Body::Inline(bytes),
+                    PatchBody::NewBlob(id) => Body::Blob(*id),
+                    PatchBody::InPlace { id, redo: record } => {
+                        redo.insert(*id, record.encode(version).as_slice()).map_err(db_error)?;
+                        Body::Blob(*id)
+                    }
+                };
+                let record = Record { size: staged.size, modified, version, metadata, body };
+                objects.insert(key.as_str(), record::encode(&record).as_slice()).map_err(db_error)?;
+                metas.push(LocalStorage::meta_of(key, &record));
+                match (old.blob_id(), record.blob_id()) {
+                    (Some(old), new) if new != Some(old) => {
+                        redo.remove(old).map_err(db_error)?;
+                        replaced.push(old);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
         };
         if let Some(old) = old {
             if let Some(id) = old.map_err(|e| e.with_key(key.as_str()))? {
+                redo.remove(id).map_err(db_error)?;
                 replaced.push(id);
             }
         }

@@ -12,19 +12,22 @@
 //! - A large value is written to a new blob file and fsynced before the
 //!   record naming it commits; the record is the only way to reach it.
 //! - A `get` of a blob maps it (no copy); streaming reads hold an open
-//!   descriptor of the blob and read 1 MiB at a time. Blobs are never
-//!   modified once published, so a concurrent overwrite never tears a read.
+//!   descriptor of the blob and read 1 MiB at a time. An overwrite writes a
+//!   new blob, so it never tears a read; a `patch` may change a blob in
+//!   place behind a redo record, but never one mapped by a reader
+//!   (`patch.rs`).
 //! - Streaming writes spill to a blob once they pass [`INLINE_LIMIT`],
 //!   keeping memory bounded whatever the value size.
 //! - A second process opening the same directory gets a clear
 //!   `Unavailable` error naming the directory (redb's file lock).
 //!
 //! Capabilities: atomic batch, range read, rename, persistent, conditional
-//! put, streaming.
+//! put, streaming, partial write.
 
 mod blobs;
 mod commit;
 mod db;
+mod patch;
 mod record;
 mod reserve;
 mod writer;
@@ -44,7 +47,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
     clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, ListPageBuilder,
-    Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, ValueWriter,
+    Metadata, MetadataChanges, ObjectMeta, Patch, PutOptions, Storage, ValueWriter,
 };
 use blobs::BlobDir;
 use commit::GroupCommit;
@@ -106,7 +109,15 @@ struct Inner {
     version: AtomicU64,
     commits: GroupCommit,
     reserve: reserve::Reserve,
+    /// Patches of one key run one at a time.
+    patch_locks: patch::PatchLocks,
+    /// Blobs (and the version) whose patch was written in and synced: the
+    /// next commit deletes their redo records.
+    applied_redo: parking_lot::Mutex<Vec<(u64, u64)>>,
 }
+
+/// A blob opened for reading: its id and file.
+type OpenBlob = (u64, std::fs::File);
 
 /// A value's bytes, owned, after lookup.
 enum Located {
@@ -133,6 +144,8 @@ enum StagedOp {
     Delete(Key),
     /// A change of the record's metadata alone; the body stays.
     SetMetadata(Key, MetadataChanges, Condition),
+    /// A patch of the value (see `patch.rs`).
+    Patch(patch::StagedPatch),
 }
 
 /// Why a read failed: the database (which a retry on a reopened handle
@@ -193,6 +206,7 @@ impl LocalStorage {
         let blobs = BlobDir::open(root.join("blobs"), &referenced).map_err(|e| {
             context(Error::io(format!("cannot open the blob directory under {}", root.display()), e))
         })?;
+        Self::replay_patches(&*db.get().map_err(context)?, &blobs, &referenced).map_err(context)?;
         Ok(LocalStorage {
             inner: Arc::new(Inner {
                 name,
@@ -202,6 +216,8 @@ impl LocalStorage {
                 version: AtomicU64::new(version),
                 commits: GroupCommit::default(),
                 reserve: reserve::Reserve::open(root),
+                patch_locks: patch::PatchLocks::default(),
+                applied_redo: parking_lot::Mutex::default(),
             }),
         })
     }
@@ -226,6 +242,17 @@ impl LocalStorage {
         }
         txn.commit().map_err(db_error)?;
         Ok((version, referenced))
+    }
+
+    /// Writes the patches committed before a crash into their blobs.
+    fn replay_patches(db: &Database, blobs: &BlobDir, referenced: &HashSet<u64>) -> Result<()> {
+        let txn = db.begin_write().map_err(db_error)?;
+        let replayed = patch::replay(&txn, blobs, |id| referenced.contains(&id))?;
+        txn.commit().map_err(db_error)?;
+        if replayed > 0 {
+            tracing::info!(replayed, "patches committed before the last stop were written into their blobs");
+        }
+        Ok(())
     }
 
     /// The directory holding the store.
@@ -371,13 +398,13 @@ impl LocalStorage {
         key: &Key,
         op: &'static str,
         describe: impl Fn(&Record<'_>) -> T,
-    ) -> Result<(T, Result<Bytes, std::fs::File>)> {
+    ) -> Result<(T, Result<Bytes, OpenBlob>)> {
         for _ in 0..8 {
             let (described, located) = self.locate(key, op, &describe)?;
             match located {
                 Located::Inline(bytes) => return Ok((described, Ok(bytes))),
                 Located::Blob(id) => match std::fs::File::open(self.inner.blobs.path(id)) {
-                    Ok(file) => return Ok((described, Err(file))),
+                    Ok(file) => return Ok((described, Err((id, file)))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         return Err(self.ctx(Error::io("cannot open the value's blob file", e), key, op))
@@ -393,12 +420,16 @@ impl LocalStorage {
         ))
     }
 
-    /// Maps the blob of a `get` (off the executor).
-    async fn map_blob(&self, key: &Key, file: std::fs::File, size: u64) -> Result<Bytes> {
+    /// Maps the blob of a `get` (off the executor); reads it when it is
+    /// changed in place.
+    async fn map_blob(&self, key: &Key, (id, file): OpenBlob, size: u64) -> Result<Bytes> {
         let key = key.clone();
         self.blocking(move |s| {
-            blobs::map(&file, size)
-                .map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &key, "get"))
+            let read = match s.inner.blobs.mappings.enter(id) {
+                Some(guard) => blobs::map(&file, size, guard),
+                None => blobs::read_all(&file, size),
+            };
+            read.map_err(|e| s.ctx(Error::io("cannot read the value's blob file", e), &key, "get"))
         })
         .await
     }
@@ -431,12 +462,14 @@ impl LocalStorage {
             .iter()
             .filter_map(|o| match o {
                 StagedOp::Put(StagedPut { body: StagedBody::Blob(id), .. }) => Some(*id),
+                StagedOp::Patch(patch::StagedPatch { body: patch::PatchBody::NewBlob(id), .. }) => Some(*id),
                 _ => None,
             })
             .collect();
         let first_key = ops.first().map(|o| match o {
             StagedOp::Put(p) => p.key.as_str().to_owned(),
             StagedOp::Delete(k) | StagedOp::SetMetadata(k, ..) => k.as_str().to_owned(),
+            StagedOp::Patch(p) => p.key.as_str().to_owned(),
         });
         match self.inner.commits.submit(self, ops) {
             Ok((metas, replaced)) => {
@@ -508,6 +541,7 @@ impl Storage for LocalStorage {
             persistent: true,
             conditional_put: true,
             streaming: true,
+            partial_write: true,
         }
     }
 
@@ -535,13 +569,15 @@ impl Storage for LocalStorage {
         let range = clamp_range(&range, size).map_err(|e| self.ctx(e, key, "get_range"))?;
         match value {
             Ok(bytes) => Ok(bytes.slice(range)),
-            Err(file) => {
+            Err((id, file)) => {
                 let k = key.clone();
                 self.blocking(move |s| {
                     let (pos, len) = (range.start as u64, range.len());
-                    let read = match len >= blobs::MAP_RANGE_MIN {
-                        true => blobs::map_range(&file, pos, len),
-                        false => blobs::read_at(&file, pos, len).map(Bytes::from),
+                    let guard =
+                        (len >= blobs::MAP_RANGE_MIN).then(|| s.inner.blobs.mappings.enter(id)).flatten();
+                    let read = match guard {
+                        Some(guard) => blobs::map_range(&file, pos, len, guard),
+                        None => blobs::read_at(&file, pos, len).map(Bytes::from),
                     };
                     read.map_err(|e| {
                         s.ctx(Error::io("cannot read the value's blob file", e), &k, "get_range")
@@ -576,6 +612,14 @@ impl Storage for LocalStorage {
         let op = StagedOp::SetMetadata(key.clone(), changes.clone(), condition.clone());
         let mut metas = self.blocking(move |s| s.commit(vec![op], "set_metadata")).await?;
         Ok(metas.pop().expect("one update, one meta"))
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        let (key, patch, condition) = (key.clone(), patch.clone(), condition.clone());
+        self.blocking(move |s| {
+            s.patch_blocking(&key, &patch, &condition).map_err(|e| s.ctx(e, &key, "patch"))
+        })
+        .await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
@@ -646,7 +690,7 @@ impl Storage for LocalStorage {
         let range = clamp_range(&range.unwrap_or(0..size), size).map_err(|e| self.ctx(e, key, "read"))?;
         let file = match value {
             Ok(bytes) => return Ok(stream::iter([Ok(bytes.slice(range))]).boxed()),
-            Err(file) => Arc::new(file),
+            Err((_, file)) => Arc::new(file),
         };
         let this = self.clone();
         let key = key.clone();

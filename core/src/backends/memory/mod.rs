@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
     clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, ListPageBuilder,
-    Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, ValueWriter,
+    Metadata, MetadataChanges, ObjectMeta, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Chunk size of streamed reads.
@@ -117,6 +117,7 @@ impl Storage for MemoryStorage {
             persistent: false,
             conditional_put: true,
             streaming: true,
+            partial_write: true,
         }
     }
 
@@ -239,6 +240,32 @@ impl Storage for MemoryStorage {
         changes.apply(&mut entry.meta.metadata);
         entry.meta.version = (self.inner.version.fetch_add(1, Ordering::Relaxed) + 1).to_string();
         Ok(entry.meta.clone())
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        let ctx = |e: Error| e.or_key(key.as_str()).with_backend(&*self.name).with_operation("patch");
+        // The new value is built outside the lock, then swapped in if the
+        // entry did not change meanwhile (else built again).
+        loop {
+            let (old, version) = {
+                let map = self.inner.map.read();
+                let entry = map.get(key.as_str()).ok_or_else(|| self.not_found(key, "patch"))?;
+                condition.check(&entry.meta).map_err(ctx)?;
+                (entry.value.clone(), entry.meta.version.clone())
+            };
+            let value = Bytes::from(patch.apply_to(&old).map_err(ctx)?);
+            let mut map = self.inner.map.write();
+            let entry = map.get_mut(key.as_str()).ok_or_else(|| self.not_found(key, "patch"))?;
+            if entry.meta.version != version {
+                continue;
+            }
+            patch.metadata_changes().apply(&mut entry.meta.metadata);
+            entry.meta.size = value.len() as u64;
+            entry.meta.modified = SystemTime::now();
+            entry.meta.version = (self.inner.version.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+            entry.value = value;
+            return Ok(entry.meta.clone());
+        }
     }
 }
 

@@ -343,6 +343,7 @@ impl Storage for S3Storage {
             persistent: true,
             conditional_put: self.inner.conditional,
             streaming: true,
+            partial_write: false,
         }
     }
 

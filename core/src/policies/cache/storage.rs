@@ -23,7 +23,7 @@ use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
     clamp_range, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges,
-    ObjectMeta, PutOptions, Storage, ValueWriter,
+    ObjectMeta, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Chunk size of streamed reads served from the cache.
@@ -534,6 +534,18 @@ impl Storage for CacheStorage {
         }
         self.flush_keys(&[key]).await?;
         self.through(&[key], self.primary.set_metadata(key, changes, condition)).await
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        // A dirty put is patched in the dirty set; otherwise the primary
+        // is, and the cached copy dropped by the write through.
+        if let Some(wb) = self.deferred() {
+            if let Some(answer) = wb.patch(key, patch, condition) {
+                return answer.map_err(|e| self.context(e, key, "patch"));
+            }
+        }
+        self.flush_keys(&[key]).await?;
+        self.through(&[key], self.primary.patch(key, patch, condition)).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::storage::{Condition, Metadata, MetadataChanges, ObjectMeta};
+use crate::storage::{Condition, Metadata, MetadataChanges, ObjectMeta, Patch};
 
 /// Bytes charged per dirty entry on top of its key, value and metadata.
 pub const DIRTY_ENTRY_OVERHEAD_BYTES: u64 = 128;
@@ -136,6 +136,36 @@ impl WriteBack {
         changes: &MetadataChanges,
         condition: &Condition,
     ) -> Option<Result<ObjectMeta>> {
+        self.update(key, condition, false, |value, meta| {
+            Ok((value.clone(), meta.size, changes.applied_to(meta.metadata.clone())))
+        })
+    }
+
+    /// Applies `patch` to the dirty put of `key` in place, like
+    /// [`Self::update_metadata`] (the dirty value is in memory).
+    pub(super) fn patch(
+        &self,
+        key: &Key,
+        patch: &Patch,
+        condition: &Condition,
+    ) -> Option<Result<ObjectMeta>> {
+        self.update(key, condition, true, |value, meta| {
+            let value = Bytes::from(patch.apply_to(value)?);
+            let size = value.len() as u64;
+            Ok((value, size, patch.metadata_changes().applied_to(meta.metadata.clone())))
+        })
+    }
+
+    /// Replaces the dirty put of `key` with what `change` makes of it
+    /// (value, size, metadata), under the set's lock, if `condition` holds;
+    /// `content` says whether the bytes change (and so the time).
+    fn update(
+        &self,
+        key: &Key,
+        condition: &Condition,
+        content: bool,
+        change: impl FnOnce(&Bytes, &ObjectMeta) -> Result<(Bytes, u64, Metadata)>,
+    ) -> Option<Result<ObjectMeta>> {
         let mut set = self.set.lock();
         let entry = set.entries.get(key)?;
         let Dirty::Put { value, meta } = &entry.state else {
@@ -144,13 +174,19 @@ impl WriteBack {
         if let Err(e) = condition.check(meta) {
             return Some(Err(e));
         }
+        let (value, size, metadata) = match change(value, meta) {
+            Ok(changed) => changed,
+            Err(e) => return Some(Err(e)),
+        };
         let n = self.seq.fetch_add(1, SeqCst) + 1;
         let updated = ObjectMeta {
             version: format!("wb-{:x}-{n}", self.instance),
-            metadata: changes.applied_to(meta.metadata.clone()),
+            size,
+            modified: if content { SystemTime::now() } else { meta.modified },
+            metadata,
             ..(**meta).clone()
         };
-        let state = Dirty::Put { value: value.clone(), meta: Arc::new(updated.clone()) };
+        let state = Dirty::Put { value, meta: Arc::new(updated.clone()) };
         let (old, charge) = (entry.charge, charge(key, &state));
         if set.bytes - old + charge > self.max_dirty_bytes {
             return None;

@@ -302,6 +302,7 @@ impl RedundantStorage {
                 persistent: false,
                 conditional_put: true,
                 streaming: true,
+                partial_write: false,
             },
             |acc, c| Capabilities {
                 atomic_batch: acc.atomic_batch && c.atomic_batch,
@@ -310,6 +311,8 @@ impl RedundantStorage {
                 persistent: acc.persistent || c.persistent,
                 conditional_put: acc.conditional_put && c.conditional_put,
                 streaming: acc.streaming && c.streaming,
+                // Patches are rewrites of the whole value (see `patch` below).
+                partial_write: false,
             },
         );
         let clock = RevisionClock::default();

@@ -53,7 +53,7 @@ use crate::key_locks::KeyLocks;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
     copy_value, merge_list, BatchOp, ByteStream, Capabilities, Condition, ListEntry, ListOptions, ListPage,
-    MergeSource, Metadata, MetadataChanges, ObjectMeta, PutOptions, Storage, StorageExt, ValueWriter,
+    MergeSource, Metadata, MetadataChanges, ObjectMeta, Patch, PutOptions, Storage, StorageExt, ValueWriter,
 };
 
 /// Metadata key marking a deleted key in the hot tier.
@@ -337,6 +337,7 @@ impl Storage for TieredStorage {
             persistent: h.persistent && c.persistent,
             conditional_put: true,
             streaming: h.streaming && c.streaming,
+            partial_write: h.partial_write && c.partial_write,
         }
     }
 
@@ -461,6 +462,15 @@ impl Storage for TieredStorage {
             Found::Hot(_) => self.hot.set_metadata(key, changes, condition).await,
             Found::Cold(_) => self.cold.set_metadata(key, changes, condition).await,
             Found::Missing => Err(self.not_found(key, "set_metadata")),
+        }
+    }
+
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        let _exclusive = self.locks.write(key).await;
+        match self.locate(key).await? {
+            Found::Hot(_) => self.hot.patch(key, patch, condition).await,
+            Found::Cold(_) => self.cold.patch(key, patch, condition).await,
+            Found::Missing => Err(self.not_found(key, "patch")),
         }
     }
 

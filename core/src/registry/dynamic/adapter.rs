@@ -89,6 +89,7 @@ impl DynamicStorage {
                 persistent: raw.persistent,
                 conditional_put: raw.conditional_put,
                 streaming: raw.streaming,
+                partial_write: false,
             },
         })
     }
