@@ -480,10 +480,12 @@ fn times_before_1970_keep_their_fraction() {
     assert!(m.unmount().success());
 }
 
-/// A full spool directory (where files changed in place are copied while
-/// open): the write that does not fit fails with ENOSPC, the file keeps its
-/// last saved content, other files read and write on, and once the spool
-/// has room again the same change succeeds, without a remount.
+/// A full spool directory (where a file cut below its stored length is
+/// copied while open): the change that does not fit fails with ENOSPC, the
+/// file keeps its last saved content, other files read and write on (a
+/// small change to a large file needs no spool room: only the changed
+/// bytes are kept), and once the spool has room again the same change
+/// succeeds, without a remount.
 #[test]
 fn a_full_spool_says_enospc_and_loses_nothing() {
     if !can_mount() {
@@ -494,39 +496,49 @@ fn a_full_spool_says_enospc_and_loses_nothing() {
     let spool = dir.path().join("spool");
     let args = vec!["--spool-dir".to_owned(), spool.to_str().unwrap().to_owned()];
     let m = Mount::start(dir.path(), &dir.path().join("data"), MountSpec { args, ..MountSpec::default() });
-    // Two 6 MiB files, written sequentially (straight to the store).
-    let content = |i: u8| vec![i; 6 << 20];
+    // Two 7 MiB files, written sequentially (straight to the store).
+    let content = |i: u8| vec![i; 7 << 20];
     for i in 1..=2u8 {
         write_file(&m.path(&format!("f{i}")), &content(i), true).unwrap();
     }
-    // Change f1 in place: it is copied into the spool (6 of its 8 MiB).
+    let cut = 6 << 20;
+    // Cut f1: what stays is copied into the spool (6 MiB of its 8).
     let mut f1 = fs::OpenOptions::new().read(true).write(true).open(m.path("f1")).unwrap();
+    f1.set_len(cut).unwrap();
     f1.write_all(b"one").unwrap();
-    // Changing f2 in place as well does not fit.
-    let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
-    let e = f2.write_all(b"two").and_then(|()| f2.sync_all()).unwrap_err();
+    // Cutting f2 as well does not fit.
+    let f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
+    let e = f2.set_len(cut).and_then(|()| f2.sync_all()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     drop(f2);
-    // Nothing is lost or half-written; the other files work on.
-    assert!(fs::read(m.path("f2")).unwrap() == content(2), "f2 changed after a refused write");
+    // Nothing is lost or half-written; the other files work on, and a
+    // small change to f2 in place needs no spool room.
+    assert!(fs::read(m.path("f2")).unwrap() == content(2), "f2 changed after a refused change");
     fs::write(m.path("small"), b"still works").unwrap();
     assert_eq!(fs::read(m.path("small")).unwrap(), b"still works");
+    let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
+    f2.write_all(b"in place").unwrap();
+    f2.sync_all().unwrap();
+    close(f2).unwrap();
+    let mut expected2 = content(2);
+    expected2[..8].copy_from_slice(b"in place");
+    assert!(fs::read(m.path("f2")).unwrap() == expected2, "f2's small change was not saved");
     // f1's change is saved; its spool copy is freed at close.
     f1.sync_all().unwrap();
     close(f1).unwrap();
     let mut expected = content(1);
+    expected.truncate(cut as usize);
     expected[..3].copy_from_slice(b"one");
     assert!(fs::read(m.path("f1")).unwrap() == expected, "f1's change was not saved");
     // The spool has room again once the kernel has released f1 (after
-    // close returned): the same change of f2 now works.
+    // close returned): the same cut of f2 now works.
     wait_for_free_space(&spool, 6 << 20);
-    let mut f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
-    f2.write_all(b"two").unwrap();
+    let f2 = fs::OpenOptions::new().read(true).write(true).open(m.path("f2")).unwrap();
+    f2.set_len(cut).unwrap();
     f2.sync_all().unwrap();
     close(f2).unwrap();
-    let mut expected = content(2);
-    expected[..3].copy_from_slice(b"two");
-    assert!(fs::read(m.path("f2")).unwrap() == expected, "f2's change was not saved");
+    expected2.truncate(cut as usize);
+    assert!(fs::read(m.path("f2")).unwrap() == expected2, "f2's cut was not saved");
     assert!(m.unmount().success());
     drop(disk);
 }

@@ -3,10 +3,12 @@
 //! Every handle of an inode shares its [`OpenFile`], so two processes with
 //! the file open see one content. The content is `Clean` (the store has
 //! it; reads are ranged reads with read-ahead) until the first write or
-//! truncation copies it into a [`Spool`]; from then on reads and writes go
-//! to the spool, and a commit (on `fsync`, and when the last handle is
-//! released) writes the spool to the store. Attribute changes of an open
-//! file are kept here and written with the next commit.
+//! truncation. A small file is then copied into a [`Spool`]; from then on
+//! reads and writes go to the spool, and a commit (on `fsync`, and when the
+//! last handle is released) writes the spool to the store. A large file
+//! keeps only its changed ranges (`Patched`, an [`Overlay`]), committed as
+//! one `Storage::patch`. Attribute changes of an open file are kept here
+//! and written with the next commit.
 //!
 //! Each uncommitted change belongs to one principal, the *writer*: the
 //! file's content and attributes differ from the store only by changes of
@@ -37,10 +39,11 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tierfs_core::access::Principal;
-use tierfs_core::{Key, Metadata, ObjectMeta, PutOptions, Session, Storage, ValueWriter};
+use tierfs_core::{Key, Metadata, MetadataChanges, ObjectMeta, PutOptions, Session, Storage, ValueWriter};
 
 use super::attr::{self, PosixMeta};
 use super::journal::MAX_VALUE;
+use super::overlay::Overlay;
 use super::spool::{Spool, SpoolDir};
 use super::store::Store;
 use crate::errno::{FsError, FsResult};
@@ -55,6 +58,9 @@ pub enum Content {
     },
     /// A local copy holds it (and may be ahead of the store).
     Spooled(Spool),
+    /// The store holds it but for the changed ranges kept here (a large
+    /// file changed in place: committed with `Storage::patch`).
+    Patched(Overlay),
     /// Being written sequentially straight into the store.
     Streaming(Stream),
 }
@@ -116,6 +122,10 @@ pub struct FileState {
     pub base: (Metadata, u64, std::time::SystemTime),
     /// Written only at its end since it was empty (may stream).
     pub sequential: bool,
+    /// While `sequential`: the length it was extended to (`fallocate`,
+    /// `truncate`) past what was written; the bytes between read as zeros
+    /// and are written at the commit.
+    pub extent: u64,
     /// Times were set explicitly (`utimensat`), so they must be stored.
     pub times_explicit: bool,
 }
@@ -133,17 +143,77 @@ impl FileState {
             writer: None,
             refused: Vec::new(),
             sequential: size == 0,
+            extent: 0,
             times_explicit: false,
         }
     }
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        match &self.content {
+        let written = match &self.content {
             Content::Clean { size } => *size,
             Content::Spooled(spool) => spool.len(),
+            Content::Patched(overlay) => overlay.len(),
             Content::Streaming(stream) => stream.len,
+        };
+        written.max(self.extent)
+    }
+
+    /// Sets the size (`truncate`, `fallocate`): a file written in order
+    /// from empty stays so when extended (its zeros are written at the
+    /// commit, so it still streams); a large stored file extended, or cut
+    /// no lower than the store's length, keeps an overlay; anything else is
+    /// spooled.
+    pub async fn set_size(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        dir: &Arc<SpoolDir>,
+        size: u64,
+    ) -> FsResult<()> {
+        if size == 0 {
+            self.truncate_to_zero(dir).await;
+            return Ok(());
         }
+        let written = match &self.content {
+            Content::Spooled(spool) if self.sequential => Some(spool.len()),
+            Content::Streaming(stream) => Some(stream.len),
+            _ => None,
+        };
+        if let Some(written) = written {
+            if size >= written {
+                self.extent = size;
+                return Ok(());
+            }
+        }
+        self.settle(store, session, key).await?;
+        if let Content::Clean { size: stored } = self.content {
+            if stored > MAX_VALUE as u64 && size >= stored {
+                self.content = Content::Patched(Overlay::new(dir, stored));
+            }
+        }
+        if let Content::Patched(overlay) = &mut self.content {
+            if size >= overlay.base_len() {
+                overlay.set_len(size)?;
+                return Ok(());
+            }
+        }
+        self.spool(store, session, key, dir).await?.set_len(size)?;
+        self.sequential = false;
+        Ok(())
+    }
+
+    /// Makes the zeros of an extension past the written bytes part of a
+    /// spooled content (before a write elsewhere or a commit).
+    pub fn fill_extent(&mut self) -> FsResult<()> {
+        if let Content::Spooled(spool) = &mut self.content {
+            if self.extent > spool.len() {
+                spool.set_len(self.extent)?;
+            }
+        }
+        self.extent = 0;
+        Ok(())
     }
 
     /// The content as a spool, copying it in from the store first if needed.
@@ -155,10 +225,24 @@ impl FileState {
         dir: &Arc<SpoolDir>,
     ) -> FsResult<&mut Spool> {
         self.settle(store, session, key).await?;
+        self.fill_extent()?;
         if let Content::Clean { size } = self.content {
             let spool = copy_in(store, session, key, size, dir).await?;
             self.content = Content::Spooled(spool);
             self.sequential = size == 0;
+        }
+        if matches!(self.content, Content::Patched(_)) {
+            let Content::Patched(overlay) = std::mem::replace(&mut self.content, Content::Clean { size: 0 })
+            else {
+                unreachable!("matched above")
+            };
+            let gaps = overlay.unchanged();
+            let mut spool = overlay.into_spool()?;
+            for gap in gaps {
+                fill_from_store(store, session, key, gap, &mut spool).await?;
+            }
+            self.content = Content::Spooled(spool);
+            self.sequential = false;
         }
         match &mut self.content {
             Content::Spooled(spool) => Ok(spool),
@@ -170,6 +254,7 @@ impl FileState {
     /// stream in progress is abandoned (the store keeps its previous value).
     pub async fn truncate_to_zero(&mut self, dir: &Arc<SpoolDir>) {
         let old = std::mem::replace(&mut self.content, Content::Spooled(Spool::new(dir)));
+        self.extent = 0;
         if let Content::Streaming(stream) = old {
             if let Err(e) = stream.writer.abort().await {
                 tracing::debug!(error = %e, "abandoning a stream failed");
@@ -222,6 +307,20 @@ impl FileState {
         else {
             return Ok(());
         };
+        let mut stream = stream;
+        // An extension past the written bytes is written as zeros.
+        while stream.len < self.extent {
+            let n = (self.extent - stream.len).min(1 << 20) as usize;
+            if let Err(e) = stream.writer.write(Bytes::from(vec![0u8; n])).await {
+                let _ = stream.writer.abort().await;
+                self.content = Content::Clean { size: self.base.1 };
+                self.extent = 0;
+                self.dirty = false;
+                return Err(e.into());
+            }
+            stream.len += n as u64;
+        }
+        self.extent = 0;
         let len = stream.len;
         let finished = stream.writer.finish().await;
         store.changed();
@@ -323,6 +422,7 @@ impl FileState {
         self.metadata = metadata;
         self.content = Content::Clean { size };
         self.sequential = size == 0;
+        self.extent = 0;
         self.dirty = false;
         self.writer = None;
         self.times_explicit = false;
@@ -346,21 +446,51 @@ impl FileState {
             self.writer = None;
             return Ok(());
         }
+        self.fill_extent()?;
         let mut metadata = self.metadata.clone();
         self.posix.write_to(&mut metadata);
         let session = self.writer.clone().unwrap_or_else(|| session.clone());
         let result = match &self.content {
             Content::Spooled(spool) => store.write_spool(&session, key, metadata.clone(), spool).await,
             Content::Clean { .. } => store.set_metadata(&session, key, metadata.clone()).await,
+            Content::Patched(overlay) => {
+                let changes = MetadataChanges::replace_with(metadata.clone());
+                let patch = overlay.to_patch()?.metadata(changes);
+                store.patch(&session, key, &patch).await
+            }
             Content::Streaming(_) => return Err(FsError::new(libc::EIO, "a settled stream is still open")),
         };
         result?;
+        if let Content::Patched(overlay) = &self.content {
+            self.content = Content::Clean { size: overlay.len() };
+        }
         self.base = (metadata.clone(), self.size(), std::time::SystemTime::now());
         self.metadata = metadata;
         self.dirty = false;
         self.writer = None;
         Ok(())
     }
+}
+
+/// Copies `range` of `key`'s stored value into `spool` at the same offsets.
+async fn fill_from_store(
+    store: &Store,
+    session: &Session,
+    key: &Key,
+    range: std::ops::Range<u64>,
+    spool: &mut Spool,
+) -> FsResult<()> {
+    let mut pos = range.start;
+    while pos < range.end {
+        let end = (pos + (8 << 20)).min(range.end);
+        let bytes = store.get_range(session, key, pos..end).await?;
+        if bytes.is_empty() {
+            return Err(FsError::new(libc::EIO, format!("`{key}` is shorter than it was")));
+        }
+        spool.write_at(pos, &bytes)?;
+        pos += bytes.len() as u64;
+    }
+    Ok(())
 }
 
 /// Copies `size` bytes of `key` into a new spool.

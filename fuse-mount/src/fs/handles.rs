@@ -3,6 +3,10 @@
 
 use super::*;
 
+use bytes::BytesMut;
+use journal::MAX_VALUE;
+use overlay::{Overlay, Piece};
+
 impl TierFs {
     /// The open-file state of `ino`, loading it from the store if no handle
     /// has it; the open count goes up by one (undo with `close_file`).
@@ -228,7 +232,22 @@ impl TierFs {
                 handle.file.publish(&state, true);
             }
             match &state.content {
-                Content::Spooled(spool) => return Ok(spool.read_at(offset, size as usize)?),
+                Content::Spooled(spool) => {
+                    let mut bytes = spool.read_at(offset, size as usize)?;
+                    // Zeros of an extension past the written bytes.
+                    let end = (offset + u64::from(size)).min(state.extent);
+                    if end > offset + bytes.len() as u64 {
+                        let mut padded = bytes.to_vec();
+                        padded.resize((end - offset) as usize, 0);
+                        bytes = Bytes::from(padded);
+                    }
+                    return Ok(bytes);
+                }
+                Content::Patched(overlay) => {
+                    let k = self.inodes.key(handle.ino)?;
+                    let session = state.writer.clone().unwrap_or_else(|| handle.session.clone());
+                    return read_patched(&self.store, &session, &k, overlay, offset, u64::from(size)).await;
+                }
                 _ => (state.size(), handle.file.generation()),
             }
         };
@@ -294,7 +313,7 @@ impl TierFs {
     ) -> FsResult<()> {
         let file_key = || self.inodes.key(handle.ino);
         if let Content::Streaming(stream) = &mut state.content {
-            if handle.append || offset == stream.len() {
+            if (handle.append && stream.len() >= state.extent) || offset == stream.len() {
                 if let Err(e) = stream.append(data).await {
                     // The writer is broken: drop what it holds, keep the store's value.
                     let k = file_key()?;
@@ -311,8 +330,23 @@ impl TierFs {
         if let Content::Clean { size: 0 } = state.content {
             state.content = Content::Spooled(spool::Spool::new(&self.spool));
         }
+        // A large stored file: only the changed ranges are kept, and sent
+        // at the commit.
+        if let Content::Clean { size } = state.content {
+            if size > MAX_VALUE as u64 {
+                state.content = Content::Patched(Overlay::new(&self.spool, size));
+            }
+        }
+        if let Content::Patched(overlay) = &mut state.content {
+            let at = if handle.append { overlay.len() } else { offset };
+            overlay.write_at(at, data)?;
+            if overlay.changed() > overlay::MAX_CHANGED {
+                state.spool(&self.store, &handle.session, &file_key()?, &self.spool).await?;
+            }
+            return Ok(());
+        }
         if let Content::Spooled(spool) = &state.content {
-            let at = if handle.append { spool.len() } else { offset };
+            let at = if handle.append { spool.len().max(state.extent) } else { offset };
             let outgrows = spool.in_memory()
                 && at == spool.len()
                 && spool.len() + data.len() as u64 > self.spool.memory_limit() as u64;
@@ -320,16 +354,21 @@ impl TierFs {
                 return state.start_stream(&self.store, &handle.session, &file_key()?, data).await;
             }
         }
+        if let Content::Spooled(spool) = &state.content {
+            let at = if handle.append { spool.len().max(state.extent) } else { offset };
+            if at != spool.len() {
+                // Out of order: the zeros of an extension become content.
+                state.sequential = false;
+                state.fill_extent()?;
+            }
+        }
+        let extent = state.extent;
         let spool = match &mut state.content {
             Content::Spooled(spool) => spool,
             _ => state.spool(&self.store, &handle.session, &file_key()?, &self.spool).await?,
         };
-        let at = if handle.append { spool.len() } else { offset };
-        let in_order = at == spool.len();
+        let at = if handle.append { spool.len().max(extent) } else { offset };
         spool.write_at(at, data)?;
-        if !in_order {
-            state.sequential = false;
-        }
         Ok(())
     }
 
@@ -430,12 +469,43 @@ impl TierFs {
         if end > state.size() {
             let k = self.inodes.key(handle.ino)?;
             state.writer = Some(handle.session.clone());
-            state.spool(&self.store, &handle.session, &k, &self.spool).await?.set_len(end)?;
-            state.sequential = false;
+            state.set_size(&self.store, &handle.session, &k, &self.spool, end).await?;
             state.dirty = true;
             state.posix.touch_content();
             handle.file.publish(&state, true);
         }
         Ok(())
     }
+}
+
+/// Reads `offset..offset + size` of a file with an overlay: changed bytes
+/// from it, the rest from the store, zeros past the stored value.
+async fn read_patched(
+    store: &Store,
+    session: &Session,
+    key: &Key,
+    overlay: &Overlay,
+    offset: u64,
+    size: u64,
+) -> FsResult<Bytes> {
+    let pieces = overlay.pieces(offset, size)?;
+    if let [Piece::Changed(bytes)] = pieces.as_slice() {
+        return Ok(bytes.clone());
+    }
+    let mut out = BytesMut::with_capacity(size as usize);
+    for piece in pieces {
+        match piece {
+            Piece::Changed(bytes) => out.extend_from_slice(&bytes),
+            Piece::Stored(range) => {
+                let want = range.end - range.start;
+                let bytes = store.get_range(session, key, range).await?;
+                if (bytes.len() as u64) < want {
+                    return Err(FsError::new(libc::EIO, format!("`{key}` is shorter than it was")));
+                }
+                out.extend_from_slice(&bytes);
+            }
+            Piece::Zeros(n) => out.resize(out.len() + n as usize, 0),
+        }
+    }
+    Ok(out.freeze())
 }

@@ -19,6 +19,7 @@ pub mod inode;
 pub mod journal;
 pub mod listings;
 mod names;
+pub mod overlay;
 pub mod spool;
 pub mod store;
 pub mod xattrs;

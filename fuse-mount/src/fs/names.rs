@@ -102,11 +102,8 @@ impl TierFs {
                 file.publish(&state, true);
             }
             if let Some(size) = set.size {
-                if size == 0 {
-                    state.truncate_to_zero(&self.spool).await;
-                } else if size != state.size() {
-                    state.spool(&self.store, &session, &k, &self.spool).await?.set_len(size)?;
-                    state.sequential = false;
+                if size != state.size() || size == 0 {
+                    state.set_size(&self.store, &session, &k, &self.spool, size).await?;
                 }
                 state.posix.touch_content();
             }

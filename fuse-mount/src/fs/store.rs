@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tierfs_core::access::StorageOperationType as Op;
 use tierfs_core::{
     ByteStream, Condition, Error, ErrorKind, Key, ListEntry, ListOptions, Metadata, MetadataChanges,
-    ObjectMeta, PutOptions, Result, Session, Storage, StorageExt, StorageManager,
+    ObjectMeta, Patch, PutOptions, Result, Session, Storage, StorageExt, StorageManager,
 };
 
 use super::attr::PosixMeta;
@@ -392,6 +392,15 @@ impl Store {
         let finished = writer.finish().await.map(drop);
         self.listings.changed();
         finished
+    }
+
+    /// Changes part of the value of `key` (`Storage::patch`), after the
+    /// queued changes (the file's creation among them) are committed.
+    pub async fn patch(&self, session: &Session, key: &Key, patch: &Patch) -> Result<()> {
+        self.flush().await?;
+        let result = session.patch(key, patch, &Condition::Exists).await.map(drop);
+        self.listings.changed();
+        result
     }
 
     /// Replaces the metadata of `key`, keeping its value: a change still

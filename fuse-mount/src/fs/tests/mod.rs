@@ -3,6 +3,7 @@
 //! ([`listings`]); changes of open files by several writers ([`writers`]).
 
 mod listings;
+mod partial;
 mod writers;
 
 use std::ffi::OsStr;
