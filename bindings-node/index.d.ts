@@ -141,6 +141,18 @@ export interface MetadataChanges {
   ifVersion?: string;
 }
 
+/** What {@link Store.patch} changes, applied in this order, all or nothing. */
+export interface Patch {
+  /** The new length, first: a truncation, or an extension with zeros. */
+  length?: number;
+  /** `[offset, data]` pairs written in order (a later one wins where two overlap). */
+  writes?: Array<[number, Data]>;
+  /** Metadata entries set. */
+  metadata?: Record<string, string>;
+  /** Only while the value's version is this one, else `ESTALE`. */
+  ifVersion?: string;
+}
+
 export type BatchOp =
   | { op: 'put'; key: string; data: Data; metadata?: Record<string, string>; ifNotExists?: boolean }
   | { op: 'delete'; key: string };
@@ -333,6 +345,33 @@ export declare class Store {
    * ```
    */
   setMetadata(key: string, changes: MetadataChanges): Promise<Stat>;
+
+  /**
+   * Writes `data` at `offset` of the existing value of `key`, extending it
+   * (zeros fill any gap); `ENOENT` if missing, `ESTALE` if `ifVersion` no
+   * longer matches. Only these bytes are written where the backend changes
+   * values in place (local, memory); others rewrite the value.
+   *
+   * @example
+   * ```ts
+   * await store.put('log.txt', 'hello world');
+   * const { size } = await store.writeRange('log.txt', 6, 'there'); // 11
+   * ```
+   */
+  writeRange(key: string, offset: number, data: Data, options?: { ifVersion?: string }): Promise<Stat>;
+
+  /**
+   * Changes part of the value of `key` in one step: `length` first, then
+   * `writes`, then `metadata`; all of it or nothing, even across a crash,
+   * where the backend changes values in place (local, memory).
+   *
+   * @example
+   * ```ts
+   * await store.put('db.bin', Buffer.alloc(8192));
+   * await store.patch('db.bin', { writes: [[0, 'head'], [4096, Buffer.from('page')]], length: 16384 });
+   * ```
+   */
+  patch(key: string, patch: Patch): Promise<Stat>;
 
   /** Moves `from` to `to` (atomically where the backend can; otherwise copy, then delete). */
   rename(from: string, to: string): Promise<void>;

@@ -77,6 +77,15 @@ function checkOffset(name, value) {
   return value;
 }
 
+function checkPosition(name, value) {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    const err = new RangeError(`The "${name}" argument must be a non-negative integer. Received ${String(value)}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return value;
+}
+
 /** A Buffer over `data` (a Buffer, any ArrayBuffer view, an ArrayBuffer or a string), without copying. */
 function toBuffer(data, name = 'data') {
   if (Buffer.isBuffer(data)) return data;
@@ -332,6 +341,38 @@ class Store {
       }
       if (o.ifVersion !== undefined && o.ifVersion !== null) checkString('changes.ifVersion', o.ifVersion);
       return this.#n.setMetadata(key, set, remove, o.replace === true, o.ifVersion ?? undefined).then(toStat);
+    });
+  }
+
+  writeRange(key, offset, data, options) {
+    return later(() => {
+      checkString('key', key);
+      checkPosition('offset', offset);
+      const o = checkObject('options', options);
+      checkOptionalString('options.ifVersion', o.ifVersion);
+      const buf = toBuffer(data);
+      return this.#n.patch(key, [offset], [buf], undefined, undefined, o.ifVersion ?? undefined).then(toStat);
+    });
+  }
+
+  patch(key, patch) {
+    return later(() => {
+      checkString('key', key);
+      const o = checkObject('patch', patch);
+      const offsets = [];
+      const datas = [];
+      if (o.writes !== undefined && o.writes !== null) {
+        if (!Array.isArray(o.writes)) throw typeError('patch.writes', 'an array of [offset, data] pairs', o.writes);
+        o.writes.forEach((w, i) => {
+          if (!Array.isArray(w) || w.length !== 2) throw typeError(`patch.writes[${i}]`, 'an [offset, data] pair', w);
+          offsets.push(checkPosition(`patch.writes[${i}][0]`, w[0]));
+          datas.push(toBuffer(w[1], `patch.writes[${i}][1]`));
+        });
+      }
+      const length = o.length === undefined || o.length === null ? undefined : checkPosition('patch.length', o.length);
+      const metadata = checkMetadata(o.metadata, 'patch.metadata');
+      checkOptionalString('patch.ifVersion', o.ifVersion);
+      return this.#n.patch(key, offsets, datas, length, metadata, o.ifVersion ?? undefined).then(toStat);
     });
   }
 

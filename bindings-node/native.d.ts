@@ -49,6 +49,13 @@ export declare class NativeStore {
    * with `replace`), only while the version is `if_version` if given.
    */
   setMetadata(key: string, set?: Record<string, string> | undefined | null, remove?: Array<string> | undefined | null, replace?: boolean | undefined | null, ifVersion?: string | undefined | null): Promise<NativeStat>
+  /**
+   * Changes part of the value of `key` in one step: `length` first (a
+   * truncation or an extension with zeros), then `datas[i]` written at
+   * `offsets[i]` in order, then the entries of `metadata` set; only while
+   * the version is `if_version` if given.
+   */
+  patch(key: string, offsets: Array<number>, datas: Array<Uint8Array>, length?: number | undefined | null, metadata?: Record<string, string> | undefined | null, ifVersion?: string | undefined | null): Promise<NativeStat>
   /** Moves the value and metadata of `from` to `to`. */
   rename(from: string, to: string): Promise<undefined>
   /** Starts a streamed read of `key` (bytes `start..end`). */

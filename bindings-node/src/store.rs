@@ -14,8 +14,8 @@ use serde_json::Value;
 use tierfs_core::access::{AccessRule, Principal, StorageOperationType};
 use tierfs_core::config::BackendConfig;
 use tierfs_core::{
-    Condition, Config, Error, ErrorKind, Key, ListOptions, MetadataChanges, PutOptions, Result, Session,
-    Storage, StorageManager,
+    Condition, Config, Error, ErrorKind, Key, ListOptions, MetadataChanges, Patch, PutOptions, Result,
+    Session, Storage, StorageManager,
 };
 
 use crate::convert::{
@@ -364,6 +364,39 @@ impl NativeStore {
         };
         let condition = if_version.map_or(Condition::Exists, Condition::VersionIs);
         let fut = async move { session?.set_metadata(&Key::new(key)?, &changes, &condition).await };
+        promise(env, fut, stat)
+    }
+
+    /// Changes part of the value of `key` in one step: `length` first (a
+    /// truncation or an extension with zeros), then `datas[i]` written at
+    /// `offsets[i]` in order, then the entries of `metadata` set; only while
+    /// the version is `if_version` if given.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        offsets: Vec<i64>,
+        datas: Vec<&[u8]>,
+        length: Option<i64>,
+        metadata: Option<HashMap<String, String>>,
+        if_version: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
+        let session = self.session();
+        let mut patch = Patch::new();
+        if let Some(length) = length {
+            patch = patch.set_len(u64::try_from(length).unwrap_or(0));
+        }
+        for (offset, data) in offsets.into_iter().zip(datas) {
+            patch.push_write(u64::try_from(offset).unwrap_or(0), bytes::Bytes::copy_from_slice(data));
+        }
+        if let Some(metadata) = metadata {
+            patch = patch
+                .metadata(MetadataChanges { set: convert::metadata(Some(metadata)), ..Default::default() });
+        }
+        let condition = if_version.map_or(Condition::Exists, Condition::VersionIs);
+        let fut = async move { session?.patch(&Key::new(key)?, &patch, &condition).await };
         promise(env, fut, stat)
     }
 

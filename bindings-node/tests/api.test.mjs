@@ -173,6 +173,38 @@ test('setMetadata changes the map and keeps the value', async (t) => {
   await assert.rejects(store.setMetadata('m/a', { remove: 'draft' }), TypeError);
 });
 
+test('writeRange and patch change part of a value', async (t) => {
+  const local = { backends: { main: { type: 'local', path: tempDir(t) } } };
+  for (const config of [memoryConfig, local]) {
+    const store = await open({ config });
+    t.after(() => store.close());
+    await store.put('p/log', 'hello world');
+    assert.equal((await store.writeRange('p/log', 6, 'there')).size, 11);
+    assert.equal((await store.writeRange('p/log', 14, new Uint8Array([33]))).size, 15);
+    assert.equal((await store.get('p/log')).toString('latin1'), 'hello there\0\0\0!');
+    const big = Buffer.alloc(1 << 20, 7);
+    const put = await store.put('p/db', big);
+    const s = await store.patch('p/db', {
+      writes: [[4096, Buffer.alloc(4096, 1)], [big.length, 'tail']],
+      metadata: { v: '2' },
+      ifVersion: put.version,
+    });
+    assert.deepEqual([s.size, s.metadata], [big.length + 4, { v: '2' }]);
+    const got = await store.get('p/db');
+    assert.ok(got.subarray(4096, 8192).equals(Buffer.alloc(4096, 1)));
+    assert.ok(got.subarray(8192, big.length).equals(big.subarray(8192)));
+    assert.equal(got.subarray(big.length).toString(), 'tail');
+    assert.equal((await store.patch('p/db', { length: 3 })).size, 3);
+    assert.ok((await store.get('p/db')).equals(Buffer.from([7, 7, 7])));
+    await rejectsWith(store.patch('p/db', { writes: [[0, 'x']], ifVersion: put.version }), 'ESTALE');
+    await rejectsWith(store.writeRange('p/missing', 0, 'x'), 'ENOENT');
+    await assert.rejects(store.writeRange('p/db', -1, 'x'), RangeError);
+    await assert.rejects(store.patch('p/db', { writes: [['0', 'x']] }), RangeError);
+    await assert.rejects(store.patch('p/db', { writes: [[0]] }), TypeError);
+    assert.ok((await store.get('p/db')).equals(Buffer.from([7, 7, 7])));
+  }
+});
+
 test('sync twins', async (t) => {
   const store = await open({ config: memoryConfig });
   t.after(() => store.close());

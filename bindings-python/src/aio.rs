@@ -159,6 +159,51 @@ impl AsyncStore {
         Ok(Stat::new(meta))
     }
 
+    /// Writes `data` at `offset` of the existing value of `key`; see
+    /// `Store.write_range`.
+    ///
+    /// Example:
+    ///     >>> (await store.write_range("a.txt", 0, "A")).size
+    ///     5
+    #[pyo3(signature = (key, offset, data, *, if_version=None))]
+    async fn write_range(
+        &self,
+        key: String,
+        offset: u64,
+        data: Py<PyAny>,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = self.key_and_session(&key)?;
+        let value = Python::attach(|py| convert::value(data.bind(py)))?;
+        let patch = tierfs_core::Patch::new().write(offset, value);
+        let condition = convert::condition(if_version);
+        let meta = run(async move { session.patch(&key, &patch, &condition).await }).await?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
+    /// Changes part of the value of `key` in one step; see `Store.patch`.
+    ///
+    /// Example:
+    ///     >>> (await store.patch("a.txt", [(0, b"A")], length=3)).size
+    ///     3
+    #[pyo3(signature = (key, writes=None, *, length=None, metadata=None, if_version=None))]
+    async fn patch(
+        &self,
+        key: String,
+        writes: Option<Py<PyAny>>,
+        length: Option<u64>,
+        metadata: Option<Py<PyAny>>,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = self.key_and_session(&key)?;
+        let patch = Python::attach(|py| {
+            convert::patch(writes.as_ref().map(|w| w.bind(py)), length, metadata.as_ref().map(|m| m.bind(py)))
+        })?;
+        let condition = convert::condition(if_version);
+        let meta = run(async move { session.patch(&key, &patch, &condition).await }).await?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     ///
     /// Example:

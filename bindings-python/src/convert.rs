@@ -17,7 +17,7 @@ use pyo3::types::{
 use tierfs_core::audit::{AuditRecord, AuditResult};
 use tierfs_core::metrics::MetricsSnapshot;
 use tierfs_core::{
-    BatchOp, Condition, Error, ErrorKind, Key, ListEntry, Metadata, MetadataChanges, ObjectMeta,
+    BatchOp, Condition, Error, ErrorKind, Key, ListEntry, Metadata, MetadataChanges, ObjectMeta, Patch,
 };
 
 use crate::errors::{to_py, IntoPy};
@@ -107,6 +107,43 @@ pub fn metadata_changes(
         None => Condition::Exists,
     };
     Ok((changes, condition))
+}
+
+/// The patch of `patch(key, writes, length=..., metadata=...)`: `writes`
+/// an iterable of `(offset, data)` pairs.
+pub fn patch(
+    writes: Option<&Bound<'_, PyAny>>,
+    length: Option<u64>,
+    metadata: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Patch> {
+    let mut patch = Patch::new();
+    if let Some(len) = length {
+        patch = patch.set_len(len);
+    }
+    if let Some(writes) = writes.filter(|w| !w.is_none()) {
+        for item in writes.try_iter()? {
+            let item = item?;
+            let (offset, data): (u64, Bound<'_, PyAny>) = item.extract().map_err(|_| {
+                PyTypeError::new_err(
+                    "writes must be (offset, data) pairs, such as [(0, b\"head\"), (4096, b\"page\")]",
+                )
+            })?;
+            patch.push_write(offset, value(&data)?);
+        }
+    }
+    if let Some(metadata) = metadata.filter(|m| !m.is_none()) {
+        patch = patch
+            .metadata(MetadataChanges { set: self::metadata(Some(metadata))?, ..MetadataChanges::default() });
+    }
+    Ok(patch)
+}
+
+/// The condition of `if_version=...`.
+pub fn condition(if_version: Option<String>) -> Condition {
+    match if_version {
+        Some(v) => Condition::VersionIs(v),
+        None => Condition::Exists,
+    }
 }
 
 /// Seconds since the Unix epoch (negative before it).

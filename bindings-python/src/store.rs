@@ -155,6 +155,61 @@ impl Store {
         Ok(Stat::new(meta))
     }
 
+    /// Writes `data` at `offset` of the existing value of `key`, extending
+    /// it (zeros fill any gap); returns the new Stat. Only these bytes are
+    /// written where the backend changes values in place (local, memory);
+    /// others rewrite the value. With `if_version`, only while the value's
+    /// version is that one, else Conflict; a missing key is NotFound.
+    ///
+    /// Example:
+    ///     >>> store.put("log.txt", "hello world")
+    ///     >>> store.write_range("log.txt", 6, "there").size
+    ///     11
+    #[pyo3(signature = (key, offset, data, *, if_version=None))]
+    fn write_range(
+        &self,
+        py: Python<'_>,
+        key: String,
+        offset: u64,
+        data: &Bound<'_, PyAny>,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = (self.session()?, convert::key(&key)?);
+        let patch = tierfs_core::Patch::new().write(offset, convert::value(data)?);
+        let condition = convert::condition(if_version);
+        let meta = block_on(py, async move { session.patch(&key, &patch, &condition).await })?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
+    /// Changes part of the value of `key` in one step: `length` first
+    /// (truncates, or extends with zeros), then `writes`, `(offset, data)`
+    /// pairs in order, and `metadata` entries set; all of it or nothing,
+    /// even across a crash, where the backend changes values in place
+    /// (`Capabilities.partial_write`: local, memory). Returns the new Stat.
+    /// With `if_version`, only while the value's version is that one, else
+    /// Conflict; a missing key is NotFound.
+    ///
+    /// Example:
+    ///     >>> store.put("db.bin", bytes(8192))
+    ///     >>> store.patch("db.bin", [(0, b"head"), (4096, b"page")], length=16384).size
+    ///     16384
+    #[pyo3(signature = (key, writes=None, *, length=None, metadata=None, if_version=None))]
+    fn patch(
+        &self,
+        py: Python<'_>,
+        key: String,
+        writes: Option<&Bound<'_, PyAny>>,
+        length: Option<u64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        if_version: Option<String>,
+    ) -> PyResult<Stat> {
+        let (session, key) = (self.session()?, convert::key(&key)?);
+        let patch = convert::patch(writes, length, metadata)?;
+        let condition = convert::condition(if_version);
+        let meta = block_on(py, async move { session.patch(&key, &patch, &condition).await })?.py_err()?;
+        Ok(Stat::new(meta))
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     ///
     /// Example:

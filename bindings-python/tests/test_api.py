@@ -128,6 +128,31 @@ def test_set_metadata_changes_the_map_alone(local_store: tierfs.Store) -> None:
         local_store.set_metadata("m/a", {"a": 1})  # type: ignore[dict-item]
 
 
+def test_write_range_and_patch_change_part_of_a_value(local_store: tierfs.Store) -> None:
+    local_store.put("p/log", b"hello world")
+    assert local_store.write_range("p/log", 6, b"there").size == 11
+    assert local_store.write_range("p/log", 14, memoryview(b"!")).size == 15
+    assert local_store.get("p/log") == b"hello there\0\0\0!"
+    # A large value, changed in place: one page and an append.
+    big = bytes(range(256)) * 4096
+    put = local_store.put("p/db", big)
+    s = local_store.patch("p/db", [(4096, b"P" * 4096), (len(big), b"tail")], metadata={"v": "2"}, if_version=put.version)
+    assert (s.size, s.metadata) == (len(big) + 4, {"v": "2"})
+    got = local_store.get("p/db")
+    assert got[4096:8192] == b"P" * 4096 and got[:4096] == big[:4096] and got[8192:-4] == big[8192:] and got[-4:] == b"tail"
+    assert local_store.patch("p/db", length=10).size == 10
+    assert local_store.get("p/db") == big[:10]
+    assert local_store.patch("p/db", length=12).size == 12
+    assert local_store.get("p/db") == big[:10] + b"\0\0"
+    with pytest.raises(tierfs.Conflict):
+        local_store.patch("p/db", [(0, b"x")], if_version=put.version)
+    with pytest.raises(tierfs.NotFound):
+        local_store.write_range("p/missing", 0, b"x")
+    with pytest.raises(TypeError):
+        local_store.patch("p/db", [b"not a pair"])  # type: ignore[list-item]
+    assert local_store.get("p/db") == big[:10] + b"\0\0"
+
+
 def test_list_streams_page_by_page(local_store: tierfs.Store) -> None:
     for i in range(30):
         local_store.put(f"many/{i:03}", b"x")

@@ -89,6 +89,12 @@ def test_async_errors(tmp_path: Path) -> None:
                 await store.set_metadata("present", {"owner": "eve"}, if_version="not-a-version")
             with pytest.raises(tierfs.NotFound):
                 await store.set_metadata("missing", {})
+            assert (await store.write_range("present", 8, b"AB!")).size == 11
+            s = await store.patch("present", [(0, b"x")], length=4, metadata={"v": "1"})
+            assert (s.size, s.metadata["v"]) == (4, "1")
+            assert await store.get("present") == b"x123"
+            with pytest.raises(tierfs.NotFound):
+                await store.patch("missing", [(0, b"x")])
 
     asyncio.run(main())
 

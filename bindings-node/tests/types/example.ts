@@ -30,6 +30,8 @@ async function main(): Promise<void> {
   await store.delete('bytes');
   const changed: Stat = await store.setMetadata('reports/q4.csv', { set: { owner: 'ada' }, remove: ['draft'] });
   await store.setMetadata('reports/q4.csv', { set: {}, replace: true, ifVersion: changed.version });
+  const grown: Stat = await store.writeRange('reports/q4.csv', 6, 'more', { ifVersion: changed.version });
+  await store.patch('reports/q4.csv', { writes: [[0, 'x'], [4, new Uint8Array([1])]], length: 16, ifVersion: grown.version });
   await store.rename('reports/q4.csv', 'reports/2026/q4.csv');
 
   for await (const entry of store.list('reports/', { recursive: true })) {

@@ -145,6 +145,39 @@ class Store:
         >>> store.set_metadata("a.txt", {"owner": "bob"}, remove=["draft"]).metadata
         {'owner': 'bob'}
         """
+    def write_range(self, key: str, offset: int, data: _Data, *, if_version: Optional[str] = None) -> Stat:
+        """Writes ``data`` at ``offset`` of the existing value of ``key``,
+        extending it (zeros fill any gap), and returns the new Stat. Only
+        these bytes are written where the backend changes values in place
+        (local, memory); others rewrite the value. With ``if_version``, only
+        while the value's version is that one, else Conflict; a missing key
+        is NotFound.
+
+        >>> store.put("log.txt", "hello world")
+        >>> store.write_range("log.txt", 6, "there").size
+        11
+        """
+    def patch(
+        self,
+        key: str,
+        writes: Optional[Iterable[tuple[int, _Data]]] = None,
+        *,
+        length: Optional[int] = None,
+        metadata: Optional[dict[str, str]] = None,
+        if_version: Optional[str] = None,
+    ) -> Stat:
+        """Changes part of the value of ``key`` in one step: ``length``
+        first (truncates, or extends with zeros), then ``writes``
+        (``(offset, data)`` pairs, in order), and ``metadata`` entries set;
+        all of it or nothing, even across a crash, where the backend changes
+        values in place (local, memory). Returns the new Stat. With
+        ``if_version``, only while the value's version is that one, else
+        Conflict; a missing key is NotFound.
+
+        >>> store.put("db.bin", bytes(8192))
+        >>> store.patch("db.bin", [(0, b"head"), (4096, b"page")], length=16384).size
+        16384
+        """
     def delete(self, key: str) -> None: ...
     def stat(self, key: str) -> Stat: ...
     def exists(self, key: str) -> bool: ...
@@ -238,6 +271,18 @@ class AsyncStore:
         if_version: Optional[str] = None,
     ) -> Stat:
         """As ``Store.set_metadata``."""
+    async def write_range(self, key: str, offset: int, data: _Data, *, if_version: Optional[str] = None) -> Stat:
+        """As ``Store.write_range``."""
+    async def patch(
+        self,
+        key: str,
+        writes: Optional[Iterable[tuple[int, _Data]]] = None,
+        *,
+        length: Optional[int] = None,
+        metadata: Optional[dict[str, str]] = None,
+        if_version: Optional[str] = None,
+    ) -> Stat:
+        """As ``Store.patch``."""
     async def delete(self, key: str) -> None: ...
     async def stat(self, key: str) -> Stat: ...
     async def exists(self, key: str) -> bool: ...
