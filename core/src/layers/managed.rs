@@ -240,6 +240,11 @@ impl Storage for ManagedStorage {
     }
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        if !self.inner.capabilities().partial_write {
+            // The rewrite runs here, over this layer, so its reads and
+            // writes are counted as what they cost the backend.
+            return crate::storage::rewrite_patched(self, key, patch, condition).await;
+        }
         let len = patch.data_len();
         self.run(Op::Patch, key, len, || self.inner.patch(key, patch, condition), |_| 0).await
     }

@@ -71,6 +71,10 @@ pub struct Stream {
     len: u64,
     /// The metadata the writer will store.
     stored: Metadata,
+    /// Overwriting a stored value in order from its start: its length; the
+    /// bytes past what was written are copied from it when the stream is
+    /// published.
+    tail: Option<u64>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -176,8 +180,13 @@ impl FileState {
             self.truncate_to_zero(dir).await;
             return Ok(());
         }
-        let written = match &self.content {
+        let written = match &mut self.content {
             Content::Spooled(spool) if self.sequential => Some(spool.len()),
+            Content::Streaming(stream) if size >= stream.len => {
+                // Stored bytes past the cut are not copied.
+                stream.tail = stream.tail.map(|t| t.min(size));
+                Some(stream.len)
+            }
             Content::Streaming(stream) => Some(stream.len),
             _ => None,
         };
@@ -276,6 +285,72 @@ impl FileState {
             return Err(FsError::new(libc::EIO, "only a spooled file can start streaming"));
         };
         let head = spool.to_bytes().unwrap_or_default();
+        let mut stream = self.open_stream(store, session, key, None).await?;
+        if !head.is_empty() {
+            stream.append(&head).await?;
+        }
+        stream.append(data).await?;
+        self.content = Content::Streaming(stream);
+        self.writer = Some(session.clone());
+        Ok(())
+    }
+
+    /// Starts streaming over a stored file being overwritten in order from
+    /// its start (its overlay holds exactly `0..n`, and `data` goes at
+    /// `n`): what the overlay holds and `data` go to a store writer, and the
+    /// stored bytes past the end of the writes are copied at the publish.
+    /// So a file laid out first (fio preallocates, then writes) and then
+    /// written in order is written once, not kept as changes.
+    pub async fn overwrite_stream(
+        &mut self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        data: &[u8],
+    ) -> FsResult<()> {
+        let Content::Patched(overlay) = &self.content else {
+            return Err(FsError::new(libc::EIO, "only a file with an overlay can be overwritten in order"));
+        };
+        let (base_len, len) = (overlay.base_len(), overlay.len());
+        let mut stream = self.open_stream(store, session, key, Some(base_len)).await?;
+        let Content::Patched(overlay) =
+            std::mem::replace(&mut self.content, Content::Clean { size: base_len })
+        else {
+            unreachable!("matched above")
+        };
+        let head = overlay.changed();
+        let spool = overlay.into_spool()?;
+        let copied = async {
+            let mut pos = 0;
+            while pos < head {
+                let chunk = spool.read_at(pos, (head - pos).min(1 << 20) as usize)?;
+                pos += chunk.len() as u64;
+                stream.append(&chunk).await?;
+            }
+            stream.append(data).await?;
+            Ok::<_, FsError>(())
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = stream.writer.abort().await;
+            return Err(e);
+        }
+        self.extent = len;
+        self.sequential = true;
+        self.content = Content::Streaming(stream);
+        self.writer = Some(session.clone());
+        Ok(())
+    }
+
+    /// A store writer for `key` with the metadata known now (times left to
+    /// the store unless set explicitly).
+    async fn open_stream(
+        &self,
+        store: &Store,
+        session: &Session,
+        key: &Key,
+        tail: Option<u64>,
+    ) -> FsResult<Stream> {
         // Queued changes of this key (its creation) must land before the value.
         store.flush().await?;
         let mut stored = self.metadata.clone();
@@ -286,14 +361,7 @@ impl FileState {
             }
         }
         let writer = session.write(key, PutOptions::with_metadata(stored.clone())).await?;
-        let mut stream = Stream { writer, len: 0, stored };
-        if !head.is_empty() {
-            stream.append(&head).await?;
-        }
-        stream.append(data).await?;
-        self.content = Content::Streaming(stream);
-        self.writer = Some(session.clone());
-        Ok(())
+        Ok(Stream { writer, len: 0, stored, tail })
     }
 
     /// Publishes a stream in progress; the content is then `Clean`. If the
@@ -308,6 +376,17 @@ impl FileState {
             return Ok(());
         };
         let mut stream = stream;
+        // The stored bytes past an overwrite in order are copied.
+        if let Some(old_len) = stream.tail.filter(|t| *t > stream.len) {
+            let end = old_len.min(self.extent.max(stream.len));
+            if let Err(e) = copy_tail(store, session, key, &mut stream, end).await {
+                let _ = stream.writer.abort().await;
+                self.content = Content::Clean { size: self.base.1 };
+                self.extent = 0;
+                self.dirty = false;
+                return Err(e);
+            }
+        }
         // An extension past the written bytes is written as zeros.
         while stream.len < self.extent {
             let n = (self.extent - stream.len).min(1 << 20) as usize;
@@ -446,10 +525,31 @@ impl FileState {
             self.writer = None;
             return Ok(());
         }
-        self.fill_extent()?;
         let mut metadata = self.metadata.clone();
         self.posix.write_to(&mut metadata);
         let session = self.writer.clone().unwrap_or_else(|| session.clone());
+        // A new file extended past what was written (`fallocate` before
+        // the writes, as fio lays files out): one patch sets the length and
+        // writes the head, so the zeros never travel (the local backend
+        // keeps them as a sparse file).
+        if let Content::Spooled(spool) = &self.content {
+            if self.extent > spool.len() && self.base.1 == 0 {
+                if let Some(head) = spool.to_bytes() {
+                    let changes = MetadataChanges::replace_with(metadata.clone());
+                    let patch =
+                        tierfs_core::Patch::new().set_len(self.extent).write(0, head).metadata(changes);
+                    store.patch(&session, key, &patch).await?;
+                    self.content = Content::Clean { size: self.extent };
+                    self.extent = 0;
+                    self.base = (metadata.clone(), self.size(), std::time::SystemTime::now());
+                    self.metadata = metadata;
+                    self.dirty = false;
+                    self.writer = None;
+                    return Ok(());
+                }
+            }
+        }
+        self.fill_extent()?;
         let result = match &self.content {
             Content::Spooled(spool) => store.write_spool(&session, key, metadata.clone(), spool).await,
             Content::Clean { .. } => store.set_metadata(&session, key, metadata.clone()).await,
@@ -470,6 +570,30 @@ impl FileState {
         self.writer = None;
         Ok(())
     }
+}
+
+/// Appends the stored bytes of `key` from `stream.len` up to `end` to the
+/// stream (an overwrite in order that stopped before the old end).
+async fn copy_tail(
+    store: &Store,
+    session: &Session,
+    key: &Key,
+    stream: &mut Stream,
+    end: u64,
+) -> FsResult<()> {
+    if stream.len >= end {
+        return Ok(());
+    }
+    let mut old = store.read_range(session, key, Some(stream.len..end)).await?;
+    while let Some(chunk) = old.next().await {
+        let chunk = chunk?;
+        stream.writer.write(chunk.clone()).await?;
+        stream.len += chunk.len() as u64;
+    }
+    if stream.len != end {
+        return Err(FsError::new(libc::EIO, format!("`{key}` changed while it was being overwritten")));
+    }
+    Ok(())
 }
 
 /// Copies `range` of `key`'s stored value into `spool` at the same offsets.

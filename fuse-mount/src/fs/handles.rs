@@ -339,6 +339,11 @@ impl TierFs {
         }
         if let Content::Patched(overlay) = &mut state.content {
             let at = if handle.append { overlay.len() } else { offset };
+            let in_order = overlay.in_order_from_start().is_some_and(|n| n == at);
+            if in_order && at + data.len() as u64 >= overlay::OVERWRITE_STREAM_MIN {
+                return state.overwrite_stream(&self.store, &handle.session, &file_key()?, data).await;
+            }
+            let Content::Patched(overlay) = &mut state.content else { unreachable!("matched above") };
             overlay.write_at(at, data)?;
             if overlay.changed() > overlay::MAX_CHANGED {
                 state.spool(&self.store, &handle.session, &file_key()?, &self.spool).await?;

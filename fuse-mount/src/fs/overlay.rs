@@ -24,6 +24,10 @@ use super::spool::{Spool, SpoolDir};
 /// to write whole.
 pub const MAX_CHANGED: u64 = 64 << 20;
 
+/// A stored file overwritten in order from its start for this many bytes
+/// is streamed to the store instead (see `FileState::overwrite_stream`).
+pub const OVERWRITE_STREAM_MIN: u64 = 8 << 20;
+
 /// Where a piece of a read comes from.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece {
@@ -150,6 +154,15 @@ impl Overlay {
             }
         }
         Ok(pieces)
+    }
+
+    /// `Some(n)` when the changes are exactly the bytes `0..n` (a file
+    /// being overwritten in order from its start).
+    pub fn in_order_from_start(&self) -> Option<u64> {
+        match self.ranges.iter().next() {
+            Some((0, end)) if self.ranges.len() == 1 => Some(*end),
+            _ => None,
+        }
     }
 
     /// The ranges of the stored value not changed here.

@@ -107,10 +107,28 @@ impl Store {
 
     /// The whole value of `key`, streamed.
     pub async fn read(&self, session: &Session, key: &Key) -> Result<ByteStream> {
+        self.read_range(session, key, None).await
+    }
+
+    /// Streams `range` of the value of `key` (all of it with `None`).
+    pub async fn read_range(
+        &self,
+        session: &Session,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
         match self.pending(session, key).await? {
-            Some(Change::Put { value, .. }) => Ok(futures::stream::iter([Ok(value)]).boxed()),
+            Some(Change::Put { value, .. }) => {
+                let value = match range {
+                    Some(r) => value.slice(
+                        r.start.min(value.len() as u64) as usize..r.end.min(value.len() as u64) as usize,
+                    ),
+                    None => value,
+                };
+                Ok(futures::stream::iter([Ok(value)]).boxed())
+            }
             Some(Change::Delete) => Err(Error::not_found(key.as_str())),
-            None => session.read(key, None).await,
+            None => session.read(key, range).await,
         }
     }
 

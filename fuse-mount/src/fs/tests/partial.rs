@@ -135,3 +135,64 @@ async fn check_preallocated_files_stream(f: Fixture) {
     assert_eq!(f.stored("holes").await.unwrap(), expected);
     assert_eq!(f.read_file(entry.attr.ino).await, expected);
 }
+
+#[tokio::test]
+async fn laid_out_files_are_patched_to_length_then_overwritten_as_a_stream() {
+    for f in every_store().await {
+        check_laid_out_files(f).await;
+    }
+}
+
+async fn check_laid_out_files(f: Fixture) {
+    // fio's layout: create, preallocate, close. The length reaches the
+    // store by a patch; no zeros are streamed.
+    let len = 12u64 << 20;
+    let (entry, o) = f.fs.create(&ROOT_CALLER, ROOT, n("laid"), 0o644, libc::O_RDWR).await.unwrap();
+    let ino = entry.attr.ino;
+    f.fs.fallocate(o.fh, 0, len, 0).await.unwrap();
+    let streams = counted(&f, "write").0;
+    f.fs.release(o.fh).await.unwrap();
+    assert_eq!(counted(&f, "patch"), (1, 0), "one patch, no byte carried");
+    assert_eq!(counted(&f, "write").0, streams);
+    let stored = f.stored("laid").await.unwrap();
+    assert!(stored.len() as u64 == len && stored.iter().all(|b| *b == 0));
+
+    // Then written in order from the start: one stream, not kept as changes.
+    let data = pattern(len as usize, 3);
+    let o = f.fs.open(&ROOT_CALLER, ino, libc::O_WRONLY).await.unwrap();
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        f.fs.write(o.fh, (i << 20) as u64, chunk).await.unwrap();
+    }
+    f.fs.fsync(o.fh).await.unwrap();
+    f.fs.release(o.fh).await.unwrap();
+    assert_eq!(counted(&f, "write").0, streams + 1, "overwritten as one stream");
+    assert_eq!(counted(&f, "patch").0, 1);
+    assert!(f.stored("laid").await.unwrap() == data);
+
+    // Overwritten in order part of the way: the stored rest is kept.
+    let new = pattern(9 << 20, 9);
+    let o = f.fs.open(&ROOT_CALLER, ino, libc::O_RDWR).await.unwrap();
+    for (i, chunk) in new.chunks(1 << 20).enumerate() {
+        f.fs.write(o.fh, (i << 20) as u64, chunk).await.unwrap();
+    }
+    assert_eq!(f.fs.getattr(&ROOT_CALLER, ino, Some(o.fh)).await.unwrap().attr.size, len);
+    // A read in the middle publishes the stream with the stored tail.
+    let mid = f.fs.read(o.fh, (9 << 20) - 2, 4).await.unwrap();
+    assert_eq!(&mid[..2], &new[(9 << 20) - 2..]);
+    assert_eq!(&mid[2..], &data[9 << 20..(9 << 20) + 2]);
+    f.fs.release(o.fh).await.unwrap();
+    let mut expected = data.clone();
+    expected[..9 << 20].copy_from_slice(&new);
+    assert!(f.stored("laid").await.unwrap() == expected);
+
+    // Overwritten in order, then cut inside the stored tail.
+    let o = f.fs.open(&ROOT_CALLER, ino, libc::O_RDWR).await.unwrap();
+    for (i, chunk) in data[..9 << 20].chunks(1 << 20).enumerate() {
+        f.fs.write(o.fh, (i << 20) as u64, chunk).await.unwrap();
+    }
+    let set = SetAttr { size: Some(10 << 20), fh: Some(o.fh), ..SetAttr::default() };
+    f.fs.setattr(&ROOT_CALLER, ino, set).await.unwrap();
+    f.fs.release(o.fh).await.unwrap();
+    assert!(f.stored("laid").await.unwrap() == data[..10 << 20]);
+    assert_eq!(f.read_file(ino).await, data[..10 << 20]);
+}
