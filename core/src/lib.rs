@@ -51,6 +51,6 @@ pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
     clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, rewrite_patched, BatchOp,
     ByteStream, Capabilities, Condition, KeyFilter, ListEntry, ListOptions, ListPage, ListPageBuilder,
-    MergeSource, Metadata, MetadataChanges, ObjectMeta, Operation, Patch, PutOptions, Storage, StorageExt,
-    ValueWriter, DEFAULT_LIST_LIMIT,
+    LocalFile, MergeSource, Metadata, MetadataChanges, ObjectMeta, Operation, Patch, PutOptions, Storage,
+    StorageExt, ValueWriter, DEFAULT_LIST_LIMIT,
 };

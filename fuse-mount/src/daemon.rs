@@ -51,6 +51,9 @@ pub struct MountOptions {
     pub sync: bool,
     /// Serve extended attributes (`user.` ones, stored with each object).
     pub xattrs: bool,
+    /// Serve read-only opens of values kept as local files by passthrough
+    /// (Linux 6.9+; falls back to reads through the daemon elsewhere).
+    pub passthrough: bool,
 }
 
 /// Cache lifetime when the store is private to this daemon and one user
@@ -157,7 +160,7 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
     config.acl = if options.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), options.xattrs);
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), options.xattrs, options.passthrough);
     let mut session = fuser::Session::new(adapter, &options.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", options.mountpoint.display()))?;
     let unmounter = session.unmount_callable();

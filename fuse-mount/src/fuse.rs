@@ -33,14 +33,16 @@ pub struct FuseAdapter {
     fs: Arc<TierFs>,
     rt: Handle,
     xattrs: bool,
+    passthrough: bool,
 }
 
 impl FuseAdapter {
     /// An adapter running `fs` on runtime `rt`; with `xattrs`, extended
     /// attributes are served (else the kernel is told they are not
-    /// implemented, and stops asking).
-    pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: bool) -> Self {
-        FuseAdapter { fs, rt, xattrs }
+    /// implemented, and stops asking); with `passthrough`, read-only opens
+    /// are served by passthrough where the kernel and the store allow it.
+    pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: bool, passthrough: bool) -> Self {
+        FuseAdapter { fs, rt, xattrs, passthrough }
     }
 
     fn run<T>(
@@ -163,8 +165,16 @@ fn kernel_time(t: SystemTime) -> SystemTime {
 /// compared versions). `close` of a file opened to
 /// write sends a `FLUSH`, which reports changes known not to be saved; of
 /// one opened to read, none (it would only cost a round trip).
+///
+/// A passthrough open (fs/passthrough.rs) has no page cache to keep; with
+/// direct I/O, its reads and writes still come to the daemon.
 fn open_flags(opened: &Opened) -> FopenFlags {
-    let keep = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+    let keep = match &opened.passthrough {
+        Some((_, true)) => FopenFlags::FOPEN_DIRECT_IO,
+        Some((_, false)) => FopenFlags::empty(),
+        None if opened.keep_cache => FopenFlags::FOPEN_KEEP_CACHE,
+        None => FopenFlags::empty(),
+    };
     if opened.writable {
         keep
     } else {
@@ -223,6 +233,16 @@ impl DirReplier for Plus {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         configure_kernel(config);
+        // Passthrough reads: the backing files are on a plain local file
+        // system, one level below this one.
+        if self.passthrough
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.fs.enable_passthrough();
+            tracing::debug!("passthrough reads on");
+        }
         Ok(())
     }
 
@@ -337,8 +357,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.run("open", self.fs.open(&caller(req), ino.0, flags.0)) {
-            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
+        let register = |file: &std::fs::File| reply.open_backing(file);
+        let opened = self.run("open", self.fs.open_backed(&caller(req), ino.0, flags.0, Some(&register)));
+        match opened {
+            Ok(o) => match &o.passthrough {
+                Some((id, _)) => reply.opened_passthrough(FileHandle(o.fh), open_flags(&o), id),
+                None => reply.opened(FileHandle(o.fh), open_flags(&o)),
+            },
             Err(e) => reply.error(e),
         }
     }
@@ -480,9 +505,23 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         match self.run("create", self.fs.create(&caller(req), parent.0, name, mode, flags)) {
-            Ok((e, o)) => {
-                reply.created(&e.ttl, &file_attr(&e.attr), Generation(0), FileHandle(o.fh), open_flags(&o))
-            }
+            Ok((e, o)) => match &o.passthrough {
+                Some((id, _)) => reply.created_passthrough(
+                    &e.ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    open_flags(&o),
+                    id,
+                ),
+                None => reply.created(
+                    &e.ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    open_flags(&o),
+                ),
+            },
             Err(e) => reply.error(e),
         }
     }

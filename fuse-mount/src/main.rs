@@ -119,6 +119,11 @@ struct MountArgs {
     /// file and directory. Off by default: the kernel then asks for an attribute before every write.
     #[arg(long)]
     xattrs: bool,
+    /// Serve every read through the daemon. By default a file opened only to read, whose value
+    /// the store keeps as one local file, is read by the kernel straight from that file
+    /// (passthrough, Linux 6.9 and later); the open is still checked and audited.
+    #[arg(long)]
+    no_passthrough: bool,
     /// Where to mount.
     mountpoint: PathBuf,
 }
@@ -178,6 +183,7 @@ fn mount(args: MountArgs) -> Result<(), String> {
         identities,
         sync: args.sync,
         xattrs: args.xattrs,
+        passthrough: !args.no_passthrough,
     })
 }
 

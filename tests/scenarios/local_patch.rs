@@ -91,3 +91,33 @@ async fn patched_values_survive_a_reopen() {
     assert!(store.get(&k).await.unwrap()[..] == model[..]);
     assert_eq!(std::fs::read_dir(dir.path().join("blobs")).unwrap().count(), 1, "one blob, patched in place");
 }
+
+#[tokio::test]
+async fn an_opened_file_keeps_the_value_it_was_opened_with() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStorage::open("local", dir.path(), Default::default()).unwrap();
+    let k = key("opened.bin");
+    let original = pattern(2, 0, 2 << 20);
+    store.put(&k, Bytes::from(original.clone()), PutOptions::default()).await.unwrap();
+    let opened = store.open_file(&k).await.unwrap().expect("a blob is one file");
+    assert_eq!(opened.meta().size, original.len() as u64);
+    assert_eq!(opened.file().metadata().unwrap().len(), original.len() as u64);
+    // A patch and an overwrite while it is held leave its bytes alone.
+    store.patch(&k, &Patch::new().write(0, vec![0xAB; 4096]), &Condition::Exists).await.unwrap();
+    let mut held = vec![0u8; original.len()];
+    opened.file().read_exact_at(&mut held, 0).unwrap();
+    assert!(held == original, "a patch changed the opened file");
+    assert_eq!(&store.get_range(&k, 0..4096).await.unwrap()[..], &[0xAB; 4096][..]);
+    store.put(&k, Bytes::from(vec![1u8; 3 << 20]), PutOptions::default()).await.unwrap();
+    opened.file().read_exact_at(&mut held, 0).unwrap();
+    assert!(held == original, "an overwrite changed the opened file");
+    drop(opened);
+
+    // A value kept in its record, and a missing key.
+    let small = key("small");
+    store.put(&small, Bytes::from_static(b"tiny"), PutOptions::default()).await.unwrap();
+    assert!(store.open_file(&small).await.unwrap().is_none(), "an inline value has no file");
+    let missing = store.open_file(&key("missing")).await.unwrap_err();
+    assert_eq!(missing.kind(), tierfs_core::ErrorKind::NotFound);
+}

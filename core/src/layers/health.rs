@@ -30,8 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
-    PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, LocalFile, MetadataChanges,
+    ObjectMeta, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Timeouts, retries and probing of one backend.
@@ -322,6 +322,10 @@ impl Storage for HealthStorage {
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
         self.guard.call("patch", key, || self.inner.patch(key, patch, condition)).await
+    }
+
+    async fn open_file(&self, key: &Key) -> Result<Option<LocalFile>> {
+        self.guard.call("open_file", key, || self.inner.open_file(key)).await
     }
 
     async fn sync(&self) -> Result<()> {

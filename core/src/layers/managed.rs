@@ -48,8 +48,8 @@ use crate::error::{ErrorKind, Result};
 use crate::key::Key;
 use crate::metrics::{BackendMetrics, StorageMetrics};
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
-    Operation as Op, Patch, PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, LocalFile, MetadataChanges,
+    ObjectMeta, Operation as Op, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// A backend traced, measured and guarded.
@@ -247,6 +247,12 @@ impl Storage for ManagedStorage {
         }
         let len = patch.data_len();
         self.run(Op::Patch, key, len, || self.inner.patch(key, patch, condition), |_| 0).await
+    }
+
+    /// Passed on as it is: what the holder reads from the file is not
+    /// counted here.
+    async fn open_file(&self, key: &Key) -> Result<Option<LocalFile>> {
+        self.inner.open_file(key).await
     }
 
     async fn sync(&self) -> Result<()> {

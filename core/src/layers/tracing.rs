@@ -16,8 +16,8 @@ use tracing::{debug_span, Instrument};
 use crate::error::Result;
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
-    PutOptions, Storage, ValueWriter,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, LocalFile, MetadataChanges,
+    ObjectMeta, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Wraps a backend so that each operation runs in a `tracing` span.
@@ -117,6 +117,10 @@ impl Storage for TracingStorage {
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
         traced!(self, "patch", key, self.inner.patch(key, patch, condition))
+    }
+
+    async fn open_file(&self, key: &Key) -> Result<Option<LocalFile>> {
+        traced!(self, "open_file", key, self.inner.open_file(key))
     }
 
     async fn sync(&self) -> Result<()> {

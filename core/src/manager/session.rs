@@ -15,8 +15,8 @@ use crate::access::{Principal, StorageOperationType as Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    copy_value, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges,
-    ObjectMeta, Operation, Patch, PutOptions, Storage, ValueWriter,
+    copy_value, BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, LocalFile,
+    MetadataChanges, ObjectMeta, Operation, Patch, PutOptions, Storage, ValueWriter,
 };
 
 /// Every operation of the manager, performed as one principal.
@@ -296,6 +296,12 @@ impl Storage for Session {
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
         self.stack_for(Operation::Patch, key)?.patch(key, patch, condition).await
+    }
+
+    /// Checked and audited as a read of the whole value, when the file is
+    /// handed out (what is read from it afterwards is not seen here).
+    async fn open_file(&self, key: &Key) -> Result<Option<LocalFile>> {
+        self.stack_for(Operation::Read, key)?.open_file(key).await
     }
 
     async fn sync(&self) -> Result<()> {

@@ -23,6 +23,7 @@ mod batch;
 mod capabilities;
 mod copy;
 mod list;
+mod local_file;
 mod merge;
 mod meta;
 mod operation;
@@ -40,6 +41,7 @@ pub use capabilities::Capabilities;
 pub(crate) use copy::stream_value;
 pub use copy::{copy_value, rewrite_metadata};
 pub use list::{ListEntry, ListOptions, ListPage, ListPageBuilder, StorageExt, DEFAULT_LIST_LIMIT};
+pub use local_file::LocalFile;
 pub use merge::{merge_list, KeyFilter, MergeSource};
 pub use meta::{Condition, Metadata, MetadataChanges, ObjectMeta, PutOptions};
 pub use operation::Operation;
@@ -190,6 +192,17 @@ pub trait Storage: Send + Sync + Debug {
     /// ```
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
         rewrite_patched(self, key, patch, condition).await
+    }
+
+    /// The value of `key` as one local file that holds exactly its bytes
+    /// and that nobody changes in place while the [`LocalFile`] lives
+    /// (see there), when this backend keeps it so; `Ok(None)` otherwise
+    /// (the default: a value in a database record, in memory, on another
+    /// host, or transformed by a layer). Layers that pass bytes through
+    /// unchanged pass the question on. A backend that keeps files answers
+    /// `NotFound` for a missing key.
+    async fn open_file(&self, _key: &Key) -> Result<Option<LocalFile>> {
+        Ok(None)
     }
 
     /// Makes every acknowledged write durable (a no-op where writes already are).

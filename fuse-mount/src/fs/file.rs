@@ -655,6 +655,8 @@ pub struct OpenFile {
     /// Handles opened to execute the file (`FMODE_EXEC`): while any is
     /// open, opening it to write or truncate is `ETXTBSY`.
     executing: std::sync::atomic::AtomicU32,
+    /// Its opens by kind, cached or passthrough.
+    pub passthrough: Mutex<super::passthrough::Passthrough>,
 }
 
 impl OpenFile {
@@ -666,6 +668,7 @@ impl OpenFile {
             snapshot,
             generation: AtomicU64::new(0),
             executing: std::sync::atomic::AtomicU32::new(0),
+            passthrough: Mutex::default(),
         })
     }
 

@@ -6,6 +6,8 @@ use super::*;
 use bytes::BytesMut;
 use journal::MAX_VALUE;
 use overlay::{Overlay, Piece};
+use passthrough::{Mode, Register};
+use tierfs_core::LocalFile;
 
 impl TierFs {
     /// The open-file state of `ino`, loading it from the store if no handle
@@ -96,6 +98,19 @@ impl TierFs {
 
     /// Opens file `ino` with open(2) `flags`.
     pub async fn open(&self, caller: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
+        self.open_backed(caller, ino, flags, None).await
+    }
+
+    /// Opens a file; a read-only open may be served by passthrough when
+    /// `register` can register a backing file with the kernel (see
+    /// [`passthrough`]).
+    pub async fn open_backed(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        flags: i32,
+        register: Option<Register<'_>>,
+    ) -> FsResult<Opened> {
         let k = self.inodes.key(ino)?;
         let session = self.session(caller);
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -141,10 +156,67 @@ impl TierFs {
             // The kernel drops other pages at this open (no keep-cache).
             self.page_versions.lock().insert(ino, Some(version));
         }
-        Ok(Opened { keep_cache, ..self.add_handle(ino, file, session, flags) })
+        let (mode, drop_pages) = self.open_mode(&file, &session, &k, writable, register).await;
+        let opened = self.add_handle(ino, file, session, flags, mode);
+        Ok(Opened { keep_cache: keep_cache && !drop_pages, ..opened })
     }
 
-    fn add_handle(&self, ino: u64, file: Arc<OpenFile>, session: Session, flags: i32) -> Opened {
+    /// The kind of a new open of `file`, and whether the kernel's pages of
+    /// it must be dropped (see [`passthrough`]).
+    async fn open_mode(
+        &self,
+        file: &Arc<OpenFile>,
+        session: &Session,
+        k: &Key,
+        writable: bool,
+        register: Option<Register<'_>>,
+    ) -> (Mode, bool) {
+        let Some(register) = register.filter(|_| self.passthrough.load(Ordering::Acquire)) else {
+            return (Mode::Cached, file.passthrough.lock().cache());
+        };
+        let generation = file.generation();
+        {
+            let mut pass = file.passthrough.lock();
+            if let Some(mode) = pass.share(writable, generation) {
+                return (mode, false);
+            }
+            if pass.must_cache(writable) {
+                return (Mode::Cached, pass.cache());
+            }
+        }
+        let local = self.backing_file(file, session, k).await;
+        let mut pass = file.passthrough.lock();
+        let backed = match local {
+            Some(local) if file.generation() == generation => pass.back(local, generation, register),
+            _ => pass.share(false, generation),
+        };
+        match backed {
+            Some(mode) => (mode, false),
+            None => (Mode::Cached, pass.cache()),
+        }
+    }
+
+    /// The store's local file of `file`'s value, when the file has no
+    /// change here and the store keeps its value so.
+    async fn backing_file(&self, file: &OpenFile, session: &Session, k: &Key) -> Option<LocalFile> {
+        let size = {
+            let state = file.state.lock().await;
+            if state.dirty || !state.refused.is_empty() || !matches!(state.content, Content::Clean { .. }) {
+                return None;
+            }
+            state.size()
+        };
+        match self.store.open_file(session, k).await {
+            Ok(Some(local)) if local.meta().size == size => Some(local),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(key = %k, error = %e, "no backing file; the open is cached");
+                None
+            }
+        }
+    }
+
+    fn add_handle(&self, ino: u64, file: Arc<OpenFile>, session: Session, flags: i32, mode: Mode) -> Opened {
         let fh = self.new_fh();
         let exec = flags & FMODE_EXEC != 0;
         if exec {
@@ -159,13 +231,18 @@ impl TierFs {
             append: flags & libc::O_APPEND != 0,
             exec,
             readahead: tokio::sync::Mutex::new(ReadAhead::default()),
+            mode: mode.clone(),
         };
         self.handles.lock().insert(fh, Arc::new(handle));
         if writable && self.options.shared {
             // Pages written here are of a version not known until read back.
             self.page_versions.lock().insert(ino, None);
         }
-        Opened { fh, writable, keep_cache: true }
+        let passthrough = match mode {
+            Mode::Cached => None,
+            Mode::Backed { id, direct } => Some((id, direct)),
+        };
+        Opened { fh, writable, keep_cache: true, passthrough }
     }
 
     /// Creates and opens a regular file.
@@ -205,7 +282,16 @@ impl TierFs {
         }
         let (posix, size, _) = file.snapshot();
         let entry = Entry { attr: Attr::new(ino, posix, size), ttl: self.ttl() };
-        Ok((entry, self.add_handle(ino, file, session, flags)))
+        // A name created meanwhile by another may be open by passthrough.
+        let (mode, drop_pages) = {
+            let mut pass = file.passthrough.lock();
+            match pass.share(true, file.generation()) {
+                Some(mode) => (mode, false),
+                None => (Mode::Cached, pass.cache()),
+            }
+        };
+        let opened = self.add_handle(ino, file, session, flags, mode);
+        Ok((entry, Opened { keep_cache: !drop_pages, ..opened }))
     }
 
     /// Reads up to `size` bytes at `offset`. Each read is decided again
@@ -442,6 +528,7 @@ impl TierFs {
         if handle.exec {
             handle.file.executes(false);
         }
+        handle.file.passthrough.lock().release(&handle.mode);
         let result = self.close_file(handle.ino, &handle.file, &handle.session).await;
         if let Err(e) = &result {
             tracing::error!(ino = handle.ino, error = %e, "changes of a closed file could not be saved");

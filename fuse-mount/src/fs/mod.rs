@@ -20,6 +20,7 @@ pub mod journal;
 pub mod listings;
 mod names;
 pub mod overlay;
+pub mod passthrough;
 mod read_ahead;
 pub mod spool;
 pub mod store;
@@ -95,7 +96,7 @@ pub struct Entry {
 }
 
 /// An opened file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Opened {
     /// The handle.
     pub fh: u64,
@@ -105,6 +106,9 @@ pub struct Opened {
     /// The kernel may keep the pages it cached of the file: they are of
     /// the version the store holds (`false`: it must drop them).
     pub keep_cache: bool,
+    /// A passthrough open of this backing file (see [`passthrough`]);
+    /// with `true`, reads and writes still come to the daemon (direct I/O).
+    pub passthrough: Option<(Arc<fuser::BackingId>, bool)>,
 }
 
 /// An open directory: its handle, and what the kernel may do with its
@@ -231,6 +235,8 @@ struct Handle {
     /// Opened to execute the file.
     exec: bool,
     readahead: tokio::sync::Mutex<ReadAhead>,
+    /// How the kernel was told to serve it.
+    mode: passthrough::Mode,
 }
 
 /// The open flag of a file opened by `execve` (the kernel's `__FMODE_EXEC`).
@@ -275,6 +281,8 @@ pub struct TierFs {
     /// kernel's cached pages came from (`None`: written here, version not
     /// known); see [`FsOptions::shared`].
     page_versions: Mutex<HashMap<u64, Option<String>>>,
+    /// The kernel agreed to passthrough reads (see [`passthrough`]).
+    passthrough: std::sync::atomic::AtomicBool,
 }
 
 fn utf8(name: &OsStr) -> FsResult<&str> {
@@ -303,7 +311,14 @@ impl TierFs {
             options,
             root: Mutex::new(root),
             page_versions: Mutex::new(HashMap::new()),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Serves read-only opens by passthrough where it can, once the kernel
+    /// has agreed to it at `init` (see [`passthrough`]).
+    pub fn enable_passthrough(&self) {
+        self.passthrough.store(true, Ordering::Release);
     }
 
     /// The store.

@@ -85,6 +85,15 @@ impl Store {
         Ok(Some(change))
     }
 
+    /// The value of `key` as one local file (see `Storage::open_file`);
+    /// `None` while a change of it waits in the journal.
+    pub async fn open_file(&self, session: &Session, key: &Key) -> Result<Option<tierfs_core::LocalFile>> {
+        if self.journal.as_ref().is_some_and(|j| j.pending(key).is_some()) {
+            return Ok(None);
+        }
+        session.open_file(key).await
+    }
+
     /// Size, time and metadata of `key`.
     pub async fn stat(&self, session: &Session, key: &Key) -> Result<ObjectMeta> {
         match self.pending(session, key).await? {

@@ -564,6 +564,26 @@ impl Storage for LocalStorage {
         }
     }
 
+    /// A value kept as a blob, pinned like a mapping (a patch then copies
+    /// the blob instead of changing it in place); `None` for a value kept
+    /// in its record, and for a blob being changed in place.
+    async fn open_file(&self, key: &Key) -> Result<Option<crate::storage::LocalFile>> {
+        let (meta, (id, file)) = match self.open_value(key, "open_file", |r| Self::meta_of(key, r))? {
+            (_, Ok(_inline)) => return Ok(None),
+            (meta, Err(blob)) => (meta, blob),
+        };
+        let Some(pin) = self.inner.blobs.mappings.enter(id) else {
+            return Ok(None);
+        };
+        // A blob longer than its value (left by a patch cut short) is not
+        // handed out: its reader would see the extra bytes.
+        match file.metadata() {
+            Ok(m) if m.len() == meta.size => {}
+            _ => return Ok(None),
+        }
+        Ok(Some(crate::storage::LocalFile::new(file, meta, Box::new(pin))))
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
         let (size, value) = self.open_value(key, "get_range", |r| r.size)?;
         let range = clamp_range(&range, size).map_err(|e| self.ctx(e, key, "get_range"))?;
