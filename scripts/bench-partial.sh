@@ -4,16 +4,20 @@
 # --vfs-cache-mode writes) and the FUSE floor (fuse-mount/examples/floor.rs),
 # in rotated order, ROUNDS rounds; the table gives medians and ranges.
 #
-#   scripts/bench-partial.sh [--output FILE] [--rounds N] [--seq-mib N] [--file-mib N] [--cluster]
+#   scripts/bench-partial.sh [--output FILE] [--rounds N] [--seq-mib N] [--file-mib N] [--files N] [--cluster]
 #
 # Workloads:
 #   fio-prealloc  fio sequential write, SEQ_MIB in 1 MiB blocks, fsync at the
 #                 end, with fio's default preallocation (fallocate)
 #   fio-none      the same with --fallocate=none
+#   cold-read     fio sequential read of that file after dropping the page
+#                 cache (tierfs serves it by passthrough where the kernel can)
+#   small-*       FILES files of 4 KiB (scripts/fuse-smallfiles.py): create+write+
+#                 close, stat, open+read+close, unlink, each timed on its own
 #   sqlite        single-row commits on a 50 MiB SQLite database (synchronous=full)
 #   byte          one-byte change + fsync in a FILE_MIB file (ms per change)
 #   append        4 KiB append + fsync to a FILE_MIB file (ms per append)
-# (The floor keeps nothing; it runs the fio workloads only.) For the daemons,
+# (The floor keeps nothing; it runs the fio and small-file workloads only.) For the daemons,
 # the bytes written to disk during the workload (write_bytes of
 # /proc/PID/io) are recorded too.
 #
@@ -32,14 +36,16 @@ ROUNDS=3
 SEQ_MIB=1024
 FILE_MIB=1024
 CLUSTER=0
+FILES=10000
 while (($# > 0)); do
     case "$1" in
         --output) OUTPUT="$2"; shift 2 ;;
         --rounds) ROUNDS="$2"; shift 2 ;;
         --seq-mib) SEQ_MIB="$2"; shift 2 ;;
         --file-mib) FILE_MIB="$2"; shift 2 ;;
+        --files) FILES="$2"; shift 2 ;;
         --cluster) CLUSTER=1; shift ;;
-        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -98,8 +104,9 @@ record() {
     printf '  round %s %-14s %-13s %10s %-9s %s bytes written\n' "$@"
 }
 
+# fio_bw FILE [read|write]: bandwidth in MiB/s from fio's JSON output.
 fio_bw() {
-    python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["write"]; print("%.1f" % (j["bw_bytes"] / 1048576))' "$1"
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0][sys.argv[2]]; print("%.1f" % (j["bw_bytes"] / 1048576))' "$1" "${2:-write}"
 }
 
 # timed ROUND TARGET WORKLOAD UNIT COMMAND...: runs COMMAND (printing one number) and records it.
@@ -116,6 +123,7 @@ run_workloads() {
     local round="$1" target="$2" dir="$3" prealloc before
     mkdir -p "$dir/work"
     for prealloc in native none; do
+        rm -f "$dir/work/seq.bin"
         drop_caches
         before="$(written_bytes)"
         fio --name=seqwrite --filename="$dir/work/seq.bin" --rw=write --bs=1M --size="${SEQ_MIB}M" \
@@ -124,7 +132,25 @@ run_workloads() {
         local name=fio-prealloc
         [[ "$prealloc" == none ]] && name=fio-none
         record "$round" "$target" "$name" "$(fio_bw "$BENCH_DIR/fio.json")" MiB/s "$(($(written_bytes) - before))"
-        rm -f "$dir/work/seq.bin"
+    done
+    if [[ "$target" != floor ]]; then
+        # Cold sequential read of the file just written (the floor keeps nothing).
+        drop_caches
+        before="$(written_bytes)"
+        fio --name=seqread --filename="$dir/work/seq.bin" --rw=read --bs=1M --size="${SEQ_MIB}M" \
+            --ioengine=psync --output-format=json --output="$BENCH_DIR/fio.json" >/dev/null
+        record "$round" "$target" cold-read "$(fio_bw "$BENCH_DIR/fio.json" read)" MiB/s "$(($(written_bytes) - before))"
+    fi
+    rm -f "$dir/work/seq.bin"
+    # Small files: each phase timed on its own (ops/s).
+    drop_caches
+    before="$(written_bytes)"
+    python3 "$ROOT/scripts/fuse-smallfiles.py" "$dir/work/small" --files "$FILES" >"$BENCH_DIR/small.json"
+    local phase
+    for phase in create stat read unlink; do
+        record "$round" "$target" "small-$phase" \
+            "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$BENCH_DIR/small.json" "$phase")" \
+            ops/s "$(($(written_bytes) - before))"
     done
     [[ "$target" == floor ]] && return 0
     timed "$round" "$target" sqlite commits/s python3 "$PARTIAL" "$dir/work" sqlite
@@ -204,10 +230,10 @@ if ((CLUSTER)); then
     done
 fi
 
-TABLE="$(python3 - "$RESULTS" "$SEQ_MIB" "$FILE_MIB" <<'EOF'
+TABLE="$(python3 - "$RESULTS" "$SEQ_MIB" "$FILE_MIB" "$FILES" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-seq_mib, file_mib = sys.argv[2], sys.argv[3]
+seq_mib, file_mib, files = sys.argv[2], sys.argv[3], sys.argv[4]
 values, written, units, order = {}, {}, {}, []
 for rnd, target, workload, value, unit, nbytes in rows:
     values.setdefault((target, workload), []).append(float(value))
@@ -218,6 +244,11 @@ for rnd, target, workload, value, unit, nbytes in rows:
 names = {
     "fio-prealloc": "fio sequential write %s MiB, fsync at the end, default preallocation" % seq_mib,
     "fio-none": "the same, --fallocate=none",
+    "cold-read": "fio sequential read of that file, page cache dropped first (passthrough on tierfs)",
+    "small-create": "%s x 4 KiB files: create+write+close" % files,
+    "small-stat": "%s files: stat" % files,
+    "small-read": "%s files: open+read+close" % files,
+    "small-unlink": "%s files: unlink" % files,
     "sqlite": "SQLite single-row commits, 50 MiB database",
     "byte": "one-byte change + fsync in a %s MiB file" % file_mib,
     "append": "4 KiB append + fsync to a %s MiB file" % file_mib,
