@@ -10,6 +10,10 @@ fn key(s: &str) -> Key {
     Key::new(s).unwrap()
 }
 
+/// Held by the tests of this file that write much, so that the one that
+/// counts the process's written bytes does not count theirs.
+static WRITERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Bytes written to the disk by this process so far (`/proc/self/io`).
 fn written_bytes() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
@@ -21,6 +25,7 @@ fn written_bytes() -> u64 {
 
 #[tokio::test]
 async fn bytes_a_reader_holds_never_change_under_it() {
+    let _alone = WRITERS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStorage::open("local", dir.path(), Default::default()).unwrap();
     let k = key("held.bin");
@@ -47,6 +52,7 @@ async fn bytes_a_reader_holds_never_change_under_it() {
 
 #[tokio::test]
 async fn a_small_change_to_a_large_value_writes_about_the_change() {
+    let _alone = WRITERS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStorage::open("local", dir.path(), Default::default()).unwrap();
     let k = key("large.bin");
@@ -75,6 +81,7 @@ async fn a_small_change_to_a_large_value_writes_about_the_change() {
 
 #[tokio::test]
 async fn patched_values_survive_a_reopen() {
+    let _alone = WRITERS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let k = key("kept.bin");
     let mut model = pattern(2, 0, 1 << 20);
@@ -94,6 +101,7 @@ async fn patched_values_survive_a_reopen() {
 
 #[tokio::test]
 async fn an_opened_file_keeps_the_value_it_was_opened_with() {
+    let _alone = WRITERS.lock().await;
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStorage::open("local", dir.path(), Default::default()).unwrap();

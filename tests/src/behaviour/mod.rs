@@ -66,7 +66,7 @@ macro_rules! behaviour_tests {
             set_metadata_changes_only_metadata, set_metadata_conditions, set_metadata_of_a_large_value,
             concurrent_metadata_updates_lose_nothing,
             patch_writes_extends_and_truncates, patch_conditions, patch_of_a_large_value,
-            concurrent_patches_lose_nothing
+            patch_keeps_untouched_parts, concurrent_patches_lose_nothing
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

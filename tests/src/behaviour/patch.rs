@@ -113,6 +113,21 @@ pub async fn patch_of_a_large_value(store: Arc<dyn Storage>) {
     patch_and_check(&*store, &k, &mut model, tail).await;
 }
 
+/// A value of several parts (as object stores cut them, 5 MiB and up):
+/// a change inside one part, a cut inside a part, an extension of a cut
+/// part, and changes at both ends keep every byte no patch touched.
+pub async fn patch_keeps_untouched_parts(store: Arc<dyn Storage>) {
+    let k = key("patch/parts.bin");
+    let len = (16 << 20) + 777;
+    write_pattern(&*store, &k, 12, len, 1 << 20).await;
+    let mut model = pattern(12, 0, len as usize);
+    patch_and_check(&*store, &k, &mut model, Patch::new().write(7 << 20, vec![0xCD])).await;
+    patch_and_check(&*store, &k, &mut model, Patch::new().set_len((12 << 20) + 5)).await;
+    patch_and_check(&*store, &k, &mut model, Patch::new().set_len(13 << 20)).await;
+    let ends = Patch::new().write(0, "head").write(13 << 20, vec![9u8; 5000]);
+    patch_and_check(&*store, &k, &mut model, ends).await;
+}
+
 /// Concurrent patches of different pages of one value lose none of them
 /// (a patch may fail with `Conflict` where a backend retries a bounded
 /// number of times).

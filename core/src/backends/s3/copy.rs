@@ -1,9 +1,11 @@
+//! Requests `object_store` does not make, signed by its SigV4 authorizer and
+//! sent by the same kind of client as every other request of the backend:
+//! metadata-only updates here, and the multipart patches of `patch.rs`.
+//!
 //! Metadata-only updates: an object copied onto itself on the server with
 //! `x-amz-metadata-directive: REPLACE` and the new metadata header, so no
-//! byte of the value crosses the network. `object_store` copies objects but
-//! always keeps their metadata, hence this one signed request of our own
-//! (signed by `object_store`'s SigV4 authorizer, sent by the same kind of
-//! client as every other request of the backend).
+//! byte of the value crosses the network (`object_store` copies objects but
+//! always keeps their metadata).
 //!
 //! The copy carries `x-amz-copy-source-if-match` with the ETag the caller's
 //! metadata was read from, so a write that lands between that read and the
@@ -78,64 +80,125 @@ impl MetadataCopier {
         etag: Option<&str>,
         metadata: Option<(&str, &str)>,
     ) -> Result<Copied> {
-        let object = format!("/{}/{}", encode(&self.bucket), encode(path.as_ref()));
-        let mut request = http::Request::builder()
-            .method(http::Method::PUT)
-            .uri(format!("{}{object}", self.endpoint))
-            .header("x-amz-copy-source", &object)
-            .header("x-amz-metadata-directive", "REPLACE")
-            .header(http::header::CONTENT_LENGTH, "0");
+        let mut headers = vec![
+            ("x-amz-copy-source".to_owned(), self.source(path)),
+            ("x-amz-metadata-directive".to_owned(), "REPLACE".to_owned()),
+        ];
         if let Some(etag) = etag {
-            request = request.header("x-amz-copy-source-if-match", etag);
+            headers.push(("x-amz-copy-source-if-match".to_owned(), etag.to_owned()));
         }
         if let Some((name, value)) = metadata {
-            request = request.header(format!("x-amz-meta-{name}"), value);
+            headers.push((format!("x-amz-meta-{name}"), value.to_owned()));
         }
-        let mut request = request.body(Bytes::new().into()).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("cannot build the copy request: {e}"))
-        })?;
+        let answer = self.send(credential, http::Method::PUT, path, "", &headers, Bytes::new()).await?;
+        if answer.ok() {
+            let etag = answer.etag();
+            let modified =
+                xml_value(&answer.body, "LastModified").and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            return Ok(Copied::Done { etag, modified });
+        }
+        let code = answer.code();
+        Ok(match (answer.status, code) {
+            (412, _) | (_, "PreconditionFailed") => Copied::Changed,
+            (400, "InvalidRequest" | "EntityTooLarge")
+                if answer.body.contains("size") || answer.body.contains("large") =>
+            {
+                Copied::TooLarge
+            }
+            _ => return Err(answer.error("copy")),
+        })
+    }
+
+    /// `x-amz-copy-source` naming `path` in this bucket.
+    pub(super) fn source(&self, path: &Path) -> String {
+        format!("/{}/{}", encode(&self.bucket), encode(path.as_ref()))
+    }
+
+    /// Sends one signed request for `path` (with `query`, `""` or starting
+    /// with `?`) and reads its whole answer.
+    pub(super) async fn send(
+        &self,
+        credential: &AwsCredential,
+        method: http::Method,
+        path: &Path,
+        query: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> Result<Answer> {
+        let object = self.source(path);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{object}{query}", self.endpoint))
+            .header(http::header::CONTENT_LENGTH, body.len().to_string());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut request = request
+            .body(body.into())
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot build the request: {e}")))?;
         AwsAuthorizer::new(credential, "s3", &self.region)
             .try_authorize(&mut request, None)
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot sign the copy request: {e}")))?;
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot sign the request: {e}")))?;
         let response = self.client.execute(request).await.map_err(|e| {
-            Error::new(ErrorKind::Unavailable, format!("the copy request failed: {e}"))
+            Error::new(ErrorKind::Unavailable, format!("the request failed: {e}"))
                 .with_source(e)
                 .retryable(true)
         })?;
-        let status = response.status();
+        let status = response.status().as_u16();
+        let etag_header =
+            response.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = response.into_body().bytes().await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body);
-        // A copy can fail after its 200 status is sent: the error is then in the body.
-        if status.is_success() && !text.contains("<Error>") {
-            let etag = xml_value(&text, "ETag").map(|e| e.replace("&quot;", "\"").replace("&#34;", "\""));
-            let modified =
-                xml_value(&text, "LastModified").and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-            return Ok(Copied::Done { etag, modified });
-        }
-        let code = xml_value(&text, "Code").unwrap_or_default();
-        Ok(match (status.as_u16(), code) {
-            (412, _) | (_, "PreconditionFailed") => Copied::Changed,
-            (400, "InvalidRequest" | "EntityTooLarge") if text.contains("size") || text.contains("large") => {
-                Copied::TooLarge
-            }
-            (404, _) | (_, "NoSuchKey") => return Err(Error::new(ErrorKind::NotFound, "no such key")),
-            (403, _) => {
-                return Err(Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                    "the object store refused the copy ({code}); check the credentials and the bucket policy"
-                ),
-                ))
-            }
-            (s, _) => {
-                let message = xml_value(&text, "Message").unwrap_or(code);
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("the object store failed the copy: {s} {code}: {message}"),
-                )
-                .retryable(s >= 500 || s == 429));
-            }
+        Ok(Answer { status, etag_header, body: String::from_utf8_lossy(&body).into_owned() })
+    }
+}
+
+/// What the store answered to one request of [`MetadataCopier::send`].
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: u16,
+    etag_header: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    /// A success: a copy or a completion can fail after its 200 status is
+    /// sent, the error then being in the body.
+    pub(super) fn ok(&self) -> bool {
+        (200..300).contains(&self.status) && !self.body.contains("<Error>")
+    }
+
+    /// The S3 error code of a failure (empty if none was given).
+    pub(super) fn code(&self) -> &str {
+        xml_value(&self.body, "Code").unwrap_or_default()
+    }
+
+    /// The ETag the answer gives, in its header or its XML body.
+    pub(super) fn etag(&self) -> Option<String> {
+        self.etag_header.clone().or_else(|| {
+            xml_value(&self.body, "ETag").map(|e| e.replace("&quot;", "\"").replace("&#34;", "\""))
         })
+    }
+
+    /// The failure as an error of operation `what`: a changed object
+    /// (`412`) is a `Conflict`.
+    pub(super) fn error(&self, what: &str) -> Error {
+        let code = self.code();
+        match (self.status, code) {
+            (412, _) | (_, "PreconditionFailed") => Error::new(
+                ErrorKind::Conflict,
+                format!("the object changed during the {what}; nothing was changed, retry"),
+            ),
+            (404, _) | (_, "NoSuchKey") => Error::new(ErrorKind::NotFound, "no such key"),
+            (403, _) => Error::new(
+                ErrorKind::PermissionDenied,
+                format!("the object store refused the {what} ({code}); check the credentials and the bucket policy"),
+            ),
+            (s, _) => {
+                let message = xml_value(&self.body, "Message").unwrap_or(code);
+                Error::new(ErrorKind::Unavailable, format!("the object store failed the {what}: {s} {code}: {message}"))
+                    .retryable(s >= 500 || s == 429)
+            }
+        }
     }
 }
 
@@ -146,7 +209,7 @@ fn encode(s: &str) -> String {
 }
 
 /// The text of the first `<tag>` element of an S3 XML answer.
-fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+pub(super) fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
     let end = start + xml[start..].find(&format!("</{tag}>"))?;
     Some(&xml[start..end])

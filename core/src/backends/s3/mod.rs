@@ -19,17 +19,21 @@
 //! - Errors: not found, precondition, 403 and friends map to their kinds; a
 //!   timeout, a refused connection or a 5xx is a retryable `Unavailable`,
 //!   after `retries` retries inside the client.
+//! - Metadata-only updates copy the object onto itself on the server;
+//!   patches of large values upload the changed parts and have the store
+//!   copy the others from the object itself (`patch.rs`).
 //! - At start-up one listing checks the endpoint, the credentials and the
 //!   bucket, and a failure names the setting to fix.
 //!
-//! Capabilities: range read, persistent, streaming, conditional put (as
-//! configured); no atomic batch, no rename.
+//! Capabilities: range read, persistent, streaming, partial write,
+//! conditional put (as configured); no atomic batch, no rename.
 
 mod copy;
 mod errors;
 mod http;
 mod listing;
 mod meta;
+mod patch;
 mod path;
 mod settings;
 mod writer;
@@ -53,7 +57,7 @@ use crate::config::BackendSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
-    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta,
+    BatchOp, ByteStream, Capabilities, Condition, ListOptions, ListPage, MetadataChanges, ObjectMeta, Patch,
     PutOptions, Storage, ValueWriter,
 };
 
@@ -343,7 +347,7 @@ impl Storage for S3Storage {
             persistent: true,
             conditional_put: self.inner.conditional,
             streaming: true,
-            partial_write: false,
+            partial_write: true,
         }
     }
 
@@ -441,6 +445,12 @@ impl Storage for S3Storage {
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
         self.check_conditional(&options, key, "write")?;
         Ok(Box::new(writer::S3Writer::new(self.clone(), key.clone(), options)))
+    }
+
+    /// Changed parts uploaded, the others copied by the store from the
+    /// object itself (see `patch.rs`); small values are rewritten.
+    async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        self.patch_in_parts(key, patch, condition).await
     }
 
     /// A server-side copy of the object onto itself with the new metadata
