@@ -23,7 +23,8 @@
 #
 # --cluster also mounts tierfs over a three-node Garage cluster on loopback
 # (scripts/services/garage.sh) and runs byte and append there, recording
-# the bytes the mount uploaded per change (tierfs_bytes_in_total).
+# the bytes the daemon wrote per change (wchar: sockets and files, an upper
+# bound on what it uploaded).
 #
 # Needs root. Installs fio, rclone, fuse3, sqlite3 if missing.
 set -euo pipefail
@@ -94,8 +95,10 @@ written_bytes() {
     awk '/^write_bytes:/ { print $2 }' "/proc/$DAEMON_PID/io"
 }
 
+# Bytes the daemon wrote to files and sockets (wchar of /proc/PID/io): over
+# the cluster, an upper bound on what it uploaded.
 uploaded_bytes() {
-    curl -s "http://127.0.0.1:9464/metrics" | awk '/^tierfs_bytes_in_total/ { s += $2 } END { printf "%.0f", s }'
+    awk '/^wchar:/ { print $2 }' "/proc/$DAEMON_PID/io"
 }
 
 # record ROUND TARGET WORKLOAD VALUE UNIT BYTES
