@@ -121,7 +121,7 @@ struct MountArgs {
     xattrs: bool,
     /// Serve every read through the daemon. By default a file opened only to read, whose value
     /// the store keeps as one local file, is read by the kernel straight from that file
-    /// (passthrough, Linux 6.9 and later); the open is still checked and audited.
+    /// (passthrough, Linux 6.9 and later), while no access rule and no audit log are in force.
     #[arg(long)]
     no_passthrough: bool,
     /// Where to mount.

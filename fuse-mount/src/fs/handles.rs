@@ -171,7 +171,11 @@ impl TierFs {
         writable: bool,
         register: Option<Register<'_>>,
     ) -> (Mode, bool) {
-        let Some(register) = register.filter(|_| self.passthrough.load(Ordering::Acquire)) else {
+        // With access rules or an audit log, every read is decided and
+        // recorded here: no passthrough.
+        let Some(register) =
+            register.filter(|_| self.passthrough.load(Ordering::Acquire) && self.store.open_access())
+        else {
             return (Mode::Cached, file.passthrough.lock().cache());
         };
         let generation = file.generation();

@@ -1,8 +1,9 @@
 //! Passthrough reads: a file opened only to read, whose value the store
 //! keeps whole in one local file ([`Storage::open_file`]), is read by the
 //! kernel straight from that file (FUSE passthrough, Linux 6.9+). The
-//! daemon sees the open (checked and audited as a read of the whole value)
-//! and the release, and no read in between.
+//! daemon sees the open and the release, and no read in between; so
+//! passthrough is used only while no access rule and no audit log are in
+//! force (with them, every read is decided and recorded by the daemon).
 //!
 //! The kernel lets an inode have either cached opens (through the mount's
 //! page cache) or passthrough opens sharing one backing file, never both at
