@@ -29,12 +29,35 @@ use crate::storage::{rewrite_patched, Condition, ObjectMeta, Patch};
 
 /// The smallest part S3 takes, but for the last one.
 const MIN_PART: u64 = 5 << 20;
+/// The largest part S3 takes (and the largest range one copy may name).
+const MAX_PART: u64 = 5 << 30;
 /// The most parts an upload may have.
 const MAX_PARTS: u64 = 10_000;
 const OP: &str = "patch";
 
+/// The parts of a patched value of `new_len` bytes, of which the first
+/// `keep` are the old value's: the value cut at multiples of `part`, each
+/// piece that no write touches and that lies within the kept bytes copied,
+/// consecutive copied pieces joined into one copy (up to the largest part),
+/// so a change in the middle of a large value is three requests: a copy, an
+/// upload, a copy. Every part but the last is at least `part` long.
+fn plan(patch: &Patch, new_len: u64, keep: u64, part: u64) -> Vec<Part> {
+    let mut parts: Vec<Part> = Vec::new();
+    for i in 0..new_len.div_ceil(part).max(1) {
+        let (start, end) = (i * part, ((i + 1) * part).min(new_len));
+        let touched = patch.writes().iter().any(|(o, d)| *o < end && o + d.len() as u64 > start);
+        let copied = !touched && end <= keep;
+        match parts.last_mut() {
+            Some(last) if copied && last.copied && end - last.start <= MAX_PART => last.end = end,
+            _ => parts.push(Part { number: parts.len() + 1, start, end, copied }),
+        }
+    }
+    parts
+}
+
 /// One part of the patched value: its number, its range, and whether the
 /// store copies it from the old object.
+#[derive(Debug, PartialEq, Eq)]
 struct Part {
     number: usize,
     start: u64,
@@ -89,6 +112,7 @@ impl S3Storage {
         current: &ObjectMeta,
         part: u64,
     ) -> Result<ObjectMeta> {
+        let started = std::time::Instant::now();
         let new_len = patch.final_len(current.size);
         let keep = current.size.min(patch.new_len().unwrap_or(u64::MAX));
         let metadata = patch.metadata_changes().applied_to(current.metadata.clone());
@@ -107,13 +131,8 @@ impl S3Storage {
             _ => return Err(created.error("start of a multipart upload")),
         };
         let id_query = super::path::percent_encode(&upload_id, b"-_.~");
-        let parts: Vec<Part> = (0..new_len.div_ceil(part).max(1))
-            .map(|i| {
-                let (start, end) = (i * part, ((i + 1) * part).min(new_len));
-                let touched = patch.writes().iter().any(|(o, d)| *o < end && o + d.len() as u64 > start);
-                Part { number: i as usize + 1, start, end, copied: !touched && end <= keep }
-            })
-            .collect();
+        let parts = plan(patch, new_len, keep, part);
+        let created_ms = started.elapsed().as_millis() as u64;
         let sends: Vec<_> = parts
             .iter()
             .map(|p| self.send_part(key, patch, current, keep, &id_query, p, &credential))
@@ -142,6 +161,14 @@ impl S3Storage {
             }
             Err(e) => Err(e),
         };
+        tracing::debug!(
+            key = %key,
+            parts = parts.len(),
+            created_ms,
+            copied = parts.iter().filter(|p| p.copied).count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "patch uploaded",
+        );
         if let Err(e) = completed {
             {
                 let query = format!("?uploadId={id_query}");
@@ -218,5 +245,41 @@ impl S3Storage {
             _ if answer.ok() => Err(Error::new(ErrorKind::Unavailable, "the store gave no ETag for a part")),
             _ => Err(answer.error(if p.copied { "copy of a part" } else { "upload of a part" })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(parts: &[Part]) -> Vec<(u64, u64, bool)> {
+        parts.iter().map(|p| (p.start, p.end, p.copied)).collect()
+    }
+
+    #[test]
+    fn untouched_pieces_are_joined_into_copies() {
+        const M: u64 = 1 << 20;
+        // One byte in the middle of 64 MiB, 8 MiB parts: copy, upload, copy.
+        let p = Patch::new().write(30 * M, vec![1]);
+        assert_eq!(
+            shape(&plan(&p, 64 * M, 64 * M, 8 * M)),
+            [(0, 24 * M, true), (24 * M, 32 * M, false), (32 * M, 64 * M, true)]
+        );
+        // An append at a part boundary uploads the appended bytes only.
+        let p = Patch::new().write(64 * M, vec![1; 4096]);
+        assert_eq!(
+            shape(&plan(&p, 64 * M + 4096, 64 * M, 8 * M)),
+            [(0, 64 * M, true), (64 * M, 64 * M + 4096, false)]
+        );
+        // A cut keeps copying what it keeps; an extension uploads the piece it grows.
+        let p = Patch::new().set_len(20 * M);
+        assert_eq!(shape(&plan(&p, 20 * M, 20 * M, 8 * M)), [(0, 20 * M, true)]);
+        let p = Patch::new().set_len(20 * M);
+        assert_eq!(shape(&plan(&p, 20 * M, 18 * M, 8 * M)), [(0, 16 * M, true), (16 * M, 20 * M, false)]);
+        // Parts are numbered from 1 in order; no copy names more than the largest part.
+        let big = plan(&Patch::new(), 12 << 30, 12 << 30, 8 * M);
+        assert_eq!(big.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(big.iter().all(|p| p.end - p.start <= MAX_PART));
+        assert_eq!(big.last().unwrap().end, 12 << 30);
     }
 }
