@@ -11,7 +11,7 @@
 #                 end, with fio's default preallocation (fallocate)
 #   fio-none      the same with --fallocate=none
 #   cold-read     fio sequential read of that file after dropping the page
-#                 cache (tierfs serves it by passthrough where the kernel can)
+#                 cache (tierfs is mounted with --passthrough)
 #   small-*       FILES files of 4 KiB (scripts/fuse-smallfiles.py): create+write+
 #                 close, stat, open+read+close, unlink, each timed on its own
 #   sqlite        single-row commits on a 50 MiB SQLite database (synchronous=full)
@@ -170,7 +170,7 @@ start_target() {
         native) MNT="" ; mkdir -p "$base/dir" ;;
         tierfs)
             mkdir -p "$base/data" "$base/spool"
-            "$TIERFS" mount --root "$base/data" --spool-dir "$base/spool" "$base/mnt" 2>"$base.log" &
+            "$TIERFS" mount --root "$base/data" --spool-dir "$base/spool" --passthrough "$base/mnt" 2>"$base.log" &
             DAEMON_PID=$! ;;
         floor)
             "$FLOOR" "$base/mnt" 2>"$base.log" &

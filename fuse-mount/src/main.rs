@@ -119,11 +119,12 @@ struct MountArgs {
     /// file and directory. Off by default: the kernel then asks for an attribute before every write.
     #[arg(long)]
     xattrs: bool,
-    /// Serve every read through the daemon. By default a file opened only to read, whose value
-    /// the store keeps as one local file, is read by the kernel straight from that file
-    /// (passthrough, Linux 6.9 and later), while no access rule and no audit log are in force.
+    /// Passthrough reads (Linux 6.9 and later): a file opened only to read, whose value the store
+    /// keeps as one local file, is read by the kernel straight from that file, while no access
+    /// rule and no audit log are in force. Such a reader sees the file as it was when opened
+    /// (see docs/semantics.md: `tail -f` does not see appends made through the mount meanwhile).
     #[arg(long)]
-    no_passthrough: bool,
+    passthrough: bool,
     /// Where to mount.
     mountpoint: PathBuf,
 }
@@ -183,7 +184,7 @@ fn mount(args: MountArgs) -> Result<(), String> {
         identities,
         sync: args.sync,
         xattrs: args.xattrs,
-        passthrough: !args.no_passthrough,
+        passthrough: args.passthrough,
     })
 }
 

@@ -1,8 +1,8 @@
-//! Passthrough reads through a real mount: a file opened only to read,
-//! kept by the local store as one file, is read by the kernel from that
-//! file (the daemon reads none of it), and writers beside such readers
-//! keep working; with an audit log, or with `--no-passthrough`, every read
-//! goes through the daemon (and is audited).
+//! Passthrough reads through a real mount (`--passthrough`): a file opened
+//! only to read, kept by the local store as one file, is read by the
+//! kernel from that file (the daemon reads none of it), and writers beside
+//! such readers keep working; with an audit log, or without the option,
+//! every read goes through the daemon (and is audited).
 
 mod common;
 
@@ -102,7 +102,7 @@ fn a_read_only_open_is_served_from_the_stored_file() {
     }
     const LEN: usize = 32 << 20;
     let dir = tempdir();
-    let (m, port) = mount(dir.path(), &[]);
+    let (m, port) = mount(dir.path(), &["--passthrough"]);
     let big = m.path("big");
     write_file(&big, 0x5a, LEN);
     let (bytes, read) = cold_read(port, &big);
@@ -114,15 +114,15 @@ fn a_read_only_open_is_served_from_the_stored_file() {
     assert_eq!(fs::read(m.path("small")).unwrap(), vec![7; 1000]);
     drop(m);
 
-    // Without passthrough the daemon reads the file itself.
-    let (m, port) = mount(dir.path(), &["--no-passthrough"]);
+    // Without the option the daemon reads the file itself.
+    let (m, port) = mount(dir.path(), &[]);
     let (bytes, read) = cold_read(port, &m.path("big"));
     assert_eq!(bytes.len(), LEN);
-    assert!(read >= LEN as u64, "--no-passthrough: the store handed the daemon only {read} bytes");
+    assert!(read >= LEN as u64, "without --passthrough: the store handed the daemon only {read} bytes");
     drop(m);
 
     // With an audit log every read goes through the daemon and is recorded.
-    let (m, port) = mount_with(dir.path(), AUDITED, &[]);
+    let (m, port) = mount_with(dir.path(), AUDITED, &["--passthrough"]);
     let audit = dir.path().join("audit/audit.log");
     let reads_of_big = || {
         let text = fs::read_to_string(&audit).unwrap();
@@ -142,7 +142,7 @@ fn writers_beside_passthrough_readers_are_saved_and_seen_by_later_opens() {
     }
     const LEN: usize = 4 << 20;
     let dir = tempdir();
-    let (m, _) = mount(dir.path(), &[]);
+    let (m, _) = mount(dir.path(), &["--passthrough"]);
     let path = m.path("f");
     write_file(&path, b'A', LEN);
     drop_caches();
@@ -192,7 +192,7 @@ fn writers_beside_passthrough_readers_are_saved_and_seen_by_later_opens() {
 
     // Everything was saved: a fresh mount reads the last content.
     m.unmount();
-    let (m, _) = mount(dir.path(), &[]);
+    let (m, _) = mount(dir.path(), &["--passthrough"]);
     let after = fs::read(m.path("f")).unwrap();
     assert_eq!(&after[..8], b"BBBBCCCC");
     assert_eq!(&after[LEN..], b"END!");
