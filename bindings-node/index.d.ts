@@ -244,6 +244,11 @@ export interface OperationMetrics {
 export interface Metrics {
   /** Per backend, per operation (operations never called are left out). */
   backends: Record<string, Record<string, OperationMetrics>>;
+  /**
+   * Per backend that talks to a remote store (`s3`), the bytes of request
+   * bodies sent and response bodies received since it was created.
+   */
+  traffic: Record<string, { sent: number; received: number }>;
   cacheHits: number;
   cacheMisses: number;
   cacheEvictions: number;

@@ -23,8 +23,8 @@
 #
 # --cluster also mounts tierfs over a three-node Garage cluster on loopback
 # (scripts/services/garage.sh) and runs byte and append there, recording
-# the bytes the daemon wrote per change (wchar: sockets and files, an upper
-# bound on what it uploaded).
+# the bytes uploaded per change (the backend's request bodies, from the
+# daemon's metrics: tierfs_network_sent_bytes_total).
 #
 # Needs root. Installs fio, rclone, fuse3, sqlite3 if missing.
 set -euo pipefail
@@ -95,10 +95,11 @@ written_bytes() {
     awk '/^write_bytes:/ { print $2 }' "/proc/$DAEMON_PID/io"
 }
 
-# Bytes the daemon wrote to files and sockets (wchar of /proc/PID/io): over
-# the cluster, an upper bound on what it uploaded.
+# Bytes the cluster mount's backend has sent to the store (request bodies,
+# from its metrics: tierfs_network_sent_bytes_total).
 uploaded_bytes() {
-    awk '/^wchar:/ { print $2 }' "/proc/$DAEMON_PID/io"
+    "$TIERFS" metrics --addr 127.0.0.1:9464 |
+        awk '/^tierfs_network_sent_bytes_total\{backend="cluster"\}/ { print $2; found = 1 } END { exit !found }'
 }
 
 # record ROUND TARGET WORKLOAD VALUE UNIT BYTES

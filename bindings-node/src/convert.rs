@@ -393,8 +393,14 @@ pub fn metrics_to_json(m: &MetricsSnapshot) -> Value {
             (name.clone(), Value::Object(ops))
         })
         .collect();
+    let traffic: Map<String, Value> = m
+        .traffic
+        .iter()
+        .map(|(name, t)| (name.clone(), json!({ "sent": t.sent, "received": t.received })))
+        .collect();
     json!({
         "backends": backends,
+        "traffic": traffic,
         "cacheHits": m.cache_hits,
         "cacheMisses": m.cache_misses,
         "cacheEvictions": m.cache_evictions,

@@ -598,8 +598,16 @@ pub fn metrics<'py>(py: Python<'py>, m: &MetricsSnapshot) -> PyResult<Bound<'py,
         }
         backends.set_item(name, per_op)?;
     }
+    let traffic = PyDict::new(py);
+    for (name, t) in &m.traffic {
+        let entry = PyDict::new(py);
+        entry.set_item("sent", t.sent)?;
+        entry.set_item("received", t.received)?;
+        traffic.set_item(name, entry)?;
+    }
     let d = PyDict::new(py);
     d.set_item("backends", backends)?;
+    d.set_item("traffic", traffic)?;
     d.set_item("cache_hits", m.cache_hits)?;
     d.set_item("cache_misses", m.cache_misses)?;
     d.set_item("cache_evictions", m.cache_evictions)?;

@@ -535,7 +535,9 @@ impl Store {
     }
 
     /// Counters per backend and operation (count, errors, bytes, latency),
-    /// cache hits and misses, repairs, migrations and retries, as a dict.
+    /// the network bytes of remote backends (``traffic``: ``sent`` and
+    /// ``received`` per ``s3`` backend), cache hits and misses, repairs,
+    /// migrations and retries, as a dict.
     ///
     /// Example:
     ///     >>> store.metrics()["backends"]["local"]["put"]["count"]

@@ -468,11 +468,12 @@ fn a_rewrite_elsewhere_is_seen_at_the_next_open() {
     setup.rt.block_on(setup.bucket.delete(&Key::new("shared.bin").unwrap())).unwrap();
 }
 
-/// Bytes the daemon `pid` has written so far, to files and sockets alike
-/// (`wchar` of `/proc/PID/io`): an upper bound on what it uploaded.
-fn daemon_written(pid: u32) -> u64 {
-    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    io.lines().find_map(|l| l.strip_prefix("wchar: ")).and_then(|v| v.trim().parse().ok()).unwrap()
+/// Bytes the daemon's `cluster` backend has sent to the store so far
+/// (request bodies), from its metrics.
+fn uploaded(metrics_addr: &str) -> u64 {
+    let m = metrics(metrics_addr);
+    *m.get("tierfs_network_sent_bytes_total{backend=\"cluster\"}")
+        .unwrap_or_else(|| panic!("no network metric for `cluster` in {m:?}")) as u64
 }
 
 /// A one-byte change and an append to a large file on the cluster upload
@@ -488,29 +489,30 @@ fn a_small_change_to_a_large_file_uploads_a_part() {
     let backend = s3_backend_toml("cluster", &format!("part_size_mib = {PART_MIB}\n"));
     let setup =
         Setup::new(dir.path(), &backend, "[policy]\ntype = \"always_local\"\nbackend = \"cluster\"\n");
-    let m = setup.mount(&dir.path().join("mnt"), None);
+    let addr = free_addr();
+    let m = setup.mount(&dir.path().join("mnt"), Some(&addr));
     let path = m.path("large.bin");
     let mut model = pattern(21, 0, LEN);
-    let before = daemon_written(m.pid());
+    let before = uploaded(&addr);
     write_synced(&path, &model);
-    let created = daemon_written(m.pid()) - before;
-    assert!(created >= LEN as u64, "the measure misses uploads: {created} bytes written for {LEN}");
+    let created = uploaded(&addr) - before;
+    assert!(created >= LEN as u64, "the metric misses uploads: {created} bytes sent for {LEN}");
 
     let f = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-    let before = daemon_written(m.pid());
+    let before = uploaded(&addr);
     f.write_all_at(&[0xEE], 30 << 20).unwrap();
     f.sync_all().unwrap();
-    let changed = daemon_written(m.pid()) - before;
+    let changed = uploaded(&addr) - before;
     model[30 << 20] = 0xEE;
-    let before = daemon_written(m.pid());
+    let before = uploaded(&addr);
     f.write_all_at(&[7u8; 4096], LEN as u64).unwrap();
     f.sync_all().unwrap();
-    let appended = daemon_written(m.pid()) - before;
+    let appended = uploaded(&addr) - before;
     model.extend_from_slice(&[7u8; 4096]);
     close(f).unwrap();
-    eprintln!("daemon wrote {created} bytes creating the file, {changed} for a one-byte change, {appended} for an append");
-    assert!(changed < (2 * PART_MIB as u64) << 20, "a one-byte change wrote {changed} bytes");
-    assert!(appended < (2 * PART_MIB as u64) << 20, "a 4 KiB append wrote {appended} bytes");
+    eprintln!("the daemon sent {created} bytes creating the file, {changed} for a one-byte change, {appended} for an append");
+    assert!(changed < (2 * PART_MIB as u64) << 20, "a one-byte change sent {changed} bytes");
+    assert!(appended < (2 * PART_MIB as u64) << 20, "a 4 KiB append sent {appended} bytes");
     assert!(m.unmount().success());
     assert!(setup.object("large.bin").unwrap() == model, "the bucket holds the changed file");
     let etag = setup.version("large.bin");

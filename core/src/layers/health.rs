@@ -266,6 +266,10 @@ impl Storage for HealthStorage {
         self.guard.is_healthy()
     }
 
+    fn traffic(&self) -> Option<crate::metrics::Traffic> {
+        self.inner.traffic()
+    }
+
     async fn get(&self, key: &Key) -> Result<Bytes> {
         self.guard.call("get", key, || self.inner.get(key)).await
     }

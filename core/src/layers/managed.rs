@@ -157,6 +157,10 @@ impl Storage for ManagedStorage {
         self.guard.is_healthy()
     }
 
+    fn traffic(&self) -> Option<crate::metrics::Traffic> {
+        self.inner.traffic()
+    }
+
     async fn get(&self, key: &Key) -> Result<Bytes> {
         self.run(Op::Get, key, 0, || self.inner.get(key), |b| b.len() as u64).await
     }

@@ -61,6 +61,10 @@ impl Storage for TracingStorage {
         self.inner.is_healthy()
     }
 
+    fn traffic(&self) -> Option<crate::metrics::Traffic> {
+        self.inner.traffic()
+    }
+
     async fn get(&self, key: &Key) -> Result<Bytes> {
         traced!(self, "get", key, self.inner.get(key))
     }

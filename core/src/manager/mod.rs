@@ -204,7 +204,13 @@ impl StorageManager {
 
     /// The metrics at this moment.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut snapshot = self.shared.metrics.snapshot();
+        for (name, backend) in &self.shared.state.load().backends {
+            if let Some(traffic) = backend.managed.traffic() {
+                snapshot.traffic.insert(name.clone(), traffic);
+            }
+        }
+        snapshot
     }
 
     /// The names of the configured backends.

@@ -166,6 +166,7 @@ impl StorageMetrics {
         let total = |event| self.events.total(event);
         MetricsSnapshot {
             backends,
+            traffic: BTreeMap::new(),
             cache_hits: total(EVENT_CACHE_HIT),
             cache_misses: total(EVENT_CACHE_MISS),
             cache_evictions: total(EVENT_CACHE_EVICTION),
@@ -191,11 +192,27 @@ pub struct OpSnapshot {
     pub latency: HistogramSnapshot,
 }
 
+/// Bytes a backend moved over the network: request bodies sent, response
+/// bodies received (see [`Storage::traffic`](crate::storage::Storage::traffic)).
+/// Unlike [`OpSnapshot::bytes_in`], which counts the bytes callers gave,
+/// this is what crossed the wire: a one-byte patch of a large object on an
+/// object store sends the parts it rewrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes of request bodies sent.
+    pub sent: u64,
+    /// Bytes of response bodies received.
+    pub received: u64,
+}
+
 /// Every counter at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     /// Per backend, per operation (operations never called are left out).
     pub backends: BTreeMap<String, BTreeMap<&'static str, OpSnapshot>>,
+    /// Per backend that talks to a remote store, the bytes it moved; filled
+    /// by [`StorageManager::metrics`](crate::StorageManager::metrics).
+    pub traffic: BTreeMap<String, Traffic>,
     /// Reads served by a cache.
     pub cache_hits: u64,
     /// Reads a cache could not serve.
@@ -246,6 +263,21 @@ impl MetricsSnapshot {
                 let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.latency.count);
             }
         }
+        let families = [
+            ("tierfs_network_sent_bytes_total", "Bytes of request bodies sent to remote stores.", false),
+            (
+                "tierfs_network_received_bytes_total",
+                "Bytes of response bodies received from remote stores.",
+                true,
+            ),
+        ];
+        for (name, help, received) in families.into_iter().filter(|_| !self.traffic.is_empty()) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (backend, t) in &self.traffic {
+                let value = if received { t.received } else { t.sent };
+                let _ = writeln!(out, "{name}{{backend=\"{}\"}} {value}", escape(backend));
+            }
+        }
         for (name, help, value) in [
             ("tierfs_cache_hits_total", "Reads served by a cache.", self.cache_hits),
             ("tierfs_cache_misses_total", "Reads a cache could not serve.", self.cache_misses),
@@ -262,4 +294,22 @@ impl MetricsSnapshot {
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_is_exported_per_backend_when_known() {
+        let metrics = StorageMetrics::new();
+        metrics.backend("local").record(Op::Put, Duration::from_micros(5), true, 10, 0);
+        let mut snap = metrics.snapshot();
+        assert!(!snap.to_prometheus().contains("tierfs_network"), "no remote backend, no traffic family");
+        snap.traffic.insert("cluster".into(), Traffic { sent: 5 << 20, received: 4096 });
+        let text = snap.to_prometheus();
+        assert!(text.contains("tierfs_network_sent_bytes_total{backend=\"cluster\"} 5242880"), "{text}");
+        assert!(text.contains("tierfs_network_received_bytes_total{backend=\"cluster\"} 4096"), "{text}");
+        assert!(text.contains("# TYPE tierfs_network_sent_bytes_total counter"), "{text}");
+    }
 }

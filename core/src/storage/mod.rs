@@ -249,6 +249,16 @@ pub trait Storage: Send + Sync + Debug {
     fn is_healthy(&self) -> bool {
         true
     }
+
+    /// Bytes this backend has sent to and received from a remote store
+    /// since it was created (request and response bodies), for backends
+    /// that talk to one over the network; `None` for the others. Layers
+    /// pass the question to what they wrap. The manager exports it as
+    /// `tierfs_network_sent_bytes_total` and
+    /// `tierfs_network_received_bytes_total`.
+    fn traffic(&self) -> Option<crate::metrics::Traffic> {
+        None
+    }
 }
 
 /// Clamps `range` to a value of `size` bytes, as `usize` bounds.

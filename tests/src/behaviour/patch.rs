@@ -121,7 +121,14 @@ pub async fn patch_keeps_untouched_parts(store: Arc<dyn Storage>) {
     let len = (16 << 20) + 777;
     write_pattern(&*store, &k, 12, len, 1 << 20).await;
     let mut model = pattern(12, 0, len as usize);
+    let before = store.traffic();
     patch_and_check(&*store, &k, &mut model, Patch::new().write(7 << 20, vec![0xCD])).await;
+    // Where the backend talks to a remote store, the change sent a part or
+    // so, not the value.
+    if let (Some(before), Some(after)) = (before, store.traffic()) {
+        let sent = after.sent - before.sent;
+        assert!(sent < len / 2, "a one-byte patch of {len} bytes sent {sent} bytes");
+    }
     patch_and_check(&*store, &k, &mut model, Patch::new().set_len((12 << 20) + 5)).await;
     patch_and_check(&*store, &k, &mut model, Patch::new().set_len(13 << 20)).await;
     let ends = Patch::new().write(0, "head").write(13 << 20, vec![9u8; 5000]);

@@ -12,7 +12,8 @@
 //! copy is never overwritten with the old map: the store refuses (412) and
 //! the update is made again from the new state.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
@@ -22,6 +23,7 @@ use object_store::ClientOptions;
 
 use super::http::QuickAckConnector;
 use super::settings::S3Settings;
+use super::traffic::{CountingConnector, TrafficCounts};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a copy onto itself answered.
@@ -48,19 +50,19 @@ pub(super) struct MetadataCopier {
 }
 
 impl MetadataCopier {
-    pub(super) fn new(settings: &S3Settings, options: &ClientOptions) -> object_store::Result<Self> {
+    pub(super) fn new(
+        settings: &S3Settings,
+        options: &ClientOptions,
+        traffic: &Arc<TrafficCounts>,
+    ) -> object_store::Result<Self> {
         let endpoint = match &settings.endpoint {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => format!("https://s3.{}.amazonaws.com", settings.region),
         };
-        let client = if endpoint.starts_with("http://") {
-            QuickAckConnector {
-                timeout: Duration::from_millis(settings.timeout_ms),
-                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-            }
-            .connect(options)?
-        } else {
-            ReqwestConnector::default().connect(options)?
+        let counts = traffic.clone();
+        let client = match QuickAckConnector::for_endpoint(settings) {
+            Some(inner) => CountingConnector { inner, counts }.connect(options)?,
+            None => CountingConnector { inner: ReqwestConnector::default(), counts }.connect(options)?,
         };
         Ok(MetadataCopier {
             client,

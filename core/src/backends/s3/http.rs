@@ -31,6 +31,8 @@ use object_store::client::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::settings::S3Settings;
+
 /// Makes [`QuickAckClient`]s; given to `object_store` for `http://` endpoints.
 #[derive(Debug, Clone)]
 pub(super) struct QuickAckConnector {
@@ -38,6 +40,18 @@ pub(super) struct QuickAckConnector {
     pub timeout: Duration,
     /// Bound on opening a connection.
     pub connect_timeout: Duration,
+}
+
+impl QuickAckConnector {
+    /// The connector for the configured endpoint when it is plain
+    /// `http://`; `None` for `https://` and AWS (`object_store`'s client).
+    pub(super) fn for_endpoint(settings: &S3Settings) -> Option<Self> {
+        let endpoint = settings.endpoint.as_deref()?;
+        endpoint.starts_with("http://").then(|| QuickAckConnector {
+            timeout: Duration::from_millis(settings.timeout_ms),
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+        })
+    }
 }
 
 impl HttpConnector for QuickAckConnector {

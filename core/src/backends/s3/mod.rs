@@ -36,6 +36,7 @@ mod meta;
 mod patch;
 mod path;
 mod settings;
+mod traffic;
 mod writer;
 
 use std::ops::Range;
@@ -95,6 +96,8 @@ struct Inner {
     /// the ETag, which names the bytes, not the metadata, so a put of the
     /// same bytes with other metadata would not stop a stale copy.
     locks: crate::key_locks::KeyLocks,
+    /// Bytes of request and response bodies (see `traffic.rs`).
+    traffic: Arc<traffic::TrafficCounts>,
 }
 
 impl S3Storage {
@@ -166,13 +169,16 @@ impl S3Storage {
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &settings.endpoint {
             builder = builder.with_endpoint(endpoint);
-            if endpoint.starts_with("http://") {
-                builder = builder.with_http_connector(http::QuickAckConnector {
-                    timeout: Duration::from_millis(settings.timeout_ms),
-                    connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-                });
-            }
         }
+        let traffic = Arc::new(traffic::TrafficCounts::default());
+        builder = match http::QuickAckConnector::for_endpoint(settings) {
+            Some(quick) => builder
+                .with_http_connector(traffic::CountingConnector { inner: quick, counts: traffic.clone() }),
+            None => builder.with_http_connector(traffic::CountingConnector {
+                inner: object_store::client::ReqwestConnector::default(),
+                counts: traffic.clone(),
+            }),
+        };
         let store = builder
             .build()
             .map_err(|e| field_error("endpoint", &format!("cannot set up the S3 client: {e}")))?;
@@ -185,9 +191,10 @@ impl S3Storage {
                 parts_in_flight: settings.parts_in_flight,
                 conditional: settings.conditional_writes.unwrap_or(false),
                 listings: listing::DirCache::default(),
-                copier: copy::MetadataCopier::new(settings, &client_options)
+                copier: copy::MetadataCopier::new(settings, &client_options, &traffic)
                     .map_err(|e| field_error("endpoint", &format!("cannot set up the S3 client: {e}")))?,
                 locks: crate::key_locks::KeyLocks::new(),
+                traffic,
             }),
         };
         storage.check(settings, &field_error).await?;
@@ -337,6 +344,10 @@ impl S3Storage {
 impl Storage for S3Storage {
     fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    fn traffic(&self) -> Option<crate::metrics::Traffic> {
+        Some(self.inner.traffic.snapshot())
     }
 
     fn capabilities(&self) -> Capabilities {
