@@ -69,6 +69,14 @@ pub const MAX_VALUE: usize = 256 * 1024;
 /// has freed space meanwhile.
 pub const PROBE: Duration = Duration::from_secs(1);
 
+/// How long the committer lets changes gather before it commits them,
+/// unless someone waits for them (`fsync`, a rename, unmount) or the queue
+/// is large: a program creating files one after another then pays one
+/// commit for a window's files instead of one for every few, and a file's
+/// creation, its content and its directory's new times, queued within the
+/// window, are one put each.
+pub const GATHER: Duration = Duration::from_millis(5);
+
 /// Bounds of the queue.
 #[derive(Debug, Clone, Copy)]
 pub struct JournalLimits {
@@ -138,6 +146,11 @@ struct Dropped {
 struct State {
     next_seq: u64,
     queue: VecDeque<Queued>,
+    /// When the queue is to be committed at the latest: [`GATHER`] after
+    /// its oldest change was queued (`None` while it is empty).
+    commit_at: Option<Instant>,
+    /// Callers waiting for commits: while any does, nothing gathers.
+    waiters: usize,
     /// The newest queued, in-flight or held change of each key.
     latest: BTreeMap<String, Latest>,
     bytes: usize,
@@ -168,6 +181,24 @@ pub struct Journal {
     /// Counts commit attempts that failed because the backend was
     /// unavailable, so that a flush in an outage ends.
     outages: watch::Sender<u64>,
+}
+
+/// Counts a caller waiting for commits (see [`State::waiters`]) while it
+/// lives, and wakes the committer so that it stops gathering.
+struct Waiting<'a>(&'a Journal);
+
+impl<'a> Waiting<'a> {
+    fn new(journal: &'a Journal) -> Self {
+        journal.state.lock().waiters += 1;
+        journal.work.notify_one();
+        Waiting(journal)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().waiters -= 1;
+    }
 }
 
 /// The error of a put refused at once because the store is full.
@@ -321,7 +352,23 @@ impl Journal {
         state.bytes += weight;
         state.latest.insert(key.as_str().to_owned(), Latest { seq, change: change.clone() });
         state.queue.push_back(Queued { seq, key, change, session: session.clone() });
-        self.work.notify_one();
+        // The committer is told when the queue starts (it then gathers
+        // until GATHER has passed) and when gathering longer would not pay.
+        if state.commit_at.is_none() {
+            state.commit_at = Some(Instant::now() + GATHER);
+            self.work.notify_one();
+        } else if self.is_urgent(state) {
+            self.work.notify_one();
+        }
+    }
+
+    /// Whether the queue should be committed without gathering more.
+    fn is_urgent(&self, state: &State) -> bool {
+        state.waiters > 0
+            || state.closed
+            || state.deadline.is_some()
+            || state.queue.len() >= self.limits.max_batch
+            || state.bytes >= self.limits.max_bytes / 2
     }
 
     /// Waits until every change queued so far is committed, dropped or
@@ -345,7 +392,10 @@ impl Journal {
     /// `target` is committed, dropped or held.
     async fn wait_committed(&self, target: u64) -> Result<(), Error> {
         let mut rx = self.committed.subscribe();
-        self.work.notify_one();
+        if *rx.borrow() >= target {
+            return Ok(());
+        }
+        let _waiting = Waiting::new(self);
         rx.wait_for(|&c| c >= target).await.map_err(|_| {
             Error::new(ErrorKind::Unavailable, "the journal committer stopped; remount to continue")
         })?;
@@ -464,24 +514,31 @@ impl Journal {
                 let work = self.work.notified();
                 tokio::pin!(work);
                 work.as_mut().enable();
-                let probe_at = {
+                let (probe_at, gather_until) = {
                     let mut state = self.state.lock();
-                    if !state.queue.is_empty() {
+                    let due = state.commit_at.is_none_or(|at| Instant::now() >= at);
+                    if !state.queue.is_empty() && (due || self.is_urgent(&state)) {
                         let n = state.queue.len().min(self.limits.max_batch);
-                        break state.queue.drain(..n).collect();
+                        let batch = state.queue.drain(..n).collect();
+                        // What is left over (past a batch's size) is due now.
+                        state.commit_at = (!state.queue.is_empty()).then(Instant::now);
+                        break batch;
                     }
-                    if state.closed {
+                    if state.queue.is_empty() && state.closed {
                         return;
                     }
-                    state.probe_at
+                    (state.probe_at, state.commit_at.filter(|_| !state.queue.is_empty()))
                 };
-                match probe_at {
-                    Some(at) => {
+                match (probe_at, gather_until) {
+                    (_, Some(until)) => {
+                        let _ = tokio::time::timeout_at(until, work).await;
+                    }
+                    (Some(at), None) => {
                         if tokio::time::timeout_at(at, work).await.is_err() {
                             self.requeue_held(false);
                         }
                     }
-                    None => work.await,
+                    (None, None) => work.await,
                 }
             };
             let last = batch.iter().map(|q| q.seq).max().unwrap_or(0);
@@ -688,6 +745,37 @@ mod tests {
         assert!(j.is_idle());
         assert!(s.stat(&k).await.is_err());
         assert_eq!(&s.get(&Key::new("a/c").unwrap()).await.unwrap()[..], b"two");
+    }
+
+    /// Batches the memory backend `m` of `m` was given.
+    fn batches(m: &StorageManager) -> u64 {
+        m.metrics().backends.get("m").and_then(|ops| ops.get("batch")).map_or(0, |s| s.count)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_gather_unless_someone_waits() {
+        let m = manager().await;
+        let s = m.session("alice");
+        let j = Journal::start(m.clone(), JournalLimits::default());
+        let file = Key::new("d/f").unwrap();
+        // A creation, the directory's times, then the content, within the window.
+        j.enqueue(&s, file.clone(), put(b"")).await.unwrap();
+        j.enqueue(&s, Key::new("d").unwrap(), put(b"")).await.unwrap();
+        tokio::time::sleep(GATHER / 5).await;
+        j.enqueue(&s, file.clone(), put(b"content")).await.unwrap();
+        assert_eq!(batches(&m), 0, "committed before the window ended");
+        tokio::time::sleep(GATHER * 2).await;
+        assert!(j.is_idle());
+        assert_eq!(batches(&m), 1, "the window's changes were not one batch");
+        assert_eq!(&s.get(&file).await.unwrap()[..], b"content");
+        assert_eq!(m.metrics().backends["m"]["batch"].bytes_in, 7, "the replaced creation was stored too");
+
+        // A flush does not wait for the window.
+        let started = Instant::now();
+        j.enqueue(&s, Key::new("d/g").unwrap(), put(b"g")).await.unwrap();
+        j.flush().await.unwrap();
+        assert!(started.elapsed() < GATHER, "a flush waited {:?} for the window", started.elapsed());
+        assert_eq!(&s.get(&Key::new("d/g").unwrap()).await.unwrap()[..], b"g");
     }
 
     #[tokio::test]
