@@ -62,8 +62,17 @@ use crate::storage::{
     PutOptions, Storage, ValueWriter,
 };
 
-/// Attempts of a metadata update that meets a concurrent write.
+/// Attempts of a metadata update or a patch that meets a concurrent write.
 const COPY_ATTEMPTS: usize = 3;
+
+/// What one attempt of [`S3Storage::conditioned`] came to.
+enum Attempt<T> {
+    Done(T),
+    /// The object changed since its state was read: read it and try again.
+    Changed,
+    /// The store cannot do it in place: the caller rewrites the value.
+    Rewrite,
+}
 
 /// The metadata header (after `x-amz-meta-`).
 const META_ATTRIBUTE: &str = "tierfs";
@@ -282,6 +291,45 @@ impl S3Storage {
         Ok(meta::object_meta(key.clone(), &result.meta, &result.attributes))
     }
 
+    /// Reads `key`'s state, checks `condition` against it and runs
+    /// `attempt` with it, under the key's write lock (writes of this
+    /// process wait), again while the attempt finds the object changed
+    /// meanwhile, at most [`COPY_ATTEMPTS`] times; then `Conflict`, worded
+    /// with `what` ("patch it"). `Ok(None)`: the attempt asked for a
+    /// rewrite, to be made by the caller with the lock released (the
+    /// rewrite's own put takes it).
+    async fn conditioned<T, F>(
+        &self,
+        key: &Key,
+        op: &'static str,
+        what: &str,
+        condition: &Condition,
+        mut attempt: impl FnMut(ObjectMeta) -> F,
+    ) -> Result<Option<T>>
+    where
+        F: std::future::Future<Output = Result<Attempt<T>>>,
+    {
+        let context =
+            |e: Error| e.or_key(key.as_str()).with_backend(self.inner.name.clone()).with_operation(op);
+        let exclusive = self.inner.locks.write(key.as_str()).await;
+        for _ in 0..COPY_ATTEMPTS {
+            let current = self.head(key, op).await?;
+            condition.check(&current).map_err(context)?;
+            match attempt(current).await.map_err(context)? {
+                Attempt::Done(done) => return Ok(Some(done)),
+                Attempt::Changed => continue,
+                Attempt::Rewrite => {
+                    drop(exclusive);
+                    return Ok(None);
+                }
+            }
+        }
+        Err(context(Error::new(
+            ErrorKind::Conflict,
+            format!("the value changed during each of {COPY_ATTEMPTS} attempts to {what}; try again"),
+        )))
+    }
+
     fn attributes(&self, metadata: &crate::storage::Metadata) -> Attributes {
         let mut attributes = Attributes::new();
         if !metadata.is_empty() {
@@ -473,59 +521,53 @@ impl Storage for S3Storage {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         const OP: &str = "set_metadata";
-        let context =
-            |e: Error| e.with_key(key.as_str()).with_backend(self.inner.name.clone()).with_operation(OP);
-        // Each attempt reads the current map and copies only if the object
-        // still has the bytes read (its ETag); a write of other bytes in
-        // between makes it start again. Writes of this process wait.
-        let exclusive = self.inner.locks.write(key.as_str()).await;
-        for _ in 0..COPY_ATTEMPTS {
-            let current = self.head(key, OP).await?;
-            condition.check(&current).map_err(context)?;
-            let metadata = changes.applied_to(current.metadata.clone());
-            let encoded = (!metadata.is_empty()).then(|| meta::encode(&metadata));
-            let credential =
-                self.inner.store.credentials().get_credential().await.map_err(|e| self.err(e, OP, key))?;
-            let etag = (!current.version.is_empty()).then_some(current.version.as_str());
-            let copied = self
-                .inner
-                .copier
-                .copy_in_place(
-                    &credential,
-                    &self.path(key),
-                    etag,
-                    encoded.as_deref().map(|v| (META_ATTRIBUTE, v)),
-                )
-                .await
-                .map_err(context)?;
-            match copied {
-                copy::Copied::Done { etag: Some(version), modified } => {
-                    self.inner.listings.clear();
-                    return Ok(ObjectMeta {
-                        key: key.clone(),
-                        size: current.size,
-                        modified: modified.unwrap_or_else(std::time::SystemTime::now),
-                        version,
-                        metadata,
-                    });
-                }
-                copy::Copied::Done { etag: None, .. } => {
-                    self.inner.listings.clear();
-                    return self.head(key, OP).await;
-                }
-                copy::Copied::Changed => continue,
-                copy::Copied::TooLarge => {
-                    // The rewrite's own put takes the key's lock.
-                    drop(exclusive);
-                    return crate::storage::rewrite_metadata(self, key, changes, condition).await;
-                }
-            }
+        // Each attempt copies only if the object still has the bytes read
+        // (its ETag); a write of other bytes in between makes it start again.
+        let updated = self
+            .conditioned(key, OP, "update its metadata", condition, |current: ObjectMeta| async move {
+                let metadata = changes.applied_to(current.metadata.clone());
+                let encoded = (!metadata.is_empty()).then(|| meta::encode(&metadata));
+                let credential = self
+                    .inner
+                    .store
+                    .credentials()
+                    .get_credential()
+                    .await
+                    .map_err(|e| self.err(e, OP, key))?;
+                let etag = (!current.version.is_empty()).then_some(current.version.as_str());
+                let copied = self
+                    .inner
+                    .copier
+                    .copy_in_place(
+                        &credential,
+                        &self.path(key),
+                        etag,
+                        encoded.as_deref().map(|v| (META_ATTRIBUTE, v)),
+                    )
+                    .await?;
+                Ok(match copied {
+                    copy::Copied::Done { etag: Some(version), modified } => {
+                        self.inner.listings.clear();
+                        Attempt::Done(ObjectMeta {
+                            key: key.clone(),
+                            size: current.size,
+                            modified: modified.unwrap_or_else(std::time::SystemTime::now),
+                            version,
+                            metadata,
+                        })
+                    }
+                    copy::Copied::Done { etag: None, .. } => {
+                        self.inner.listings.clear();
+                        Attempt::Done(self.head(key, OP).await?)
+                    }
+                    copy::Copied::Changed => Attempt::Changed,
+                    copy::Copied::TooLarge => Attempt::Rewrite,
+                })
+            })
+            .await?;
+        match updated {
+            Some(meta) => Ok(meta),
+            None => crate::storage::rewrite_metadata(self, key, changes, condition).await,
         }
-        Err(context(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "the value changed during each of {COPY_ATTEMPTS} attempts to update its metadata; try again"
-            ),
-        )))
     }
 }

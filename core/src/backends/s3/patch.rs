@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
 
 use super::copy::{xml_value, Answer};
-use super::{meta, S3Storage, COPY_ATTEMPTS, META_ATTRIBUTE};
+use super::{meta, Attempt, S3Storage, META_ATTRIBUTE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{rewrite_patched, Condition, ObjectMeta, Patch};
@@ -75,29 +75,23 @@ impl S3Storage {
         condition: &Condition,
     ) -> Result<ObjectMeta> {
         patch.validate().map_err(|e| self.context(e, key))?;
-        let exclusive = self.inner.locks.write(key.as_str()).await;
-        for _ in 0..COPY_ATTEMPTS {
-            let current = self.head(key, OP).await?;
-            condition.check(&current).map_err(|e| self.context(e, key))?;
-            let new_len = patch.final_len(current.size);
-            let part = (self.inner.part_size as u64).max(MIN_PART).max(new_len.div_ceil(MAX_PARTS));
-            if current.size < part || current.version.is_empty() {
-                // The rewrite's own put takes the key's lock.
-                drop(exclusive);
-                return rewrite_patched(self, key, patch, condition).await;
-            }
-            match self.upload_patched(key, patch, &current, part).await {
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                result => return result.map_err(|e| self.context(e, key)),
-            }
+        let patched = self
+            .conditioned(key, OP, "patch it", condition, |current: ObjectMeta| async move {
+                let new_len = patch.final_len(current.size);
+                let part = (self.inner.part_size as u64).max(MIN_PART).max(new_len.div_ceil(MAX_PARTS));
+                if current.size < part || current.version.is_empty() {
+                    return Ok(Attempt::Rewrite);
+                }
+                match self.upload_patched(key, patch, &current, part).await {
+                    Err(e) if e.kind() == ErrorKind::Conflict => Ok(Attempt::Changed),
+                    result => result.map(Attempt::Done),
+                }
+            })
+            .await?;
+        match patched {
+            Some(meta) => Ok(meta),
+            None => rewrite_patched(self, key, patch, condition).await,
         }
-        Err(self.context(
-            Error::new(
-                ErrorKind::Conflict,
-                format!("the value changed during each of {COPY_ATTEMPTS} attempts to patch it; try again"),
-            ),
-            key,
-        ))
     }
 
     fn context(&self, e: Error, key: &Key) -> Error {
