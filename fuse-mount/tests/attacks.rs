@@ -72,9 +72,13 @@ struct Setup {
 }
 
 impl Setup {
-    /// Users `{p}-a`, `{p}-b` (in group `{p}-out`) and `{p}-c`, and the configuration.
+    /// Users `{p}-a`, `{p}-b` (in group `{p}-out`) and `{p}-c` (each name
+    /// with this process's id), and the configuration.
     fn new(p: &str) -> Setup {
-        let names = [format!("{p}-a"), format!("{p}-b"), format!("{p}-c"), format!("{p}-out")];
+        let names: [String; 4] =
+            unique_names(&[&format!("{p}-a"), &format!("{p}-b"), &format!("{p}-c"), &format!("{p}-out")])
+                .try_into()
+                .unwrap();
         let users = Users::create(&[(&names[0], &[]), (&names[1], &[names[3].as_str()]), (&names[2], &[])]);
         let dir = tempdir();
         // Other users must reach the mount point (the store stays private).

@@ -29,6 +29,12 @@ pub fn can_mount() -> bool {
     ok
 }
 
+/// `bases` made this process's own (`{base}-{pid}`): users and groups
+/// named so are not removed by another run of the suite on the machine.
+pub fn unique_names(bases: &[&str]) -> Vec<String> {
+    bases.iter().map(|b| format!("{b}-{}", std::process::id())).collect()
+}
+
 /// Unix users (and groups) made for one test and removed after it: each
 /// `(user, groups)` gets a user in those groups; the groups are created.
 pub struct Users {

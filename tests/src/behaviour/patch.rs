@@ -24,7 +24,10 @@ async fn patch_and_check(store: &dyn Storage, k: &Key, model: &mut Vec<u8>, patc
     let meta = store.patch(k, &patch, &Condition::Exists).await.unwrap_or_else(|e| panic!("patch: {e}"));
     *model = patch.apply_to(model).unwrap();
     assert_eq!(meta.size, model.len() as u64);
-    assert_eq!(store.stat(k).await.unwrap().size, model.len() as u64);
+    let stat = store.stat(k).await.unwrap();
+    assert_eq!(stat.size, model.len() as u64);
+    assert_eq!(meta.version, stat.version, "the patch's answer names another version than stat");
+    assert_eq!(meta.metadata, stat.metadata, "the patch's answer has other metadata than stat");
     let got = store.get(k).await.unwrap();
     assert!(got[..] == model[..], "get differs from the model (len {} vs {})", got.len(), model.len());
     assert!(streamed(store, k).await == *model, "the stream differs from the model");

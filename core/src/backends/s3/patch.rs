@@ -163,8 +163,9 @@ impl S3Storage {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "patch uploaded",
         );
-        if let Err(e) = completed {
-            {
+        let answer = match completed {
+            Ok(answer) => answer,
+            Err(e) => {
                 let query = format!("?uploadId={id_query}");
                 match copier.send(&credential, http::Method::DELETE, &path, &query, &[], Bytes::new()).await {
                     Ok(a) if a.ok() => {}
@@ -177,9 +178,20 @@ impl S3Storage {
                 }
                 return Err(e);
             }
-        }
+        };
         self.inner.listings.clear();
-        self.head(key, OP).await
+        // The completion names the new version; a store that does not
+        // costs a HEAD.
+        match answer.etag() {
+            Some(version) => Ok(ObjectMeta {
+                key: key.clone(),
+                size: new_len,
+                modified: std::time::SystemTime::now(),
+                version,
+                metadata,
+            }),
+            None => self.head(key, OP).await,
+        }
     }
 
     /// Copies or uploads part `p`; returns its ETag.
