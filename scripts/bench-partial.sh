@@ -299,4 +299,7 @@ if [[ -n "$OUTPUT" ]]; then
     } >"$OUTPUT"
     echo "table written to $OUTPUT"
 fi
+# Garage's nodes are stopped through the pid files in the directory: first.
+cleanup
+GARAGE_DIR="" MNT="" DAEMON_PID=""
 rm -rf "$BENCH_DIR"
