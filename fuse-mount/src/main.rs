@@ -109,8 +109,10 @@ struct MountArgs {
     /// Directory for spool files of files being written (default: $TMPDIR).
     #[arg(long)]
     spool_dir: Option<PathBuf>,
-    /// Threads serving kernel requests.
-    #[arg(long, default_value_t = 8)]
+    /// Threads reading kernel requests. A request that has to wait goes on as a task, so one
+    /// thread keeps the mount responsive; more help only when requests do long disk work in
+    /// place (many parallel readers of a local store whose files are not in the page cache).
+    #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Commit every change to the store before replying (no group commit; slower).
     #[arg(long)]

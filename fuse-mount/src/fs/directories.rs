@@ -58,7 +58,7 @@ impl TierFs {
         fh: u64,
         offset: u64,
         plus: bool,
-        replier: &mut dyn DirReplier,
+        replier: &mut (dyn DirReplier + Send),
     ) -> FsResult<()> {
         let dir = self
             .dirs

@@ -344,14 +344,12 @@ impl FileState {
     /// A store writer for `key` with the metadata known now (times left to
     /// the store unless set explicitly).
     async fn open_stream(
-        &self,
+        &mut self,
         store: &Store,
         session: &Session,
         key: &Key,
         tail: Option<u64>,
     ) -> FsResult<Stream> {
-        // Queued changes of this key (its creation) must land before the value.
-        store.flush().await?;
         let mut stored = self.metadata.clone();
         self.posix.write_to(&mut stored);
         if !self.times_explicit {
@@ -359,6 +357,8 @@ impl FileState {
                 stored.remove(name);
             }
         }
+        // Queued changes of this key (its creation) must land before the value.
+        store.flush().await?;
         let writer = session.write(key, PutOptions::with_metadata(stored.clone())).await?;
         Ok(Stream { writer, len: 0, stored, tail })
     }

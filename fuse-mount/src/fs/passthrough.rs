@@ -38,7 +38,7 @@ use tierfs_core::LocalFile;
 
 /// Registers an open file with the kernel as a backing file (the reply's
 /// `open_backing`).
-pub type Register<'a> = &'a dyn Fn(&File) -> std::io::Result<BackingId>;
+pub type Register<'a> = &'a (dyn Fn(&File) -> std::io::Result<BackingId> + Sync);
 
 /// The opens of one inode, by kind; see the module documentation.
 #[derive(Debug, Default)]
