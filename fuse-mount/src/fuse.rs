@@ -50,6 +50,38 @@ pub struct FuseAdapter {
     xattrs: bool,
     passthrough: bool,
     slow: SlowSpell,
+    /// Requests handed to the runtime and not answered yet.
+    in_flight: Arc<InFlight>,
+}
+
+/// Counts requests that went on as runtime tasks, so that unmount lets
+/// them finish (a `release` still committing its file) before the final
+/// flush.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn done(&self) {
+        if self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until no task is in flight.
+    async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
 }
 
 impl FuseAdapter {
@@ -58,7 +90,7 @@ impl FuseAdapter {
     /// implemented, and stops asking); with `passthrough`, read-only opens
     /// are served by passthrough where the kernel and the store allow it.
     pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: bool, passthrough: bool) -> Self {
-        FuseAdapter { fs, rt, xattrs, passthrough, slow: SlowSpell::default() }
+        FuseAdapter { fs, rt, xattrs, passthrough, slow: SlowSpell::default(), in_flight: Arc::default() }
     }
 
     /// Serves one request: `task` (which replies) is polled once here, on
@@ -78,10 +110,18 @@ impl FuseAdapter {
             self.slow.turn_on();
         }
         if polled.is_pending() {
-            self.rt.spawn(task);
+            self.in_flight.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let in_flight = self.in_flight.clone();
+            self.rt.spawn(async move {
+                task.await;
+                in_flight.done();
+            });
         }
     }
 }
+
+/// How long unmount waits for requests still running as tasks.
+const UNMOUNT_DRAIN: Duration = Duration::from_secs(5);
 
 /// A first poll at least this long did disk work (a read of data not in the
 /// page cache, a write throttled by writeback), not only CPU work.
@@ -313,6 +353,17 @@ impl Filesystem for FuseAdapter {
     }
 
     fn destroy(&mut self) {
+        // Requests still running as tasks finish first (bounded: a store
+        // that stopped answering must not hold the unmount forever).
+        let in_flight = &self.in_flight;
+        let drained =
+            self.rt.block_on(async { tokio::time::timeout(UNMOUNT_DRAIN, in_flight.drained()).await });
+        if drained.is_err() {
+            tracing::error!(
+                in_flight = self.in_flight.count.load(std::sync::atomic::Ordering::Acquire),
+                "requests still running at unmount after {UNMOUNT_DRAIN:?}; flushing without them"
+            );
+        }
         if let Err(e) = self.rt.block_on(self.fs.shutdown()) {
             tracing::error!(error = %e, "flushing at unmount failed");
         }
