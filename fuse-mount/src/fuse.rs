@@ -1,5 +1,5 @@
 //! The FUSE adapter: each kernel callback converts its arguments into a
-//! task that calls one method of [`TierFs`] and replies ([`FuseAdapter::serve`]).
+//! task that calls one method of [`TierFs`] and replies (`FuseAdapter::serve`).
 //! No file system logic lives here.
 //!
 //! How requests are served: a task is polled once on the request thread,
