@@ -164,6 +164,8 @@ test('a factory gets each backend settings; a route mixes JavaScript and built-i
   await store.put('keep/y', 'javascript');
   assert.equal(store.metrics().backends.scratch.put.count, 1);
   assert.equal(store.metrics().backends.main.put.count, 1);
+  // No backend here talks to a remote store: no network traffic is reported.
+  assert.deepEqual(store.metrics().traffic, {});
   // MapBackend without batch: a batch on it is refused, nothing applied.
   await rejectsWith(store.batch([{ op: 'put', key: 'keep/z', data: 'z' }]), 'ENOTSUP');
   await rejectsWith(store.get('keep/none'), 'ENOENT', { key: 'keep/none', backend: 'main' });

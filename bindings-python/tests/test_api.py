@@ -243,6 +243,8 @@ def test_metrics(local_store: tierfs.Store) -> None:
     assert put["count"] >= 1 and put["bytes_in"] >= 3
     assert put["latency"]["count"] == put["count"]
     assert {"cache_hits", "cache_misses", "repairs", "migrations", "retries"} <= set(m)
+    # A local store moves nothing over the network.
+    assert m["traffic"] == {}
     text = local_store.metrics_prometheus()
     assert 'tierfs_operations_total{backend="local",op="put"}' in text
 

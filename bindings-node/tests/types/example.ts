@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   const records: AuditRecord[] = await store.auditLog({ principal: 'bob', since: new Date(0), result: 'denied', limit: 10 });
   const metrics: Metrics = store.metrics();
   console.log(records[0]?.hash, metrics.backends['main']?.['get']?.latency.p99Us, store.metricsPrometheus().length);
+  console.log(metrics.traffic['cluster']?.sent ?? 0);
   console.log(store.explain('read', 'reports/q4.csv').allowed);
   await store.addBackend('scratch', { type: 'memory' });
   await store.removeBackend('scratch');
