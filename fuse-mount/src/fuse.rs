@@ -63,13 +63,26 @@ struct InFlight {
     idle: tokio::sync::Notify,
 }
 
-impl InFlight {
-    fn done(&self) {
-        if self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
+/// One request counted in [`InFlight`] until dropped (also when its task
+/// panics).
+struct Counted(Arc<InFlight>);
+
+impl Counted {
+    fn new(in_flight: &Arc<InFlight>) -> Self {
+        in_flight.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Counted(in_flight.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
+}
 
+impl InFlight {
     /// Waits until no task is in flight.
     async fn drained(&self) {
         loop {
@@ -104,18 +117,25 @@ impl FuseAdapter {
         let started = std::time::Instant::now();
         let polled = {
             let _allowed = in_place.then(tierfs_core::blocking::allow);
-            task.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            // A panic must not take the mount's request thread with it: the
+            // task is dropped, and with it its reply, which answers EIO.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                task.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            }))
         };
         if in_place && started.elapsed() >= SLOW_POLL {
             self.slow.turn_on();
         }
-        if polled.is_pending() {
-            self.in_flight.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            let in_flight = self.in_flight.clone();
-            self.rt.spawn(async move {
-                task.await;
-                in_flight.done();
-            });
+        match polled {
+            Ok(std::task::Poll::Ready(())) => {}
+            Ok(std::task::Poll::Pending) => {
+                let counted = Counted::new(&self.in_flight);
+                self.rt.spawn(async move {
+                    task.await;
+                    drop(counted);
+                });
+            }
+            Err(_) => tracing::error!("a request panicked; it is answered with EIO"),
         }
     }
 }
@@ -781,6 +801,29 @@ impl Filesystem for FuseAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_task_that_panics_is_not_waited_for_at_unmount() {
+        let in_flight = Arc::new(InFlight::default());
+        let counted = Counted::new(&in_flight);
+        let busy = Counted::new(&in_flight);
+        let task = tokio::spawn(async move {
+            let _counted = counted;
+            panic!("a request's task panics");
+        });
+        assert!(task.await.is_err());
+        let waiting = tokio::spawn({
+            let in_flight = in_flight.clone();
+            async move { in_flight.drained().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "drained while a request was in flight");
+        drop(busy);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the panicked task is still counted")
+            .unwrap();
+    }
 
     #[test]
     fn times_before_1970_keep_their_fraction() {
