@@ -80,11 +80,7 @@ MNT=""
 GARAGE_DIR=""
 
 cleanup() {
-    [[ -n "$MNT" ]] && { umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true; }
-    if [[ -n "$DAEMON_PID" ]]; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        wait "$DAEMON_PID" 2>/dev/null || true
-    fi
+    stop_mount
     [[ -n "$GARAGE_DIR" ]] && bash "$ROOT/scripts/services/garage.sh" stop "$GARAGE_DIR" >/dev/null 2>&1 || true
     return 0
 }
@@ -301,5 +297,5 @@ if [[ -n "$OUTPUT" ]]; then
 fi
 # Garage's nodes are stopped through the pid files in the directory: first.
 cleanup
-GARAGE_DIR="" MNT="" DAEMON_PID=""
+GARAGE_DIR=""
 rm -rf "$BENCH_DIR"

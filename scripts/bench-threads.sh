@@ -53,15 +53,7 @@ RESULTS="$BENCH_DIR/results.tsv"
 DAEMON_PID=""
 MNT=""
 
-cleanup() {
-    [[ -n "$MNT" ]] && { umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true; }
-    if [[ -n "$DAEMON_PID" ]]; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        wait "$DAEMON_PID" 2>/dev/null || true
-    fi
-    return 0
-}
-trap cleanup EXIT
+trap stop_mount EXIT
 
 # mount_target TARGET BASE: mounts TARGET (not native) at BASE/mnt.
 mount_target() {
@@ -97,8 +89,7 @@ print("%.1f" % (n / (time.perf_counter() - start)))
 EOF
 )"
     cpu="$(cpu_seconds "$DAEMON_PID")"
-    cleanup
-    MNT="" DAEMON_PID=""
+    stop_mount
     printf '%s\tcreate\t%s\t%s\t%s\n' "$round" "$target" "$rate" "$cpu" >>"$RESULTS"
     printf '  round %s create %-16s %10s creates/s %8s s of daemon CPU\n' "$round" "$target" "$rate" "$cpu"
 }
@@ -119,8 +110,7 @@ reads() {
     fio --name=cold --filename="$dir/cold.bin" --rw=randread --bs=64k --size=512M --numjobs=4 \
         --time_based --runtime=5 --group_reporting --output-format=json --output="$base.json" >/dev/null
     bw="$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["jobs"][0]["read"]["bw_bytes"] / 1048576))' "$base.json")"
-    cleanup
-    MNT="" DAEMON_PID=""
+    stop_mount
     printf '%s\treads\t%s\t%s\t0\n' "$round" "$target" "$bw" >>"$RESULTS"
     printf '  round %s reads  %-16s %10s MiB/s\n' "$round" "$target" "$bw"
 }

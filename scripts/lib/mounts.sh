@@ -1,4 +1,4 @@
-# Helpers shared by the mount benchmarks (bench-fuse.sh, bench-distributed.sh);
+# Helpers shared by the mount benchmarks (bench-fuse.sh, bench-partial.sh, bench-threads.sh, ...);
 # sourced, not run. They expect DAEMON_PID to name the daemon being mounted.
 
 # wait_mounted MNT: waits up to 30 s for MNT in /proc/mounts; fails at once
@@ -12,6 +12,17 @@ wait_mounted() {
     done
     echo "no mount at $mnt" >&2
     return 1
+}
+
+# stop_mount: unmounts MNT and ends DAEMON_PID (each when set), then
+# clears both.
+stop_mount() {
+    [[ -n "$MNT" ]] && { umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true; }
+    if [[ -n "$DAEMON_PID" ]]; then
+        kill "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+    fi
+    MNT="" DAEMON_PID=""
 }
 
 # drop_caches: writes back and drops the kernel's page cache (needs root).

@@ -263,19 +263,20 @@ impl MetricsSnapshot {
                 let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.latency.count);
             }
         }
-        let families = [
-            ("tierfs_network_sent_bytes_total", "Bytes of request bodies sent to remote stores.", false),
-            (
-                "tierfs_network_received_bytes_total",
-                "Bytes of response bodies received from remote stores.",
-                true,
-            ),
-        ];
-        for (name, help, received) in families.into_iter().filter(|_| !self.traffic.is_empty()) {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (backend, t) in &self.traffic {
-                let value = if received { t.received } else { t.sent };
-                let _ = writeln!(out, "{name}{{backend=\"{}\"}} {value}", escape(backend));
+        if !self.traffic.is_empty() {
+            for (name, help, received) in [
+                ("tierfs_network_sent_bytes_total", "Bytes of request bodies sent to remote stores.", false),
+                (
+                    "tierfs_network_received_bytes_total",
+                    "Bytes of response bodies received from remote stores.",
+                    true,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (backend, t) in &self.traffic {
+                    let value = if received { t.received } else { t.sent };
+                    let _ = writeln!(out, "{name}{{backend=\"{}\"}} {value}", escape(backend));
+                }
             }
         }
         for (name, help, value) in [
