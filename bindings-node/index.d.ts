@@ -268,6 +268,8 @@ export interface Explanation {
   route: { prefix: string; policy: string; backends: string[] };
   /** Whether a cache holds the key now (`hit`, `miss`, `none` without a cache, `unknown`); `null` when the caller may not read the key. */
   cache: 'hit' | 'miss' | 'none' | 'unknown' | null;
+  /** Where the route's policy puts the key among its backends when it chooses (the owners of a sharded policy); `null` otherwise. */
+  placement: string | null;
 }
 
 /** Settings of a backend added at run time: its `type` and that type's fields. */

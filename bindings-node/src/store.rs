@@ -586,6 +586,7 @@ impl NativeStore {
                 tierfs_core::manager::CacheVerdict::Miss => "miss",
                 tierfs_core::manager::CacheVerdict::Unknown => "unknown",
             }),
+            "placement": e.placement,
         }))
     }
 

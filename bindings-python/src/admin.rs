@@ -144,6 +144,7 @@ pub fn explanation<'py>(py: Python<'py>, e: &Explanation) -> PyResult<Bound<'py,
         CacheVerdict::Unknown => "unknown",
     });
     d.set_item("cache", cache)?;
+    d.set_item("placement", &e.placement)?;
     d.set_item("text", e.to_string())?;
     Ok(d)
 }

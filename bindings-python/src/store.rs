@@ -558,7 +558,9 @@ impl Store {
     /// would be decided and routed, without doing it. Explaining another
     /// principal's rights needs admin on the key; every explanation is
     /// audited; `cache` says whether a cache holds the key only when this
-    /// store's principal may read it (else None).
+    /// store's principal may read it (else None); `placement` says where
+    /// the route's policy puts the key among its backends when it chooses
+    /// (the owners of a sharded policy; else None).
     ///
     /// Example:
     ///     >>> store.explain("write", "public/a.txt", principal="bob")["allowed"]

@@ -33,6 +33,19 @@ impl KeyLocks {
         self.stripes[self.stripe(key)].write().await
     }
 
+    /// The write lock of `key` if nobody holds its stripe now.
+    pub fn try_write(&self, key: &str) -> Option<RwLockWriteGuard<'_, ()>> {
+        self.stripes[self.stripe(key)].try_write().ok()
+    }
+
+    /// Waits until every lock held now has been released once: whoever
+    /// held a key's lock when this was called has finished with it.
+    pub async fn barrier(&self) {
+        for stripe in &self.stripes {
+            drop(stripe.write().await);
+        }
+    }
+
     /// Write locks of several keys, taken in stripe order so that two
     /// callers never wait on each other in a cycle.
     pub async fn write_many(&self, keys: &[&str]) -> Vec<RwLockWriteGuard<'_, ()>> {

@@ -108,3 +108,23 @@ mod manager_redundant {
          [policy]\ntype = \"redundant\"\nbackends = [\"a\", \"b\"]\nwrite_quorum = 2\n"
     ));
 }
+
+mod manager_sharded {
+    //! Three local members, one copy of each key.
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.a]\ntype = \"local\"\npath = \"{dir}/a\"\n[backends.b]\ntype = \"local\"\npath = \"{dir}/b\"\n\
+         [backends.c]\ntype = \"local\"\npath = \"{dir}/c\"\n\
+         [policy]\ntype = \"sharded\"\nbackends = [\"a\", \"b\", \"c\"]\n"
+    ));
+}
+
+mod manager_sharded_replicas {
+    //! Three members, two copies of each key.
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(
+        "[backends.a]\ntype = \"local\"\npath = \"{dir}/a\"\n[backends.b]\ntype = \"memory\"\n\
+         [backends.c]\ntype = \"local\"\npath = \"{dir}/c\"\n\
+         [policy]\ntype = \"sharded\"\nbackends = [\"a\", \"b\", \"c\"]\nreplicas = 2\n"
+    ));
+}

@@ -9,4 +9,5 @@ mod local_patch;
 mod manager;
 mod read_only;
 mod redundant;
+mod sharded;
 mod tiered;

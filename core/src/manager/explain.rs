@@ -35,6 +35,9 @@ pub struct Explanation {
     pub rule: Option<AccessRule>,
     /// Where the key routes.
     pub route: RouteInfo,
+    /// Where the route's policy puts the key among its backends, when it
+    /// chooses (the owners of a sharded policy); `None` otherwise.
+    pub placement: Option<String>,
     /// Whether a cache would serve a read of the key now; `None` when not
     /// asked (the caller may not read the key, or no store was consulted).
     pub cache: Option<CacheVerdict>,
@@ -62,6 +65,9 @@ impl fmt::Display for Explanation {
             self.route.policy,
             self.route.backends.join(", ")
         )?;
+        if let Some(placement) = &self.placement {
+            writeln!(f, "  placement: {placement}")?;
+        }
         let cache = match self.cache {
             None => "not shown",
             Some(CacheVerdict::NoCache) => "no cache on this route",
@@ -209,6 +215,11 @@ fn explain_with(
         validate_key(key)?;
     }
     let route = manager.route_of(key);
+    let placement = if list {
+        None
+    } else {
+        manager.shared.state.load().router.route(key).hooks.iter().find_map(|h| h.placement(key))
+    };
     let target = if list {
         Target::Prefix { prefix: key, backends: &route.backends }
     } else {
@@ -223,6 +234,7 @@ fn explain_with(
         level: decision.level,
         rule: decision.rule.map(|r| (*r).clone()),
         route,
+        placement,
         cache,
     })
 }

@@ -11,6 +11,7 @@
 //! | `prefer_cache` | [`cache`] | `CacheStorage`, a cache tier in front of a primary |
 //! | `redundant` | [`redundant`] | `RedundantStorage`, copies on several backends |
 //! | `tiered` | [`tiered`] | `TieredStorage`, hot and cold tiers with migration |
+//! | `sharded` | [`sharded`] | `ShardedStorage`, keys spread over members by rendezvous hashing |
 //! | `custom` | [`custom`] | a policy registered by name ([`StorageRegistry::register_policy`](crate::StorageRegistry::register_policy)) |
 //!
 //! A new built-in type is a new folder and one line in [`builtins`].
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod custom;
 mod plugin;
 pub mod redundant;
+pub mod sharded;
 pub mod tiered;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub fn builtins() -> Vec<Arc<dyn PolicyPlugin>> {
         Arc::new(cache::PreferCache),
         Arc::new(redundant::Redundant),
         Arc::new(tiered::Tiered),
+        Arc::new(sharded::Sharded),
         Arc::new(custom::Custom),
     ]
 }

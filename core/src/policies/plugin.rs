@@ -193,6 +193,13 @@ pub trait PolicyHooks: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Where the policy puts `key` now, in words (for `explain`); `None`
+    /// when the route's backends say it all.
+    fn placement(&self, key: &str) -> Option<String> {
+        let _ = key;
+        None
+    }
+
     /// Whether a read of `key` would be served by a cache now (for
     /// `explain`); `None` when the policy has no cache.
     fn cache_verdict(&self, key: &str) -> Option<CacheVerdict> {
