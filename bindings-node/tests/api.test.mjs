@@ -307,3 +307,16 @@ test('values in process memory are answered in place, like any other call', asyn
   assert.equal(gets.count, 3);
   assert.equal(gets.errors, 1);
 });
+
+test('a sharded store spreads keys and explains their owners', async (t) => {
+  const dir = tempDir(t);
+  const backends = {};
+  for (const d of ['d0', 'd1', 'd2']) backends[d] = { type: 'local', path: `${dir}/${d}` };
+  const store = await open({ config: { backends, policy: { type: 'sharded', backends: ['d0', 'd1', 'd2'] } } });
+  t.after(() => store.close());
+  for (let i = 0; i < 30; i++) await store.put(`k/${i}`, String(i));
+  for (let i = 0; i < 30; i++) assert.equal((await store.get(`k/${i}`)).toString(), String(i));
+  const owners = new Set();
+  for (let i = 0; i < 30; i++) owners.add(store.explain('read', `k/${i}`).placement.split(' ')[2]);
+  assert.deepEqual([...owners].sort(), ['d0', 'd1', 'd2']);
+});

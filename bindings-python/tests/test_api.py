@@ -301,3 +301,17 @@ def test_stores_of_one_source_share_a_manager(tmp_path: Path) -> None:
 def test_version_and_backend_types() -> None:
     assert tierfs.__version__
     assert {"local", "memory", "pydict"} <= set(tierfs.backend_types())
+
+
+def test_sharded_store_spreads_keys_and_explains_their_owners(write_config, tmp_path: Path) -> None:
+    path = write_config(
+        "".join(f'[backends.d{i}]\ntype = "local"\npath = "{tmp_path}/d{i}"\n' for i in range(3))
+        + '[policy]\ntype = "sharded"\nbackends = ["d0", "d1", "d2"]\n'
+    )
+    with tierfs.open(path) as store:
+        for i in range(30):
+            store.put(f"k/{i}", str(i).encode())
+        assert [store.get(f"k/{i}") for i in range(30)] == [str(i).encode() for i in range(30)]
+        assert len(list(store.list("k/", recursive=True))) == 30
+        owners = {store.explain("read", f"k/{i}")["placement"].split()[2] for i in range(30)}
+        assert owners == {"d0", "d1", "d2"}, "30 keys land on all three members"

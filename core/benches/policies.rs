@@ -7,7 +7,14 @@
 //!   and 2,000 (everything fits in local's page cache); measured apart and
 //!   interleaved (`prefer_cache_vs_local_*`, as `common::interleaved`);
 //! - `Redundant` with 2 copies (two local stores) against one local store,
-//!   4 KiB puts (target at least 0.45x).
+//!   4 KiB puts (target at least 0.45x);
+//! - `sharded` over 4 local members against one local backend, both
+//!   through a manager session, 4 KiB gets and puts (target at least 0.9x:
+//!   routing costs little); interleaved (`sharded_vs_local_*`). Before
+//!   them, once: a fifth member joins 4 holding 20,000 keys of 4 KiB; the
+//!   rebalance's keys/s and fraction moved are printed beside a plain
+//!   loop copying and deleting the same number of keys between two local
+//!   stores, measured in the same run.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -18,7 +25,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tierfs_core::metrics::StorageMetrics;
 use tierfs_core::policies::cache::{CacheOptions, CacheStorage};
 use tierfs_core::policies::redundant::RedundantStorage;
-use tierfs_core::{Key, LocalStorage, Storage};
+use tierfs_core::{Config, Key, LocalStorage, Storage, StorageManager};
 
 mod common;
 
@@ -138,9 +145,143 @@ fn redundant(c: &mut Criterion) {
     group.finish();
 }
 
+/// A manager over `members` local stores in `dir`: sharded when more than one.
+fn local_manager(rt: &tokio::runtime::Runtime, dir: &std::path::Path, members: usize) -> StorageManager {
+    let mut text = String::new();
+    for i in 0..members {
+        text += &format!("[backends.m{i}]\ntype = \"local\"\npath = {:?}\n", dir.join(format!("m{i}")));
+    }
+    if members > 1 {
+        let names: Vec<String> = (0..members).map(|i| format!("\"m{i}\"")).collect();
+        text += &format!("[policy]\ntype = \"sharded\"\nbackends = [{}]\n", names.join(", "));
+    }
+    rt.block_on(StorageManager::open(Config::parse(&text, None).unwrap())).unwrap()
+}
+
+/// Waits until the sharded route of `manager` has settled.
+async fn settled(manager: &StorageManager) {
+    use tierfs_core::access::{Principal, StorageOperationType};
+    loop {
+        let e = manager.explain(&Principal::new("bench"), StorageOperationType::Read, "k").unwrap();
+        if !e.placement.unwrap_or_default().contains("in progress") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// One rebalance of 20,000 keys as a fifth member joins four, against a
+/// loop that copies and deletes as many keys between two local stores.
+fn sharded_rebalance(rt: &tokio::runtime::Runtime) {
+    const KEYS: usize = 20_000;
+    let dir = common::temp_dir();
+    let config = |n: usize| {
+        let mut text = String::new();
+        for i in 0..5 {
+            text += &format!(
+                "[backends.m{i}]\ntype = \"local\"\npath = {:?}\n",
+                dir.path().join(format!("m{i}"))
+            );
+        }
+        let names: Vec<String> = (0..n).map(|i| format!("\"m{i}\"")).collect();
+        text += &format!("[policy]\ntype = \"sharded\"\nbackends = [{}]\n", names.join(", "));
+        Config::parse(&text, None).unwrap()
+    };
+    let keys = common::keys("r", KEYS);
+    let value = common::value(4096);
+    let (moved, took) = rt.block_on(async {
+        let manager = StorageManager::open(config(4)).await.unwrap();
+        let session = manager.session("bench");
+        common::populate(&session, &keys, &value).await;
+        settled(&manager).await;
+        let before = manager.metrics().migrations;
+        let start = std::time::Instant::now();
+        manager.reconfigure(config(5)).await.unwrap();
+        settled(&manager).await;
+        let took = start.elapsed();
+        (manager.metrics().migrations - before, took)
+    });
+    // The reference: the same number of keys copied and deleted, one by one.
+    let (a, b) = (common::temp_dir(), common::temp_dir());
+    let src = LocalStorage::open("a", a.path(), Default::default()).unwrap();
+    let dst = LocalStorage::open("b", b.path(), Default::default()).unwrap();
+    let copy_took = rt.block_on(async {
+        common::populate(&src, &keys[..moved as usize], &value).await;
+        let start = std::time::Instant::now();
+        for k in &keys[..moved as usize] {
+            tierfs_core::copy_value(&src, k, &dst, k, false).await.unwrap();
+            src.delete(k).await.unwrap();
+        }
+        start.elapsed()
+    });
+    let rate = moved as f64 / took.as_secs_f64();
+    let copy_rate = moved as f64 / copy_took.as_secs_f64();
+    eprintln!(
+        "sharded_rebalance_4_to_5: {moved} of {KEYS} keys moved ({:.3}) in {:.2} s: {rate:.0} keys/s; \
+         a copy-and-delete loop between two local stores: {copy_rate:.0} keys/s; ratio {:.2}x",
+        moved as f64 / KEYS as f64,
+        took.as_secs_f64(),
+        rate / copy_rate
+    );
+}
+
+fn sharded(c: &mut Criterion) {
+    let rt = common::runtime();
+    sharded_rebalance(&rt);
+    let (one_dir, four_dir) = (common::temp_dir(), common::temp_dir());
+    let (one, four) = (local_manager(&rt, one_dir.path(), 1), local_manager(&rt, four_dir.path(), 4));
+    let (one, four) = (one.session("bench"), four.session("bench"));
+    let keys = common::keys("s", 10_000);
+    let value = common::value(4096);
+    rt.block_on(async {
+        common::populate(&one, &keys, &value).await;
+        common::populate(&four, &keys, &value).await;
+    });
+    let (i, j) = (Cell::new(0), Cell::new(0));
+    let mut group = c.benchmark_group("sharded");
+    group.bench_function("one_local/get/4KiB", |b| {
+        b.to_async(&rt).iter(|| async { black_box(one.get(&keys[next(&i) % keys.len()]).await.unwrap()) })
+    });
+    group.bench_function("four_members/get/4KiB", |b| {
+        b.to_async(&rt).iter(|| async { black_box(four.get(&keys[next(&j) % keys.len()]).await.unwrap()) })
+    });
+    let keys = &keys;
+    let (one, four, value) = (&one, &four, &value);
+    common::interleaved(
+        &mut group,
+        &rt,
+        "sharded_vs_local_get_4KiB",
+        100,
+        || async {
+            black_box(one.get(&keys[next(&i) % keys.len()]).await.unwrap());
+        },
+        || async {
+            black_box(four.get(&keys[next(&j) % keys.len()]).await.unwrap());
+        },
+    );
+    group.sample_size(20);
+    common::interleaved(
+        &mut group,
+        &rt,
+        "sharded_vs_local_put_4KiB",
+        10,
+        || async {
+            black_box(
+                one.put(&keys[next(&i) % keys.len()], value.clone(), Default::default()).await.unwrap(),
+            );
+        },
+        || async {
+            black_box(
+                four.put(&keys[next(&j) % keys.len()], value.clone(), Default::default()).await.unwrap(),
+            );
+        },
+    );
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = cache_hit, prefer_cache, redundant
+    targets = cache_hit, prefer_cache, redundant, sharded
 }
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A three-node Garage cluster on 127.0.0.1 for the tests and benchmarks.
 #
-#   scripts/services/garage.sh start DIR   # start, lay out, create bucket and key;
+#   scripts/services/garage.sh start DIR   # start, lay out, create buckets and key;
 #                                          # writes DIR/env with TIERFS_S3_* variables
 #   scripts/services/garage.sh stop DIR    # stop every node
 #   scripts/services/garage.sh stop-node DIR N / start-node DIR N   (N = 1..3)
@@ -95,16 +95,20 @@ start)
     key_id=$(echo "$key_out" | awk '/Key ID/ {print $NF}')
     key_secret=$(echo "$key_out" | awk '/Secret key/ {print $NF}')
     g bucket allow --read --write --owner tierfs --key tierfs-key >/dev/null
+    # A second bucket: stores spread over two buckets (the sharded policy).
+    g bucket create tierfs-second >/dev/null
+    g bucket allow --read --write --owner tierfs-second --key tierfs-key >/dev/null
     cat >"$dir/env" <<ENV
 export TIERFS_S3_ENDPOINT=http://127.0.0.1:$(s3_port 1)
 export TIERFS_S3_ENDPOINTS=http://127.0.0.1:$(s3_port 1),http://127.0.0.1:$(s3_port 2),http://127.0.0.1:$(s3_port 3)
 export TIERFS_S3_REGION=garage
 export TIERFS_S3_BUCKET=tierfs
+export TIERFS_S3_SECOND_BUCKET=tierfs-second
 export TIERFS_S3_ACCESS_KEY_ID=$key_id
 export TIERFS_S3_SECRET_ACCESS_KEY=$key_secret
 export TIERFS_GARAGE_DIR=$dir
 ENV
-    echo "garage: 3 nodes up, bucket tierfs, key $key_id; variables in $dir/env"
+    echo "garage: 3 nodes up, buckets tierfs and tierfs-second, key $key_id; variables in $dir/env"
     ;;
 stop)
     for n in 1 2 3; do stop_node "$n"; done

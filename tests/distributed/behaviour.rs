@@ -1,6 +1,6 @@
 //! The behaviour suite on the cluster: bare, and behind each cache.
 
-use tierfs_tests::services::{redis_cluster_urls, redis_url, s3_backend_toml};
+use tierfs_tests::services::{redis_cluster_urls, redis_url, s3_backend_toml, s3_second_bucket_toml};
 
 use super::{backend_fixture, manager_fixture};
 
@@ -38,5 +38,15 @@ mod prefer_cache_redis_cluster {
         "{}[policy]\ntype = \"prefer_cache\"\nprimary = \"cluster\"\ncache = {{ tier = \"redis\", redis_url = {:?} }}\n",
         s3_backend_toml("cluster", ""),
         redis_cluster_urls()
+    )));
+}
+
+mod sharded_two_buckets {
+    //! Keys spread over two buckets of the cluster.
+    use super::*;
+    tierfs_tests::behaviour_tests!(manager_fixture(format!(
+        "{}{}[policy]\ntype = \"sharded\"\nbackends = [\"first\", \"second\"]\n",
+        s3_backend_toml("first", ""),
+        s3_second_bucket_toml("second", "")
     )));
 }

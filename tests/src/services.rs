@@ -34,6 +34,13 @@ pub fn s3_backend_toml(name: &str, extra: &str) -> String {
     )
 }
 
+/// [`s3_backend_toml`] on the cluster's second bucket.
+pub fn s3_second_bucket_toml(name: &str, extra: &str) -> String {
+    let first = format!("bucket = \"{}\"\n", required_env("TIERFS_S3_BUCKET"));
+    let second = format!("bucket = \"{}\"\n", required_env("TIERFS_S3_SECOND_BUCKET"));
+    s3_backend_toml(name, extra).replacen(&first, &second, 1)
+}
+
 /// The node URLs of the test Redis Cluster (three primaries).
 pub fn redis_cluster_urls() -> Vec<String> {
     required_env("TIERFS_REDIS_CLUSTER_URLS").split(',').map(str::to_owned).collect()

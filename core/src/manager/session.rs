@@ -268,16 +268,21 @@ impl Storage for Session {
         Ok(Box::new(CheckedWriter { inner: writer, session: self.clone(), key: key.clone() }))
     }
 
-    /// Atomic when both keys route to one stack that can rename; otherwise
-    /// a streamed copy followed by a delete of the source (a crash between
-    /// the two leaves both keys, never neither).
+    /// Atomic when both keys route to one stack that can rename them
+    /// (a sharded stack can when both keys have the same owners, and says
+    /// `Unsupported` otherwise); else a streamed copy followed by a delete
+    /// of the source (a crash between the two leaves both keys, never
+    /// neither).
     async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
         let state = self.state();
         let checks = [Check::key(Op::Read, from), Check::key(Op::Delete, from), Check::key(Op::Write, to)];
         self.authorize(&state, Operation::Rename.audit_label(), &checks)?;
         let (src, dst) = (state.router.route(from), state.router.route(to));
         if src.prefix == dst.prefix && src.stack.capabilities().rename {
-            return src.stack.rename(from, to).await;
+            match src.stack.rename(from, to).await {
+                Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                done => return done,
+            }
         }
         copy_value(&*src.stack, from, &*dst.stack, to, false)
             .await

@@ -60,8 +60,9 @@
 //! Batches are atomic only within one member: a batch whose keys share
 //! their owners goes to those members whole; one that spans members is
 //! refused (`Unsupported`), so `atomic_batch` is offered only with one
-//! member. `rename` is not offered (keys move between members); the
-//! manager emulates it by copy and delete.
+//! member. Likewise `rename` is atomic (each owner renames) when both
+//! keys have the same owners, and refused with `Unsupported` otherwise;
+//! the manager then moves the key by a copy and a delete.
 
 mod layout;
 mod policy;
@@ -372,7 +373,7 @@ impl Storage for ShardedStorage {
         let mut caps = Capabilities {
             atomic_batch: layout.members.len() == 1,
             range_read: true,
-            rename: false,
+            rename: true,
             persistent: true,
             conditional_put: true,
             streaming: true,
@@ -382,6 +383,7 @@ impl Storage for ShardedStorage {
             let c = member.capabilities();
             caps.atomic_batch &= c.atomic_batch;
             caps.range_read &= c.range_read;
+            caps.rename &= c.rename;
             caps.persistent &= c.persistent;
             caps.conditional_put &= c.conditional_put;
             caps.streaming &= c.streaming;
@@ -546,6 +548,40 @@ impl Storage for ShardedStorage {
     async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
         reserved(key)?;
         writer::ShardedWriter::open(self, key, options).await
+    }
+
+    async fn rename(&self, from: &Key, to: &Key) -> Result<()> {
+        reserved(from)?;
+        reserved(to)?;
+        let _exclusive = self.shared.locks.write_many(&[from.as_str(), to.as_str()]).await;
+        let layout = self.shared.layout.load_full();
+        let (mut a, mut b) =
+            (layout.record.current.owners(from.as_str()), layout.record.current.owners(to.as_str()));
+        a.sort_unstable();
+        b.sort_unstable();
+        if a != b {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "`{from}` and `{to}` live on different members of the sharded policy ({} and {}); \
+                     a rename is atomic only within one member",
+                    a.join(", "),
+                    b.join(", ")
+                ),
+            )
+            .with_key(from.as_str())
+            .with_backend(self.name.clone())
+            .with_operation("rename"));
+        }
+        if !layout.settled() {
+            self.settle_locked(&layout, from).await?;
+            // The target's older copies elsewhere must not show through.
+            self.delete_locked(&layout, to).await?;
+        }
+        for (_, member) in layout.owners(from.as_str()) {
+            member.rename(from, to).await?;
+        }
+        Ok(())
     }
 
     async fn set_metadata(
