@@ -87,12 +87,20 @@ pub fn value(size: usize) -> Bytes {
 }
 
 /// Stores `value` under every key, in batches (one transaction each on a
-/// transactional backend, so populating does not cost one fsync per key).
+/// transactional backend, so populating does not cost one fsync per key);
+/// one put at a time where a batch is refused (keys on several members).
 pub async fn populate(store: &dyn Storage, keys: &[Key], value: &Bytes) {
     let chunk = if value.len() > 64 << 10 { 16 } else { 5_000 };
     for part in keys.chunks(chunk) {
         let ops = part.iter().map(|k| BatchOp::put(k.clone(), value.clone())).collect();
-        store.batch(ops).await.expect("populate");
+        match store.batch(ops).await {
+            Err(e) if e.kind() == tierfs_core::ErrorKind::Unsupported => {
+                for k in part {
+                    store.put(k, value.clone(), Default::default()).await.expect("populate");
+                }
+            }
+            done => done.expect("populate"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -29,20 +29,37 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The `replicas` members that own `key`: the highest scores of
-    /// `xxh3(key, seed = xxh3(member name))`, in descending score order.
+    /// The `replicas` members that own `key`: the highest [`score`]s, in
+    /// descending order.
     /// Adding a member moves only the keys it now wins (about 1/n of them);
     /// removing one moves only the keys it owned.
     pub fn owners<'a>(&'a self, key: &str) -> Vec<&'a str> {
-        let mut scored: Vec<(u64, &str)> = self.members.iter().map(|m| (score(m, key), m.as_str())).collect();
+        let hash = key_hash(key);
+        let mut scored: Vec<(u64, &str)> =
+            self.members.iter().map(|m| (score(hash, member_seed(m)), m.as_str())).collect();
         scored.sort_unstable_by(|a, b| b.cmp(a));
         scored.into_iter().take(self.replicas).map(|(_, m)| m).collect()
     }
 }
 
-/// The rendezvous score of `member` for `key`.
-fn score(member: &str, key: &str) -> u64 {
-    xxh3_64_with_seed(key.as_bytes(), xxh3_64(member.as_bytes()))
+/// The hash of a key that [`score`] takes: `xxh3(key)`.
+pub fn key_hash(key: &str) -> u64 {
+    xxh3_64(key.as_bytes())
+}
+
+/// The seed of a member that [`score`] takes: `xxh3(name)`.
+pub fn member_seed(name: &str) -> u64 {
+    xxh3_64(name.as_bytes())
+}
+
+/// The rendezvous score of a member for a key: the splitmix64 finalizer of
+/// `key_hash xor member_seed`. One hash of the key serves every member;
+/// the finalizer makes each member's score an independent draw.
+pub fn score(key_hash: u64, member_seed: u64) -> u64 {
+    let mut z = key_hash ^ member_seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The record each member keeps under [`LAYOUT_KEY`].

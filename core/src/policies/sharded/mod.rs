@@ -4,8 +4,8 @@
 //!
 //! # Placement
 //!
-//! A key's owners are the `replicas` members with the highest
-//! `xxh3(key, seed = xxh3(member name))` ([`Placement::owners`]). Adding a
+//! A key's owners are the `replicas` members with the highest score
+//! `splitmix64(xxh3(key) xor xxh3(member name))` ([`Placement::owners`]). Adding a
 //! member moves only the keys it now wins (about 1/n); removing one moves
 //! only the keys it owned. Every read and write of a key goes to its
 //! owners alone: a settled store never probes the other members.
@@ -112,7 +112,7 @@ impl Layout {
         members: BTreeMap<String, Arc<dyn Storage>>,
         order: Vec<String>,
     ) -> Self {
-        let seeds = record.current.members.iter().map(|m| xxhash_rust::xxh3::xxh3_64(m.as_bytes())).collect();
+        let seeds = record.current.members.iter().map(|m| layout::member_seed(m)).collect();
         Layout { record, members, order, seeds }
     }
 
@@ -122,11 +122,12 @@ impl Layout {
 
     /// The single owner of `key` (with one replica), without allocating.
     fn owner(&self, key: &str) -> &Arc<dyn Storage> {
+        let hash = layout::key_hash(key);
         let best = self
             .seeds
             .iter()
             .enumerate()
-            .max_by_key(|(_, seed)| xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), **seed))
+            .max_by_key(|(_, seed)| layout::score(hash, **seed))
             .map(|(i, _)| i)
             .expect("a placement has members");
         &self.members[&self.record.current.members[best]]
@@ -272,9 +273,6 @@ impl ShardedStorage {
     {
         reserved(key)?;
         let layout = self.shared.layout.load_full();
-        if layout.settled() && layout.record.current.replicas == 1 {
-            return f(layout.owner(key.as_str()).clone()).await;
-        }
         let _shared = if layout.settled() { None } else { Some(self.shared.locks.read(key.as_str()).await) };
         // Under the lock: a transition that began meanwhile is seen.
         let layout = self.shared.layout.load_full();
@@ -302,6 +300,22 @@ impl ShardedStorage {
             }
         }
         Err(self.not_found(key, op))
+    }
+
+    /// The fast path of a read: with a settled layout and one replica, the
+    /// key's owner and the layout's epoch (`None`: take [`read_with`](Self::read_with)).
+    fn settled_owner(&self, key: &Key) -> Option<(Arc<dyn Storage>, u64)> {
+        let layout = self.shared.layout.load();
+        if !layout.settled() || layout.record.current.replicas != 1 || key.as_str() == LAYOUT_KEY {
+            return None;
+        }
+        Some((layout.owner(key.as_str()).clone(), layout.record.epoch))
+    }
+
+    /// Whether a read that found nothing by the epoch-`epoch` layout must
+    /// look again: a transition began since, and the key may have moved.
+    fn moved_since(&self, epoch: u64, result: &Result<impl Sized>) -> bool {
+        matches!(result, Err(e) if is_not_found(e)) && self.shared.layout.load().record.epoch != epoch
     }
 
     /// Moves `key` to its current owners if a transition left it
@@ -401,6 +415,12 @@ impl Storage for ShardedStorage {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes> {
+        if let Some((owner, epoch)) = self.settled_owner(key) {
+            let found = owner.get(key).await;
+            if !self.moved_since(epoch, &found) {
+                return found;
+            }
+        }
         let k = key.clone();
         self.read_with(key, "get", move |s| {
             let k = k.clone();
@@ -410,6 +430,12 @@ impl Storage for ShardedStorage {
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        if let Some((owner, epoch)) = self.settled_owner(key) {
+            let found = owner.get_range(key, range.clone()).await;
+            if !self.moved_since(epoch, &found) {
+                return found;
+            }
+        }
         let k = key.clone();
         self.read_with(key, "get_range", move |s| {
             let (k, range) = (k.clone(), range.clone());
@@ -419,6 +445,12 @@ impl Storage for ShardedStorage {
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
+        if let Some((owner, epoch)) = self.settled_owner(key) {
+            let found = owner.get_with_meta(key).await;
+            if !self.moved_since(epoch, &found) {
+                return found;
+            }
+        }
         let k = key.clone();
         self.read_with(key, "get", move |s| {
             let k = k.clone();
@@ -432,7 +464,9 @@ impl Storage for ShardedStorage {
         if !layout.settled() || layout.record.current.replicas != 1 || key.as_str() == LAYOUT_KEY {
             return None;
         }
-        layout.owner(key.as_str()).get_now(key)
+        let found = layout.owner(key.as_str()).get_now(key)?;
+        // A transition began since: `get` looks where the key may be.
+        (!self.moved_since(layout.record.epoch, &found)).then_some(found)
     }
 
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
@@ -471,6 +505,12 @@ impl Storage for ShardedStorage {
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
+        if let Some((owner, epoch)) = self.settled_owner(key) {
+            let found = owner.stat(key).await;
+            if !self.moved_since(epoch, &found) {
+                return found;
+            }
+        }
         let k = key.clone();
         self.read_with(key, "stat", move |s| {
             let k = k.clone();
@@ -537,6 +577,12 @@ impl Storage for ShardedStorage {
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
+        if let Some((owner, epoch)) = self.settled_owner(key) {
+            let found = owner.read(key, range.clone()).await;
+            if !self.moved_since(epoch, &found) {
+                return found;
+            }
+        }
         let k = key.clone();
         self.read_with(key, "read", move |s| {
             let (k, range) = (k.clone(), range.clone());
