@@ -79,7 +79,7 @@ use bytes::Bytes;
 use futures::future::{join_all, try_join_all, BoxFuture};
 use parking_lot::Mutex;
 
-pub use layout::{LayoutRecord, Placement, LAYOUT_KEY};
+pub use layout::{key_hash, member_seed, score, LayoutRecord, Placement, LAYOUT_KEY};
 pub use policy::{Sharded, ShardedConfig};
 pub use rebalance::RebalanceReport;
 
