@@ -28,7 +28,11 @@ fn write_config(base: &Path, owners: usize) -> std::path::PathBuf {
         text += &format!("[backends.d{i}]\ntype = \"local\"\npath = {:?}\n", base.join(format!("d{i}")));
     }
     let names: Vec<String> = (0..owners).map(|i| format!("\"d{i}\"")).collect();
-    text += &format!("[policy]\ntype = \"sharded\"\nbackends = [{}]\n", names.join(", "));
+    // One key at a time: the rebalance lasts long enough for the kill to land in it.
+    text += &format!(
+        "[policy]\ntype = \"sharded\"\nbackends = [{}]\nrebalance_concurrency = 1\n",
+        names.join(", ")
+    );
     let path = base.join("pool.toml");
     fs::write(&path, text).unwrap();
     path

@@ -291,3 +291,30 @@ async fn keys_already_on_a_joining_member_are_brought_in_and_strangers_refused()
     let e = StorageManager::open(config(dir.path(), 4, &[0, 1, 2, 3], "")).await.unwrap_err();
     assert!(e.message().contains("another sharded store"), "{e}");
 }
+
+#[test]
+fn bad_settings_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |extra: &str| {
+        let mut t = String::new();
+        for i in 0..3 {
+            t += &format!("[backends.m{i}]\ntype = \"memory\"\n");
+        }
+        t + &format!("[policy]\ntype = \"sharded\"\n{extra}")
+    };
+    for (extra, field, says) in [
+        ("backends = []\n", "policy.backends", "at least one"),
+        ("backends = [\"m0\", \"m1\"]\nreplicas = 3\n", "policy.replicas", "allowed: 1 to 2"),
+        ("backends = [\"m0\", \"m1\"]\ndraining = [\"m1\"]\n", "policy.draining", "listed twice"),
+        (
+            "backends = [\"m0\"]\nrebalance_concurrency = 0\n",
+            "policy.rebalance_concurrency",
+            "allowed: 1 to 256",
+        ),
+        ("backends = [\"m0\", \"m9\"]\n", "policy.backends[1]", "m9"),
+    ] {
+        let e = Config::parse(&text(extra), Some(&dir.path().join("c.toml"))).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{extra}: {e}");
+        assert!(e.message().contains(field) && e.message().contains(says), "{extra}: {e}");
+    }
+}

@@ -8,6 +8,7 @@
 //! replicas = 1                             # copies of each key (default 1)
 //! draining = ["disk0"]                     # own nothing; their keys move away
 //! forget = []                              # former members whose keys are given up
+//! rebalance_concurrency = 16               # keys moved at once (1 to 256)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +46,14 @@ pub struct ShardedConfig {
     /// Former members that are gone for good: their keys are given up.
     #[serde(default)]
     pub forget: Vec<String>,
+    /// Keys a rebalance moves at once (default 16; lower it to leave the
+    /// disks more room for other work while members change).
+    #[serde(default = "default_concurrency")]
+    pub rebalance_concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    super::rebalance::DEFAULT_CONCURRENCY
 }
 
 fn one() -> usize {
@@ -68,6 +77,12 @@ impl ShardedConfig {
                     ));
                 }
             }
+        }
+        if !(1..=256).contains(&self.rebalance_concurrency) {
+            return Err(settings.error(
+                "rebalance_concurrency",
+                &format!("{} is out of range; allowed: 1 to 256", self.rebalance_concurrency),
+            ));
         }
         if self.replicas == 0 || self.replicas > self.backends.len() {
             return Err(settings.error(
@@ -174,7 +189,14 @@ impl PolicyPlugin for Sharded {
         // next start or reload, with reads still looking everywhere needed).
         let mine = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let name = format!("sharded({})", parsed.backends.join(", "));
-        let target = Target { placement, members, order, forget: parsed.forget.clone(), unknown };
+        let target = Target {
+            placement,
+            members,
+            order,
+            forget: parsed.forget.clone(),
+            unknown,
+            concurrency: parsed.rebalance_concurrency,
+        };
         let task = transition(shared.clone(), target, context.metrics.clone(), name.clone(), mine);
         context.spawn(tokio::spawn(task));
         let storage = ShardedStorage::new(name, shared, context.metrics.clone());

@@ -17,8 +17,8 @@ use crate::key::Key;
 use crate::metrics::StorageMetrics;
 use crate::storage::{copy_value, ListEntry, ListOptions, Storage, StorageExt};
 
-/// Keys moved at once by a pass.
-const CONCURRENCY: usize = 16;
+/// Keys moved at once by a pass, unless configured (`rebalance_concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// Keys a pass collects before moving them (bounds its memory).
 const BATCH: usize = 1024;
@@ -91,6 +91,7 @@ pub(super) async fn pass(
     metrics: &StorageMetrics,
     generation: &AtomicU64,
     mine: u64,
+    concurrency: usize,
 ) -> Result<Option<RebalanceReport>> {
     let members: Vec<(String, Arc<dyn Storage>)> =
         layout.order.iter().map(|m| (m.clone(), layout.members[m].clone())).collect();
@@ -124,13 +125,14 @@ pub(super) async fn pass(
         }
         if work.len() >= BATCH {
             report.moved +=
-                settle_all(shared, layout, metrics, std::mem::take(&mut work), generation, mine).await?;
+                settle_all(shared, layout, metrics, std::mem::take(&mut work), generation, mine, concurrency)
+                    .await?;
             if generation.load(Ordering::Acquire) != mine {
                 return Ok(None);
             }
         }
     }
-    report.moved += settle_all(shared, layout, metrics, work, generation, mine).await?;
+    report.moved += settle_all(shared, layout, metrics, work, generation, mine, concurrency).await?;
     if generation.load(Ordering::Acquire) != mine {
         return Ok(None);
     }
@@ -155,6 +157,7 @@ async fn settle_all(
     work: Vec<(Key, Vec<String>)>,
     generation: &AtomicU64,
     mine: u64,
+    concurrency: usize,
 ) -> Result<u64> {
     futures::stream::iter(work)
         .map(|(key, holders)| async move {
@@ -165,7 +168,7 @@ async fn settle_all(
             let holders: Vec<&str> = holders.iter().map(String::as_str).collect();
             settle_key(layout, &key, &holders, metrics).await
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency)
         .try_fold(0u64, |n, changed| async move { Ok(n + changed as u64) })
         .await
 }
@@ -184,6 +187,8 @@ pub(super) struct Target {
     pub forget: Vec<String>,
     /// Whether keys may be anywhere (a member joined holding keys).
     pub unknown: bool,
+    /// Keys moved at once.
+    pub concurrency: usize,
 }
 
 /// Brings the store to `target`: records the new placement on every
@@ -231,7 +236,7 @@ pub(super) async fn transition(
             shared.applied.store(mine, Ordering::Release);
             return;
         }
-        match pass(&shared, &layout, &metrics, &shared.generation, mine).await {
+        match pass(&shared, &layout, &metrics, &shared.generation, mine, target.concurrency).await {
             Ok(None) => return,
             Ok(Some(report)) => {
                 let settled =
