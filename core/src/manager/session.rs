@@ -112,25 +112,9 @@ impl Storage for Session {
     /// each policy stack. Rename is always offered (emulated where needed).
     fn capabilities(&self) -> Capabilities {
         let state = self.state();
-        let mut caps = Capabilities {
-            atomic_batch: true,
-            range_read: true,
-            rename: true,
-            persistent: true,
-            conditional_put: true,
-            streaming: true,
-            partial_write: true,
-        };
-        for route in state.router.routes() {
-            let c = route.stack.capabilities();
-            caps.atomic_batch &= c.atomic_batch;
-            caps.range_read &= c.range_read;
-            caps.persistent &= c.persistent;
-            caps.conditional_put &= c.conditional_put;
-            caps.streaming &= c.streaming;
-            caps.partial_write &= c.partial_write;
-        }
-        caps
+        state.router.routes().fold(Capabilities::ALL, |caps, route| {
+            caps.and(Capabilities { rename: true, ..route.stack.capabilities() })
+        })
     }
 
     fn is_healthy(&self) -> bool {

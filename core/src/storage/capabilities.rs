@@ -20,3 +20,39 @@ pub struct Capabilities {
     /// Without it `patch` still works, by rewriting the value.
     pub partial_write: bool,
 }
+
+impl Capabilities {
+    /// Every capability: the start of an intersection.
+    pub const ALL: Capabilities = Capabilities {
+        atomic_batch: true,
+        range_read: true,
+        rename: true,
+        persistent: true,
+        conditional_put: true,
+        streaming: true,
+        partial_write: true,
+    };
+
+    /// What both offer: each capability holds only if it holds for both
+    /// (a layer over several stores offers what all of them can).
+    ///
+    /// ```
+    /// use tierfs_core::Capabilities;
+    ///
+    /// let a = Capabilities { rename: false, ..Capabilities::ALL };
+    /// let b = Capabilities { streaming: false, ..Capabilities::ALL };
+    /// let both = a.and(b);
+    /// assert!(!both.rename && !both.streaming && both.range_read);
+    /// ```
+    pub fn and(self, other: Capabilities) -> Capabilities {
+        Capabilities {
+            atomic_batch: self.atomic_batch && other.atomic_batch,
+            range_read: self.range_read && other.range_read,
+            rename: self.rename && other.rename,
+            persistent: self.persistent && other.persistent,
+            conditional_put: self.conditional_put && other.conditional_put,
+            streaming: self.streaming && other.streaming,
+            partial_write: self.partial_write && other.partial_write,
+        }
+    }
+}

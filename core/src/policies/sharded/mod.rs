@@ -169,6 +169,29 @@ impl Layout {
             .collect()
     }
 
+    /// Fails with `AlreadyExists` if `key` is on a non-owner candidate
+    /// (owners check conditions themselves); errors name `store`.
+    async fn check_absent_elsewhere(&self, key: &Key, store: &str) -> Result<()> {
+        if self.settled() {
+            return Ok(());
+        }
+        for (_, member) in self.candidates(key.as_str()).into_iter().skip(1).flatten() {
+            match member.stat(key).await {
+                Ok(_) => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        "the key exists and the write asked that it did not",
+                    )
+                    .with_key(key.as_str())
+                    .with_backend(store))
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn all(&self) -> impl Iterator<Item = &Arc<dyn Storage>> {
         self.order.iter().map(|m| &self.members[m])
     }
@@ -340,29 +363,6 @@ impl ShardedStorage {
         try_join_all(targets.iter().map(|s| s.delete(key))).await.map(drop)
     }
 
-    /// Fails with `AlreadyExists` if `key` is on a non-owner candidate
-    /// (owners check conditions themselves).
-    async fn check_absent_elsewhere(&self, layout: &Layout, key: &Key) -> Result<()> {
-        if layout.settled() {
-            return Ok(());
-        }
-        for (_, member) in layout.candidates(key.as_str()).into_iter().skip(1).flatten() {
-            match member.stat(key).await {
-                Ok(_) => {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        "the key exists and the write asked that it did not",
-                    )
-                    .with_key(key.as_str())
-                    .with_backend(self.name.clone()))
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// Applies `f` to every owner of `key`: the first (best) one first, with
     /// `first`'s condition, then the others concurrently with `rest`'s.
     async fn change_owners<F>(&self, layout: &Layout, key: &Key, f: F) -> Result<ObjectMeta>
@@ -384,26 +384,8 @@ impl Storage for ShardedStorage {
 
     fn capabilities(&self) -> Capabilities {
         let layout = self.shared.layout.load();
-        let mut caps = Capabilities {
-            atomic_batch: layout.members.len() == 1,
-            range_read: true,
-            rename: true,
-            persistent: true,
-            conditional_put: true,
-            streaming: true,
-            partial_write: true,
-        };
-        for member in layout.all() {
-            let c = member.capabilities();
-            caps.atomic_batch &= c.atomic_batch;
-            caps.range_read &= c.range_read;
-            caps.rename &= c.rename;
-            caps.persistent &= c.persistent;
-            caps.conditional_put &= c.conditional_put;
-            caps.streaming &= c.streaming;
-            caps.partial_write &= c.partial_write;
-        }
-        caps
+        let one_member = Capabilities { atomic_batch: layout.members.len() == 1, ..Capabilities::ALL };
+        layout.all().fold(one_member, |caps, member| caps.and(member.capabilities()))
     }
 
     /// Healthy while enough members are to serve every key: all of them
@@ -487,7 +469,7 @@ impl Storage for ShardedStorage {
         let _exclusive = self.shared.locks.write(key.as_str()).await;
         let layout = self.shared.layout.load_full();
         if options.if_not_exists {
-            self.check_absent_elsewhere(&layout, key).await?;
+            layout.check_absent_elsewhere(key, &self.name).await?;
         }
         let k = key.clone();
         self.change_owners(&layout, key, move |s, _| {
@@ -561,7 +543,7 @@ impl Storage for ShardedStorage {
             for op in &ops {
                 match op {
                     BatchOp::Put { key, if_not_exists: true, .. } => {
-                        self.check_absent_elsewhere(&layout, key).await?;
+                        layout.check_absent_elsewhere(key, &self.name).await?;
                         self.settle_locked(&layout, key).await?;
                     }
                     BatchOp::Put { key, .. } => {

@@ -79,9 +79,8 @@ impl ValueWriter for ShardedWriter {
         let ShardedWriter { shared, metrics, name, key, if_not_exists, epoch, writers } = *self;
         let _exclusive = shared.locks.write(key.as_str()).await;
         let layout = shared.layout.load_full();
-        if if_not_exists && !layout.settled() {
-            let storage = ShardedStorage { name, shared: shared.clone(), metrics: metrics.clone() };
-            if let Err(e) = storage.check_absent_elsewhere(&layout, &key).await {
+        if if_not_exists {
+            if let Err(e) = layout.check_absent_elsewhere(&key, &name).await {
                 abort_all(writers).await;
                 return Err(e);
             }
