@@ -197,10 +197,12 @@ impl PolicyPlugin for Sharded {
             unknown,
             concurrency: parsed.rebalance_concurrency,
         };
-        let task = transition(shared.clone(), target, context.metrics.clone(), name.clone(), mine);
+        let running = Arc::new(tokio::sync::Mutex::new(()));
+        let held = running.clone().try_lock_owned().expect("a new lock is free");
+        let task = transition(shared.clone(), target, context.metrics.clone(), name.clone(), mine, held);
         context.spawn(tokio::spawn(task));
         let storage = ShardedStorage::new(name, shared, context.metrics.clone());
-        context.hooks(Arc::new(Hooks { storage: storage.clone(), generation: mine }));
+        context.hooks(Arc::new(Hooks { storage: storage.clone(), generation: mine, running }));
         Ok(storage)
     }
 }
@@ -211,20 +213,22 @@ struct Hooks {
     storage: Arc<ShardedStorage>,
     /// The generation this configuration's transition runs as.
     generation: u64,
+    /// Held by the transition task until it has dropped its handles.
+    running: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[async_trait]
 impl PolicyHooks for Hooks {
-    /// At shutdown (no newer configuration took over), stops the
-    /// rebalance at its next key and waits for it: the members are free
-    /// to open again once the manager is dropped. The record still says
-    /// where keys may be; the next start resumes.
+    /// At shutdown, stops this configuration's rebalance at its next key
+    /// (unless a newer configuration already did) and waits until its
+    /// task has let go of the members: they are free to open again once
+    /// the manager is dropped. The record still says where keys may be;
+    /// the next start resumes.
     async fn retire(&self) -> Result<()> {
         let shared = &self.storage.shared;
         let (mine, next) = (self.generation, self.generation + 1);
-        if shared.generation.compare_exchange(mine, next, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            drop(shared.transition.lock().await);
-        }
+        let _ = shared.generation.compare_exchange(mine, next, Ordering::AcqRel, Ordering::Acquire);
+        drop(self.running.lock().await);
         Ok(())
     }
 

@@ -199,14 +199,23 @@ pub(super) struct Target {
 ///
 /// `mine` is the generation the configuration took when it was built
 /// ([`Shared::generation`]); it is recorded as applied once the store
-/// has settled.
+/// has settled. `running` is released only after every handle on the
+/// members this task held is dropped, so whoever waits for it (shutdown)
+/// may open the members again at once.
 pub(super) async fn transition(
     shared: Arc<Shared>,
     target: Target,
     metrics: Arc<StorageMetrics>,
     name: String,
     mine: u64,
+    running: tokio::sync::OwnedMutexGuard<()>,
 ) {
+    // `run` owns the handles and drops them when it returns.
+    run(shared, target, metrics, name, mine).await;
+    drop(running);
+}
+
+async fn run(shared: Arc<Shared>, target: Target, metrics: Arc<StorageMetrics>, name: String, mine: u64) {
     let _one_at_a_time = shared.transition.lock().await;
     let stale = || shared.generation.load(Ordering::Acquire) != mine;
     loop {
