@@ -628,6 +628,8 @@ export interface BackendImpl {
   ): Promise<void> | void;
   /** Declare `true` if acknowledged writes survive a restart. */
   persistent?: boolean;
+  /** Declare `true` if other hosts see the values (a network service); the `distributed` storage class needs it. */
+  shared?: boolean;
   /** Declare `true` if `put` honours `ifNotExists` atomically; otherwise `ifNotExists` puts reject with `ENOTSUP`. */
   conditionalPut?: boolean;
 }

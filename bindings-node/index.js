@@ -677,6 +677,7 @@ function registerBackend(name, impl) {
         atomicBatch: typeof obj.batch === 'function',
         rangeRead: typeof obj.getRange === 'function',
         persistent: obj.persistent === true,
+        shared: obj.shared === true,
         conditionalPut: obj.conditionalPut === true,
       },
     };

@@ -194,6 +194,7 @@ impl NativeStore {
             let options = PutOptions {
                 metadata: convert::metadata(metadata),
                 if_not_exists: if_not_exists.unwrap_or(false),
+                ..Default::default()
             };
             session?.put(&key, data.into_bytes(), options).await
         };
@@ -269,6 +270,7 @@ impl NativeStore {
             let options = PutOptions {
                 metadata: convert::metadata(metadata.clone()),
                 if_not_exists: if_not_exists.unwrap_or(false),
+                ..Default::default()
             };
             if let Some(out) = session.put_now(&k, &value, &options) {
                 return settled(env, out, stat);
@@ -448,6 +450,7 @@ impl NativeStore {
             let options = PutOptions {
                 metadata: convert::metadata(metadata),
                 if_not_exists: if_not_exists.unwrap_or(false),
+                ..Default::default()
             };
             let writer = session?.write(&key, options).await?;
             Ok(NativeWriter::new(writer))
@@ -645,6 +648,7 @@ impl NativeStore {
         let options = PutOptions {
             metadata: convert::metadata(metadata),
             if_not_exists: if_not_exists.unwrap_or(false),
+            ..Default::default()
         };
         let value = bytes::Bytes::copy_from_slice(data);
         let meta = block(&env, async { self.session()?.put(&Key::new(key)?, value, options).await })?;

@@ -156,6 +156,7 @@ pub fn capabilities<'py>(py: Python<'py>, c: &tierfs_core::Capabilities) -> PyRe
     d.set_item("range_read", c.range_read)?;
     d.set_item("rename", c.rename)?;
     d.set_item("persistent", c.persistent)?;
+    d.set_item("shared", c.shared)?;
     d.set_item("conditional_put", c.conditional_put)?;
     d.set_item("streaming", c.streaming)?;
     Ok(d)

@@ -115,13 +115,14 @@ impl AsyncStore {
     /// Example:
     ///     >>> (await store.put("a.txt", b"hello")).size
     ///     5
-    #[pyo3(signature = (key, data, *, metadata=None, if_absent=false))]
+    #[pyo3(signature = (key, data, *, metadata=None, if_absent=false, storage_class=None))]
     async fn put(
         &self,
         key: String,
         data: Py<PyAny>,
         metadata: Option<Py<PyAny>>,
         if_absent: bool,
+        storage_class: Option<String>,
     ) -> PyResult<Stat> {
         let (session, key) = self.key_and_session(&key)?;
         let (value, metadata) = Python::attach(|py| {
@@ -130,7 +131,7 @@ impl AsyncStore {
                 convert::metadata(metadata.as_ref().map(|m| m.bind(py)))?,
             ))
         })?;
-        let options = PutOptions { metadata, if_not_exists: if_absent };
+        let options = PutOptions { metadata, if_not_exists: if_absent, storage_class };
         let meta = run(async move { session.put(&key, value, options).await }).await?.py_err()?;
         Ok(Stat::new(meta))
     }

@@ -13,8 +13,9 @@
 //!   or a `(key, info)` pair (which saves a `stat` per key);
 //! - optional `get_range(key, start, end) -> bytes` (range reads),
 //!   `batch(ops)` (all-or-nothing; ops are `("put", key, data, metadata,
-//!   if_absent)` and `("delete", key)`), `rename(src, dst)`, and a
-//!   `persistent` attribute.
+//!   if_absent)` and `("delete", key)`), `rename(src, dst)`, and
+//!   `persistent` and `shared` attributes (values survive a restart; other
+//!   hosts see them), which storage classes consult.
 //!
 //! `info` is a dict or an object with `size` (int), and optionally
 //! `modified` (seconds or datetime), `version` (str) and `metadata`
@@ -100,15 +101,19 @@ impl StoragePlugin for PythonPlugin {
                     )));
                 }
                 let has = |m: &str| obj.hasattr(m).unwrap_or(false);
-                let persistent = match obj.getattr("persistent") {
-                    Ok(v) => v.is_truthy()?,
-                    Err(_) => false,
+                let declared = |name: &str| -> PyResult<bool> {
+                    match obj.getattr(name) {
+                        Ok(v) => v.is_truthy(),
+                        Err(_) => Ok(false),
+                    }
                 };
+                let (persistent, shared) = (declared("persistent")?, declared("shared")?);
                 let caps = Capabilities {
                     atomic_batch: has("batch"),
                     range_read: has("get_range"),
                     rename: has("rename"),
                     persistent,
+                    shared,
                     conditional_put: false,
                     streaming: false,
                     partial_write: false,

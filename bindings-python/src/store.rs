@@ -106,11 +106,17 @@ impl Store {
     /// under `key`, replacing value and metadata; returns the new Stat.
     ///
     /// `if_absent=True` fails with AlreadyExists if the key exists.
+    /// `storage_class` keeps the key in that class (`"persistent"`,
+    /// `"distributed"`, `"cache_only"` or a configured one) from now on;
+    /// a class nobody can provide raises Unsupported before anything is
+    /// written.
     ///
     /// Example:
     ///     >>> store.put("notes/today.txt", "hello", metadata={"owner": "alice"}).size
     ///     5
-    #[pyo3(signature = (key, data, *, metadata=None, if_absent=false))]
+    ///     >>> store.put("scratch/t.bin", b"x", storage_class="persistent").size
+    ///     1
+    #[pyo3(signature = (key, data, *, metadata=None, if_absent=false, storage_class=None))]
     fn put(
         &self,
         py: Python<'_>,
@@ -118,10 +124,12 @@ impl Store {
         data: &Bound<'_, PyAny>,
         metadata: Option<&Bound<'_, PyAny>>,
         if_absent: bool,
+        storage_class: Option<String>,
     ) -> PyResult<Stat> {
         let (session, key) = (self.session()?, convert::key(&key)?);
         let value = convert::value(data)?;
-        let options = PutOptions { metadata: convert::metadata(metadata)?, if_not_exists: if_absent };
+        let options =
+            PutOptions { metadata: convert::metadata(metadata)?, if_not_exists: if_absent, storage_class };
         let meta = block_on(py, async move { session.put(&key, value, options).await })?.py_err()?;
         Ok(Stat::new(meta))
     }

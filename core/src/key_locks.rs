@@ -2,8 +2,9 @@
 //! changes of one key within the process.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const STRIPES: usize = 1024;
 
@@ -11,12 +12,12 @@ const STRIPES: usize = 1024;
 /// write of it excludes them. Unrelated keys rarely share a stripe.
 #[derive(Debug)]
 pub(crate) struct KeyLocks {
-    stripes: Vec<RwLock<()>>,
+    stripes: Vec<Arc<RwLock<()>>>,
 }
 
 impl KeyLocks {
     pub fn new() -> Self {
-        KeyLocks { stripes: (0..STRIPES).map(|_| RwLock::new(())).collect() }
+        KeyLocks { stripes: (0..STRIPES).map(|_| Arc::new(RwLock::new(()))).collect() }
     }
 
     fn stripe(&self, key: &str) -> usize {
@@ -31,6 +32,38 @@ impl KeyLocks {
 
     pub async fn write(&self, key: &str) -> RwLockWriteGuard<'_, ()> {
         self.stripes[self.stripe(key)].write().await
+    }
+
+    /// The read lock of `key`, held for as long as the caller keeps it
+    /// (a streamed write holds it until it publishes).
+    pub async fn read_owned(&self, key: &str) -> OwnedRwLockReadGuard<()> {
+        self.stripes[self.stripe(key)].clone().read_owned().await
+    }
+
+    /// The write lock of `key`, held for as long as the caller keeps it.
+    pub async fn write_owned(&self, key: &str) -> OwnedRwLockWriteGuard<()> {
+        self.stripes[self.stripe(key)].clone().write_owned().await
+    }
+
+    /// The read lock of `key` if no writer holds or waits for its stripe now.
+    pub fn try_read(&self, key: &str) -> Option<RwLockReadGuard<'_, ()>> {
+        self.stripes[self.stripe(key)].try_read().ok()
+    }
+
+    /// Read locks of several keys, taken in stripe order (see [`KeyLocks::write_many`]).
+    pub async fn read_many(&self, keys: &[&str]) -> Vec<RwLockReadGuard<'_, ()>> {
+        let mut guards = Vec::with_capacity(keys.len());
+        for i in self.ordered(keys) {
+            guards.push(self.stripes[i].read().await);
+        }
+        guards
+    }
+
+    fn ordered(&self, keys: &[&str]) -> Vec<usize> {
+        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
     }
 
     /// The write lock of `key` if nobody holds its stripe now.
@@ -49,11 +82,8 @@ impl KeyLocks {
     /// Write locks of several keys, taken in stripe order so that two
     /// callers never wait on each other in a cycle.
     pub async fn write_many(&self, keys: &[&str]) -> Vec<RwLockWriteGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = keys.iter().map(|k| self.stripe(k)).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for i in stripes {
+        let mut guards = Vec::with_capacity(keys.len());
+        for i in self.ordered(keys) {
             guards.push(self.stripes[i].write().await);
         }
         guards

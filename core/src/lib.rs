@@ -28,6 +28,7 @@ pub mod audit;
 pub mod backends;
 #[doc(hidden)]
 pub mod blocking;
+mod classes;
 pub mod config;
 mod error;
 mod key;
@@ -43,10 +44,11 @@ mod storage;
 
 pub use backends::local::{LocalOptions, LocalStorage};
 pub use backends::memory::MemoryStorage;
+pub use classes::CLASS_INDEX_PREFIX;
 pub use config::Config;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{validate_key, validate_prefix, Key, MAX_KEY_LEN, MAX_SEGMENT_LEN};
-pub use manager::{Session, StorageManager};
+pub use manager::{ClassInfo, Session, StorageManager};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
     clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, rewrite_patched, BatchOp,

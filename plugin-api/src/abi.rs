@@ -70,6 +70,8 @@ pub mod capability {
     pub const CONDITIONAL_PUT: u64 = 1 << 4;
     /// Streamed writes do not hold the whole value in memory.
     pub const STREAMING: u64 = 1 << 5;
+    /// Other hosts using the same store see the values (a network service).
+    pub const SHARED: u64 = 1 << 6;
 }
 
 /// Flag of `put` and `write_begin`: fail with

@@ -57,6 +57,8 @@ pub struct Capabilities {
     pub conditional_put: bool,
     /// Streamed writes do not hold the whole value in memory.
     pub streaming: bool,
+    /// Other hosts using the same store see the values (a network service).
+    pub shared: bool,
 }
 
 impl Capabilities {
@@ -69,6 +71,7 @@ impl Capabilities {
             | bit(self.persistent, capability::PERSISTENT)
             | bit(self.conditional_put, capability::CONDITIONAL_PUT)
             | bit(self.streaming, capability::STREAMING)
+            | bit(self.shared, capability::SHARED)
     }
 
     /// From the ABI bit mask; unknown bits are ignored.
@@ -80,6 +83,7 @@ impl Capabilities {
             persistent: bits & capability::PERSISTENT != 0,
             conditional_put: bits & capability::CONDITIONAL_PUT != 0,
             streaming: bits & capability::STREAMING != 0,
+            shared: bits & capability::SHARED != 0,
         }
     }
 }

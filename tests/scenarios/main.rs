@@ -2,6 +2,7 @@
 //! injected faults.
 
 mod cache;
+mod classes;
 mod custom;
 mod full_disk;
 mod health;

@@ -122,6 +122,7 @@ impl StoragePlugin for JsBackendType {
             range_read: c.range_read,
             rename: false,
             persistent: c.persistent,
+            shared: c.shared,
             conditional_put: c.conditional_put,
             streaming: false,
             partial_write: false,

@@ -140,6 +140,8 @@ pub struct BackendCapabilities {
     pub range_read: bool,
     /// It declares `persistent: true`.
     pub persistent: bool,
+    /// It declares `shared: true` (other hosts see its values).
+    pub shared: bool,
     /// It declares `conditionalPut: true` (honours `ifNotExists` atomically).
     pub conditional_put: bool,
 }

@@ -125,8 +125,18 @@ class Store:
     def get(self, key: str) -> bytes: ...
     def get_range(self, key: str, start: int, end: int) -> bytes: ...
     def put(
-        self, key: str, data: _Data, *, metadata: Optional[dict[str, str]] = None, if_absent: bool = False
-    ) -> Stat: ...
+        self,
+        key: str,
+        data: _Data,
+        *,
+        metadata: Optional[dict[str, str]] = None,
+        if_absent: bool = False,
+        storage_class: Optional[str] = None,
+    ) -> Stat:
+        """Stores ``data`` under ``key``; ``storage_class`` keeps the key in
+        that class (``"persistent"``, ``"distributed"``, ``"cache_only"`` or
+        a configured one) from now on, or raises ``Unsupported`` before
+        writing when no backend can provide it."""
     def set_metadata(
         self,
         key: str,
@@ -259,8 +269,15 @@ class AsyncStore:
     async def get(self, key: str) -> bytes: ...
     async def get_range(self, key: str, start: int, end: int) -> bytes: ...
     async def put(
-        self, key: str, data: _Data, *, metadata: Optional[dict[str, str]] = None, if_absent: bool = False
-    ) -> Stat: ...
+        self,
+        key: str,
+        data: _Data,
+        *,
+        metadata: Optional[dict[str, str]] = None,
+        if_absent: bool = False,
+        storage_class: Optional[str] = None,
+    ) -> Stat:
+        """As ``Store.put``."""
     async def set_metadata(
         self,
         key: str,

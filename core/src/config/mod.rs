@@ -24,6 +24,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod classes;
+
+pub use classes::{default_requirements, ClassConfig, Requirement, DEFAULT_CLASSES};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +46,10 @@ pub struct Config {
     /// Prefix routes (`[[routes]]`), the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Storage classes (`[classes.NAME]`) beyond, or replacing, the
+    /// defaults (`persistent`, `distributed`, `cache_only`).
+    #[serde(default)]
+    pub classes: BTreeMap<String, ClassConfig>,
     /// Timeouts, retries and probing of every backend (`[health]`).
     #[serde(default)]
     pub health: HealthConfig,
@@ -125,6 +133,9 @@ impl Config {
             if !prefixes.insert(route.prefix.as_str()) {
                 return Err(self.error(&field, &format!("prefix `{}` is routed twice", route.prefix)));
             }
+        }
+        for (name, class) in &self.classes {
+            class.validate(self, name)?;
         }
         self.health.validate(self)?;
         self.access_policy()?;

@@ -231,7 +231,7 @@ impl Storage for FaultStorage {
         for op in ops.into_iter().take(applied) {
             match op {
                 BatchOp::Put { key, value, metadata, if_not_exists } => {
-                    let options = PutOptions { metadata, if_not_exists };
+                    let options = PutOptions { metadata, if_not_exists, ..Default::default() };
                     self.inner.put(&key, value, options).await?;
                 }
                 BatchOp::Delete { key } => self.inner.delete(&key).await?,

@@ -33,6 +33,7 @@
 //! ```
 
 mod admin;
+mod classes;
 mod explain;
 mod gate;
 mod router;
@@ -48,6 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 
+pub use classes::ClassInfo;
 pub use explain::{CacheVerdict, Explanation};
 pub use router::Route;
 pub use session::Session;
@@ -55,6 +57,7 @@ pub use session::Session;
 use crate::access::AccessEvaluator;
 use crate::access::Principal;
 use crate::audit::{AuditConfig, AuditLog};
+use crate::classes::ClassIndex;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
@@ -74,6 +77,10 @@ pub(crate) struct Shared {
     open_access: AtomicBool,
     /// Serializes reconfigurations; operations never take it.
     reconfigure: tokio::sync::Mutex<()>,
+    /// The storage classes given to keys and prefixes.
+    classes: Arc<ClassIndex>,
+    /// Moves of keys to their new class, running in the background.
+    moves: parking_lot::Mutex<tokio::task::JoinSet<()>>,
     /// The roles each user id was seen with (sessions made), for
     /// delegation checks: rules alone cannot tell who holds a role.
     known: RwLock<rustc_hash::FxHashMap<String, Vec<String>>>,
@@ -167,7 +174,8 @@ impl StorageManager {
         let metrics = StorageMetrics::new();
         let (security, _) = build_security(&config, None)?;
         let state = ManagerState::build(config, &registry, &metrics, None).await?;
-        Ok(StorageManager {
+        let classes = Arc::new(ClassIndex::load(&*state.router.default_route().stack).await?);
+        let manager = StorageManager {
             shared: Arc::new(Shared {
                 registry,
                 metrics,
@@ -176,8 +184,12 @@ impl StorageManager {
                 security: RwLock::new(Arc::new(security)),
                 reconfigure: tokio::sync::Mutex::new(()),
                 known: RwLock::new(Default::default()),
+                classes,
+                moves: Default::default(),
             }),
-        })
+        };
+        manager.shared.resume_moves();
+        Ok(manager)
     }
 
     /// The manager as seen by `principal`.
@@ -257,6 +269,12 @@ impl StorageManager {
         self.shared.reconfigure(config).await
     }
 
+    /// Whether every move started by a change of storage class has ended
+    /// (see [`Session::set_storage_class`]).
+    pub fn class_moves_done(&self) -> bool {
+        self.shared.moves_done()
+    }
+
     /// Runs one scrub of every redundant set now (catch-up of lagging
     /// copies and a full comparison), returning each set's report.
     pub async fn scrub(&self) -> Result<Vec<crate::policies::redundant::ScrubReport>> {
@@ -281,6 +299,7 @@ impl StorageManager {
     /// handle drops. Call it before dropping a manager with write-back
     /// caches: unflushed data does not survive the drop.
     pub async fn shutdown(&self) -> Result<()> {
+        self.shared.stop_moves().await;
         let state = self.shared.state.load_full();
         state.retire().await
     }

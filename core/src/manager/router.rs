@@ -75,6 +75,11 @@ impl Router {
         self.routes.iter().find(|r| key.starts_with(r.prefix.as_str())).unwrap_or(&self.default)
     }
 
+    /// The default route.
+    pub fn default_route(&self) -> &Route {
+        &self.default
+    }
+
     /// Every route, the default last.
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().chain(std::iter::once(&self.default))

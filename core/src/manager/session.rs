@@ -7,11 +7,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use super::classes::Target;
 use super::router::Route;
 use super::security::{Check, Security};
 use super::state::ManagerState;
 use super::Shared;
 use crate::access::{Principal, StorageOperationType as Op};
+use crate::classes::is_reserved;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
 use crate::storage::{
@@ -64,14 +66,32 @@ impl Session {
         self.shared.open_access.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Checks `op` on `key`, records it, and returns the stack serving it.
-    fn stack_for(&self, op: Operation, key: &Key) -> Result<Arc<dyn Storage>> {
-        if self.open_access() {
-            return Ok(self.shared.state.load().router.route(key).stack.clone());
-        }
+    /// Checks `op` on `key`, records it, and returns where to perform it
+    /// (see [`Session::place`]).
+    async fn target(&self, op: Operation, key: &Key) -> Result<Target> {
         let state = self.state();
-        self.authorize(&state, op.audit_label(), &[Check::key(access_of(op), key)])?;
-        Ok(state.router.route(key).stack.clone())
+        if !self.open_access() {
+            self.authorize(&state, op.audit_label(), &[Check::key(access_of(op), key)])?;
+        }
+        self.place(&state, key, changes(op)).await
+    }
+
+    /// A read of `key` with `f`, checked once; a read that found nothing
+    /// before the index had entries asks again where the key is (a class
+    /// given meanwhile may have moved it).
+    async fn read_key<T, F, Fut>(&self, op: Operation, key: &Key, f: F) -> Result<T>
+    where
+        F: Fn(Arc<dyn Storage>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let target = self.target(op, key).await?;
+        match f(target.stack.clone()).await {
+            Err(e) if e.kind() == ErrorKind::NotFound && target.unindexed && self.shared.classes.active() => {
+                let target = self.place(&self.state(), key, false).await?;
+                f(target.stack.clone()).await
+            }
+            done => done,
+        }
     }
 
     /// Checks `op` on `key` and records it like [`Session::stack_for`], then
@@ -95,6 +115,35 @@ impl Session {
         let route = state.router.route(key);
         now(route).ok_or_else(|| route.stack.clone())
     }
+
+    /// [`Storage::get_now`] of the stack `key` is at, when the answer is
+    /// at hand without waiting (no lock contended, the key not moving).
+    fn get_placed_now(&self, key: &Key) -> Option<Result<Bytes>> {
+        let state = self.shared.state.load();
+        let index = &self.shared.classes;
+        if !index.active() {
+            let answer = state.router.route(key).get_now(key)?;
+            return match answer {
+                Err(e) if e.kind() == ErrorKind::NotFound && index.active() => None,
+                answer => Some(answer),
+            };
+        }
+        if is_reserved(key.as_str()) {
+            return None;
+        }
+        let _shared = index.locks.try_read(key.as_str())?;
+        match state.locate(index, key.as_str()) {
+            Ok(located) if located.from.is_none() => located.at.get_now(key),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Whether `op` changes data (it holds the key's shared lock, which a
+/// class move waits for).
+fn changes(op: Operation) -> bool {
+    !matches!(op, Operation::Get | Operation::GetRange | Operation::Stat | Operation::Read | Operation::List)
 }
 
 /// The access class of a call on one key.
@@ -137,10 +186,16 @@ impl Storage for Session {
             if let Some(answer) = self.get_now(key) {
                 return Box::pin(std::future::ready(answer));
             }
-            return Box::pin(async move { self.stack_for(Operation::Get, key)?.get(key).await });
+            return Box::pin(self.read_key(Operation::Get, key, move |s| async move { s.get(key).await }));
         }
         Box::pin(async move {
+            if self.shared.classes.active() {
+                return self.read_key(Operation::Get, key, |s| async move { s.get(key).await }).await;
+            }
             match self.serve(Operation::Get, key, |route| route.get_now(key)) {
+                Ok(Err(e)) if e.kind() == ErrorKind::NotFound && self.shared.classes.active() => {
+                    self.place(&self.state(), key, false).await?.stack.get(key).await
+                }
                 Ok(answer) => answer,
                 Err(stack) => stack.get(key).await,
             }
@@ -155,39 +210,55 @@ impl Storage for Session {
         if !self.open_access() {
             return None;
         }
-        self.shared.state.load().router.route(key).get_now(key)
+        self.get_placed_now(key)
     }
 
     /// Like [`Session::get_now`](Storage::get_now): only with no access
     /// rule or audit log configured.
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
-        if !self.open_access() {
+        if !self.open_access() || options.storage_class.is_some() || is_reserved(key.as_str()) {
+            return None;
+        }
+        let index = &self.shared.classes;
+        let _shared = index.locks.try_read(key.as_str())?;
+        if index.active() {
             return None;
         }
         self.shared.state.load().router.route(key).put_now(key, value, options)
     }
 
     async fn get_with_meta(&self, key: &Key) -> Result<(ObjectMeta, Bytes)> {
-        self.stack_for(Operation::Get, key)?.get_with_meta(key).await
+        self.read_key(Operation::Get, key, |s| async move { s.get_with_meta(key).await }).await
     }
 
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
-        self.stack_for(Operation::GetRange, key)?.get_range(key, range).await
+        self.read_key(Operation::GetRange, key, |s| {
+            let range = range.clone();
+            async move { s.get_range(key, range).await }
+        })
+        .await
     }
 
-    async fn put(&self, key: &Key, value: Bytes, options: PutOptions) -> Result<ObjectMeta> {
-        match self.serve(Operation::Put, key, |route| route.put_now(key, &value, &options)) {
-            Ok(answer) => answer,
-            Err(stack) => stack.put(key, value, options).await,
+    /// A `storage_class` in `options` is given to the key first (see
+    /// [`Session::set_storage_class`]); the value then lands there.
+    async fn put(&self, key: &Key, value: Bytes, mut options: PutOptions) -> Result<ObjectMeta> {
+        if let Some(class) = options.storage_class.take() {
+            self.set_storage_class(key, Some(&class)).await?;
+        } else if !self.shared.classes.active() {
+            if let Some(answer) = self.put_now(key, &value, &options) {
+                return answer;
+            }
         }
+        let target = self.target(Operation::Put, key).await?;
+        target.stack.put(key, value, options).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.stack_for(Operation::Delete, key)?.delete(key).await
+        self.target(Operation::Delete, key).await?.stack.delete(key).await
     }
 
     async fn stat(&self, key: &Key) -> Result<ObjectMeta> {
-        self.stack_for(Operation::Stat, key)?.stat(key).await
+        self.read_key(Operation::Stat, key, |s| async move { s.stat(key).await }).await
     }
 
     /// Needs List on the prefix, or a Read grant somewhere inside it;
@@ -195,11 +266,18 @@ impl Storage for Session {
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         options.validate()?;
         let state = self.state();
+        let classes = self.shared.classes.active();
         if self.open_access() {
-            return state.router.list(options).await;
+            return match classes {
+                false => state.router.list(options).await,
+                true => self.list_places(&state, options).await,
+            };
         }
         self.authorize_list(&state, &options.prefix)?;
-        let mut page = state.router.list(options).await?;
+        let mut page = match classes {
+            false => state.router.list(options).await?,
+            true => self.list_places(&state, options).await?,
+        };
         self.filter_listing(&state, &mut page);
         Ok(page)
     }
@@ -220,6 +298,15 @@ impl Storage for Session {
             })
             .collect();
         self.authorize(&state, Operation::Batch.audit_label(), &checks)?;
+        let keys: Vec<&str> = ops.iter().map(|op| op.key().as_str()).collect();
+        let index = &self.shared.classes;
+        let _shared = index.locks.read_many(&keys).await;
+        if index.active() {
+            return self.batch_placed(&state, ops).await;
+        }
+        if let Some(op) = ops.iter().find(|op| is_reserved(op.key().as_str())) {
+            return Err(self.place(&state, op.key(), true).await.err().expect("a reserved key is refused"));
+        }
         let route = state.router.route(first.key());
         if let Some(other) = ops.iter().find(|op| state.router.route(op.key()).prefix != route.prefix) {
             return Err(Error::new(
@@ -237,15 +324,27 @@ impl Storage for Session {
     }
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.stack_for(Operation::Read, key)?.read(key, range).await
+        self.read_key(Operation::Read, key, |s| {
+            let range = range.clone();
+            async move { s.read(key, range).await }
+        })
+        .await
     }
 
     /// Checked when it starts, re-decided at each chunk (a reload that
     /// narrows the rules stops it there) and checked again, audited, when
     /// it publishes: the value is published only if the principal may
     /// write the key at that moment.
-    async fn write(&self, key: &Key, options: PutOptions) -> Result<Box<dyn ValueWriter>> {
-        let writer = self.stack_for(Operation::Write, key)?.write(key, options).await?;
+    /// A `storage_class` in `options` is given to the key first, as for `put`.
+    async fn write(&self, key: &Key, mut options: PutOptions) -> Result<Box<dyn ValueWriter>> {
+        if let Some(class) = options.storage_class.take() {
+            self.set_storage_class(key, Some(&class)).await?;
+        }
+        let target = self.target(Operation::Write, key).await?;
+        let mut writer = target.stack.write(key, options).await?;
+        if let Some(guard) = target.guard {
+            writer = Box::new(GuardedWriter { inner: writer, _shared: guard });
+        }
         if self.open_access() {
             return Ok(writer);
         }
@@ -261,6 +360,15 @@ impl Storage for Session {
         let state = self.state();
         let checks = [Check::key(Op::Read, from), Check::key(Op::Delete, from), Check::key(Op::Write, to)];
         self.authorize(&state, Operation::Rename.audit_label(), &checks)?;
+        if self.shared.classes.active() || is_reserved(from.as_str()) || is_reserved(to.as_str()) {
+            return self.rename_placed(&state, from, to).await;
+        }
+        let index = &self.shared.classes;
+        let shared = index.locks.read_many(&[from.as_str(), to.as_str()]).await;
+        if index.active() {
+            drop(shared);
+            return self.rename_placed(&state, from, to).await;
+        }
         let (src, dst) = (state.router.route(from), state.router.route(to));
         if src.prefix == dst.prefix && src.stack.capabilities().rename {
             match src.stack.rename(from, to).await {
@@ -280,21 +388,43 @@ impl Storage for Session {
         changes: &MetadataChanges,
         condition: &Condition,
     ) -> Result<ObjectMeta> {
-        self.stack_for(Operation::SetMetadata, key)?.set_metadata(key, changes, condition).await
+        self.target(Operation::SetMetadata, key).await?.stack.set_metadata(key, changes, condition).await
     }
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
-        self.stack_for(Operation::Patch, key)?.patch(key, patch, condition).await
+        self.target(Operation::Patch, key).await?.stack.patch(key, patch, condition).await
     }
 
     /// Checked and audited as a read of the whole value, when the file is
     /// handed out (what is read from it afterwards is not seen here).
     async fn open_file(&self, key: &Key) -> Result<Option<LocalFile>> {
-        self.stack_for(Operation::Read, key)?.open_file(key).await
+        self.read_key(Operation::Read, key, |s| async move { s.open_file(key).await }).await
     }
 
     async fn sync(&self) -> Result<()> {
         self.state().sync().await
+    }
+}
+
+/// A streamed write holding its key's shared lock until it publishes (a
+/// class move of the key waits for it).
+struct GuardedWriter {
+    inner: Box<dyn ValueWriter>,
+    _shared: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+#[async_trait]
+impl ValueWriter for GuardedWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.inner.write(chunk).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<ObjectMeta> {
+        self.inner.finish().await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.inner.abort().await
     }
 }
 

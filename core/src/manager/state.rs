@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::router::{Route, Router};
+use crate::classes::ClassSet;
 use crate::config::{BackendConfig, Config, PolicyConfig};
 use crate::error::Result;
 use crate::layers::ManagedStorage;
@@ -36,6 +37,8 @@ pub(crate) struct ManagerState {
     pub config: Config,
     pub backends: BTreeMap<String, Backend>,
     pub router: Router,
+    /// The storage classes and where each puts a key.
+    pub classes: ClassSet,
     /// What the policies asked of the manager, in the order they were
     /// built (the default policy first): retired with this state, scrubbed
     /// on demand.
@@ -99,10 +102,25 @@ impl ManagerState {
                     .await?,
             );
         }
+        let bare: BTreeMap<String, Arc<dyn Storage>> =
+            backends.iter().map(|(n, b)| (n.clone(), b.managed.clone() as Arc<dyn Storage>)).collect();
+        let all: Vec<&Route> = std::iter::once(&default).chain(&routes).collect();
+        let mut plans = Vec::new();
+        for plan in ClassSet::plan(&config, &all, &bare) {
+            let built = match &plan.build {
+                Some((field, policy)) => Some(
+                    build_route(&config, field, "", policy.clone(), &backends, registry, metrics, &mut owned)
+                        .await?,
+                ),
+                None => None,
+            };
+            plans.push((plan, built));
+        }
+        let classes = ClassSet::assemble(&config, plans, &all, &bare)?;
         owned.tasks.push(spawn_prober(backends.values().map(|b| b.managed.clone()).collect()));
         let hooks = std::mem::take(&mut owned.hooks);
         let tasks = std::mem::take(&mut owned.tasks);
-        Ok(ManagerState { config, backends, router: Router::new(routes, default), hooks, tasks })
+        Ok(ManagerState { config, backends, router: Router::new(routes, default), classes, hooks, tasks })
     }
 
     /// Ends this state's write-back: every cache flushes and passes later
@@ -124,7 +142,7 @@ impl ManagerState {
     /// Flushes every stack (write-back caches) and backend.
     pub async fn sync(&self) -> Result<()> {
         let mut first_error = None;
-        for route in self.router.routes() {
+        for route in self.router.routes().chain(self.classes.stacks()) {
             if let Err(e) = route.stack.sync().await {
                 first_error.get_or_insert(e);
             }

@@ -10,6 +10,9 @@ pub struct Capabilities {
     pub rename: bool,
     /// Acknowledged writes survive a restart of the process.
     pub persistent: bool,
+    /// Other hosts using the same store see the values (a network
+    /// service such as an S3 bucket), so the data outlives this machine.
+    pub shared: bool,
     /// `PutOptions::if_not_exists` is honoured atomically.
     pub conditional_put: bool,
     /// `read` and `write` stream without holding the whole value in memory.
@@ -28,6 +31,7 @@ impl Capabilities {
         range_read: true,
         rename: true,
         persistent: true,
+        shared: true,
         conditional_put: true,
         streaming: true,
         partial_write: true,
@@ -50,6 +54,7 @@ impl Capabilities {
             range_read: self.range_read && other.range_read,
             rename: self.rename && other.rename,
             persistent: self.persistent && other.persistent,
+            shared: self.shared && other.shared,
             conditional_put: self.conditional_put && other.conditional_put,
             streaming: self.streaming && other.streaming,
             partial_write: self.partial_write && other.partial_write,

@@ -15,7 +15,14 @@ pub async fn copy_value(
     if_not_exists: bool,
 ) -> Result<ObjectMeta> {
     let meta = src.stat(from).await?;
-    stream_value(src, from, dst, to, PutOptions { metadata: meta.metadata, if_not_exists }).await
+    stream_value(
+        src,
+        from,
+        dst,
+        to,
+        PutOptions { metadata: meta.metadata, if_not_exists, ..Default::default() },
+    )
+    .await
 }
 
 /// Streams the value of `from` on `src` into a streamed write of `to` on

@@ -30,6 +30,13 @@ pub struct PutOptions {
     /// Fail with `AlreadyExists` if the key exists (see
     /// [`Capabilities::conditional_put`](crate::Capabilities::conditional_put)).
     pub if_not_exists: bool,
+    /// The storage class to keep the key in (`persistent`, `distributed`,
+    /// `cache_only` or a configured `[classes.NAME]`); the key keeps it
+    /// through later writes that name none. `None`: the class the key
+    /// already has, else its prefix's, else its route's placement. Only
+    /// the manager ([`Session`](crate::Session)) reads it; a backend
+    /// ignores it.
+    pub storage_class: Option<String>,
 }
 
 impl PutOptions {

@@ -43,11 +43,13 @@ pub enum Operation {
     SetMetadata,
     /// `patch`
     Patch,
+    /// `set_storage_class` (of a key or a prefix)
+    SetClass,
 }
 
 impl Operation {
     /// Every operation, in a fixed order (the index metrics keep them by).
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Get,
         Operation::GetRange,
         Operation::Put,
@@ -60,6 +62,7 @@ impl Operation {
         Operation::Rename,
         Operation::SetMetadata,
         Operation::Patch,
+        Operation::SetClass,
     ];
 
     /// The method's name: the label of metrics and tracing spans.
@@ -76,6 +79,7 @@ impl Operation {
             Operation::Write => "write",
             Operation::Rename => "rename",
             Operation::SetMetadata => "set_metadata",
+            Operation::SetClass => "set_class",
             Operation::Patch => "patch",
         }
     }
@@ -88,9 +92,11 @@ impl Operation {
             Operation::Get | Operation::GetRange | Operation::Stat | Operation::Read => {
                 Some(StorageOperationType::Read)
             }
-            Operation::Put | Operation::Write | Operation::SetMetadata | Operation::Patch => {
-                Some(StorageOperationType::Write)
-            }
+            Operation::Put
+            | Operation::Write
+            | Operation::SetMetadata
+            | Operation::Patch
+            | Operation::SetClass => Some(StorageOperationType::Write),
             Operation::Delete => Some(StorageOperationType::Delete),
             Operation::List => Some(StorageOperationType::List),
             Operation::Batch => Some(StorageOperationType::Batch),

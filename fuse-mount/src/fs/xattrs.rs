@@ -3,6 +3,13 @@
 //! bytes survive every backend, S3 headers included). Changing one is a
 //! metadata-only update: the content is never rewritten.
 //!
+//! `user.tierfs.class` is not stored there: it reads and sets the storage
+//! class of a file, or of a directory (inherited by everything below it
+//! that has none of its own). Reading gives the class in force, inherited
+//! or not; listing names it only where it was set; setting it moves the
+//! data in the background; removing it (or setting it empty) goes back to
+//! inheriting.
+//!
 //! Other namespaces (`security.`, `trusted.`, `system.`, POSIX ACLs) are
 //! not stored: reads find nothing and writes are refused with `ENOTSUP`,
 //! which `cp -a`, `rsync -X` and `tar --xattrs` take as "not supported here"
@@ -31,6 +38,9 @@ const NAME_MAX: usize = 255;
 /// metadata in request headers (AWS allows 2 KiB of user metadata, others
 /// some more), and every listing and `stat` carries it.
 pub const TOTAL_MAX: usize = 4096;
+
+/// The attribute that is a file's or a directory's storage class.
+pub const CLASS_ATTRIBUTE: &str = "user.tierfs.class";
 
 /// What `setxattr` may do to an existing or missing attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +89,12 @@ fn held(metadata: &Metadata) -> usize {
 impl TierFs {
     /// The value of attribute `name` of `ino`.
     pub async fn getxattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        if name == CLASS_ATTRIBUTE {
+            let (class, _) = self.class_of(caller, ino).await?;
+            return class
+                .map(String::into_bytes)
+                .ok_or_else(|| FsError::new(libc::ENODATA, "no storage class"));
+        }
         let entry = match entry_name(name) {
             Ok(entry) => entry,
             // Nothing outside `user.` is ever stored, so nothing is found.
@@ -94,6 +110,10 @@ impl TierFs {
     pub async fn listxattr(&self, caller: &Caller, ino: u64) -> FsResult<Vec<u8>> {
         let metadata = self.attribute_map(caller, ino).await?;
         let mut names = Vec::new();
+        if matches!(self.class_of(caller, ino).await?, (Some(_), true)) {
+            names.extend_from_slice(CLASS_ATTRIBUTE.as_bytes());
+            names.push(0);
+        }
         for name in metadata.keys().filter_map(|k| k.strip_prefix(PREFIX)) {
             names.extend_from_slice(name.as_bytes());
             names.push(0);
@@ -110,6 +130,20 @@ impl TierFs {
         value: &[u8],
         mode: SetMode,
     ) -> FsResult<()> {
+        if name == CLASS_ATTRIBUTE {
+            let class = std::str::from_utf8(value)
+                .map_err(|_| FsError::new(libc::EINVAL, "a storage class name is UTF-8 text"))?
+                .trim_end_matches(['\n', '\0']);
+            let (current, own) = self.class_of(caller, ino).await?;
+            match (mode, own && current.is_some()) {
+                (SetMode::Create, true) => return Err(FsError::new(libc::EEXIST, "a storage class is set")),
+                (SetMode::Replace, false) => {
+                    return Err(FsError::new(libc::ENODATA, "no storage class is set"))
+                }
+                _ => {}
+            }
+            return self.set_class(caller, ino, (!class.is_empty()).then_some(class)).await;
+        }
         let entry = entry_name(name)?;
         let encoded = hex::encode(value);
         self.change_attributes(caller, ino, move |metadata| {
@@ -136,6 +170,12 @@ impl TierFs {
 
     /// Removes attribute `name` of `ino`.
     pub async fn removexattr(&self, caller: &Caller, ino: u64, name: &OsStr) -> FsResult<()> {
+        if name == CLASS_ATTRIBUTE {
+            if !matches!(self.class_of(caller, ino).await?, (Some(_), true)) {
+                return Err(FsError::new(libc::ENODATA, "no storage class is set here"));
+            }
+            return self.set_class(caller, ino, None).await;
+        }
         let entry = entry_name(name).map_err(|e| match e.errno() {
             libc::ENOTSUP => FsError::new(libc::ENODATA, "not stored"),
             _ => e,
@@ -145,6 +185,46 @@ impl TierFs {
             None => Err(no_attribute(&entry)),
         })
         .await
+    }
+
+    /// The storage class in force on `ino` (a file's, or a directory's for
+    /// what is below it), and whether it was set there (not inherited).
+    async fn class_of(&self, caller: &Caller, ino: u64) -> FsResult<(Option<String>, bool)> {
+        let session = self.session(caller);
+        if ino == ROOT {
+            return Ok((session.prefix_class(""), session.prefix_class_is_own("")));
+        }
+        let k = self.inodes.key(ino)?;
+        self.store.check(&session, Op::Read, &k)?;
+        match self.inodes.kind(ino) {
+            Some(Kind::Dir) => {
+                let prefix = format!("{k}/");
+                Ok((session.prefix_class(&prefix), session.prefix_class_is_own(&prefix)))
+            }
+            Some(Kind::File) => {
+                let info = session.storage_class(&k).await?;
+                let own = info.class.is_some() && info.inherited_from.is_none();
+                Ok((info.class, own))
+            }
+            _ => Ok((None, false)),
+        }
+    }
+
+    /// Sets (or, with `None`, takes off) the storage class of `ino`.
+    async fn set_class(&self, caller: &Caller, ino: u64, class: Option<&str>) -> FsResult<()> {
+        let session = self.session(caller);
+        if ino == ROOT {
+            return Ok(session.set_prefix_class("", class).await?);
+        }
+        let k = self.inodes.key(ino)?;
+        self.store.check(&session, Op::Write, &k)?;
+        match self.inodes.kind(ino) {
+            Some(Kind::Dir) => session.set_prefix_class(&format!("{k}/"), class).await?,
+            Some(Kind::File) => session.set_storage_class(&k, class).await?,
+            _ => return Err(FsError::new(libc::EPERM, "only files and directories have a storage class")),
+        }
+        self.store.changed();
+        Ok(())
     }
 
     /// The metadata map of `ino` as the caller may read it (an open file's

@@ -110,6 +110,7 @@ impl PluginBackend for AppendLog {
             range_read: true,
             rename: true,
             persistent: true,
+            shared: false,
             conditional_put: true,
             streaming: true,
         }

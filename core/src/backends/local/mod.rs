@@ -539,6 +539,7 @@ impl Storage for LocalStorage {
             range_read: true,
             rename: true,
             persistent: true,
+            shared: false,
             conditional_put: true,
             streaming: true,
             partial_write: true,

@@ -115,6 +115,7 @@ impl Storage for MemoryStorage {
             range_read: true,
             rename: true,
             persistent: false,
+            shared: false,
             conditional_put: true,
             streaming: true,
             partial_write: true,

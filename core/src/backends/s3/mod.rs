@@ -404,6 +404,7 @@ impl Storage for S3Storage {
             range_read: true,
             rename: false,
             persistent: true,
+            shared: true,
             conditional_put: self.inner.conditional,
             streaming: true,
             partial_write: true,

@@ -122,7 +122,7 @@
 //! # Capabilities
 //!
 //! The intersection of the members' (atomic batch, range read, rename,
-//! conditional put, streaming only if every member has it), persistent if
+//! conditional put, streaming only if every member has it), persistent and shared if
 //! any member is. [`Storage::is_healthy`] is true while at least
 //! `write_quorum` members are.
 
@@ -300,6 +300,7 @@ impl RedundantStorage {
                 range_read: true,
                 rename: true,
                 persistent: false,
+                shared: false,
                 conditional_put: true,
                 streaming: true,
                 partial_write: false,
@@ -309,6 +310,7 @@ impl RedundantStorage {
                 range_read: acc.range_read && c.range_read,
                 rename: acc.rename && c.rename,
                 persistent: acc.persistent || c.persistent,
+                shared: acc.shared || c.shared,
                 conditional_put: acc.conditional_put && c.conditional_put,
                 streaming: acc.streaming && c.streaming,
                 // Patches are rewrites of the whole value (see `patch` below).

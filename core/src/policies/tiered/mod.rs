@@ -335,6 +335,7 @@ impl Storage for TieredStorage {
             range_read: h.range_read && c.range_read,
             rename: false,
             persistent: h.persistent && c.persistent,
+            shared: h.shared && c.shared,
             conditional_put: true,
             streaming: h.streaming && c.streaming,
             partial_write: h.partial_write && c.partial_write,

@@ -87,6 +87,7 @@ impl DynamicStorage {
                 range_read: raw.range_read,
                 rename: raw.rename,
                 persistent: raw.persistent,
+                shared: raw.shared,
                 conditional_put: raw.conditional_put,
                 streaming: raw.streaming,
                 partial_write: false,

@@ -1,0 +1,246 @@
+//! The class index: which keys and prefixes were given a class, kept
+//! durably under [`CLASS_INDEX_PREFIX`] on the default route's storage
+//! and in memory, so a lookup costs a hash probe.
+//!
+//! One record per key or prefix given a class, named by a 128-bit hash of
+//! it (every name fits the key grammar), holding the key or prefix, the
+//! class and, while its data moves, the class it comes from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::CLASS_INDEX_PREFIX;
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+use crate::key_locks::KeyLocks;
+use crate::storage::{ListEntry, ListOptions, PutOptions, Storage, StorageExt};
+
+/// Records read at once when the index loads.
+const LOAD_CONCURRENCY: usize = 32;
+
+/// The class of a key or prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// The class; `None`: the route's own placement (a class being taken off).
+    pub class: Option<String>,
+    /// While the data moves: where it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Origin>,
+    /// The entry goes once the move ends (the class was taken off: the
+    /// key or prefix inherits again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
+}
+
+/// Where moving data comes from: a class, or (`None`) the route's own placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Origin {
+    pub class: Option<String>,
+}
+
+impl Entry {
+    pub fn settled(class: Option<String>) -> Entry {
+        Entry { class, from: None, temporary: false }
+    }
+}
+
+/// Where a key's class comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Given to the key itself.
+    Key,
+    /// Inherited from this prefix (the longest given one).
+    Prefix(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(flatten)]
+    entry: Entry,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    keys: HashMap<String, Entry>,
+    prefixes: BTreeMap<String, Entry>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub(crate) struct ClassIndex {
+    maps: RwLock<Maps>,
+    /// Whether any entry exists: until then no lookup is made.
+    active: AtomicBool,
+    /// Per-key locks: operations share a key's, a move takes it alone.
+    pub locks: KeyLocks,
+    /// Serializes changes of prefix entries.
+    pub prefix_changes: tokio::sync::Mutex<()>,
+}
+
+fn record_key(kind: char, name: &str) -> Key {
+    let hash = xxhash_rust::xxh3::xxh3_128(name.as_bytes());
+    Key::new(format!("{CLASS_INDEX_PREFIX}{kind}/{hash:032x}")).expect("a record name is a valid key")
+}
+
+impl ClassIndex {
+    /// Reads the index kept on `store`.
+    pub async fn load(store: &dyn Storage) -> Result<ClassIndex> {
+        let names: Vec<Key> = store
+            .list_stream(ListOptions::recursive(CLASS_INDEX_PREFIX))
+            .try_filter_map(|entry| async move {
+                Ok(match entry {
+                    ListEntry::Object(meta) => Some(meta.key),
+                    ListEntry::Prefix(_) => None,
+                })
+            })
+            .try_collect()
+            .await
+            .map_err(|e| e.with_operation("load the class index"))?;
+        let records: Vec<Option<Record>> = futures::stream::iter(names)
+            .map(|name| async move {
+                match store.get(&name).await {
+                    Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Config,
+                            format!("the class index record `{name}` is unreadable ({e}); delete it to drop that entry"),
+                        )
+                    }),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut maps = Maps::default();
+        for record in records.into_iter().flatten() {
+            match (record.key, record.prefix) {
+                (Some(key), _) => maps.keys.insert(key, record.entry),
+                (None, Some(prefix)) => maps.prefixes.insert(prefix, record.entry),
+                (None, None) => None,
+            };
+        }
+        let active = !maps.keys.is_empty() || !maps.prefixes.is_empty();
+        Ok(ClassIndex {
+            maps: RwLock::new(maps),
+            active: AtomicBool::new(active),
+            locks: KeyLocks::new(),
+            prefix_changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Whether any key or prefix has a class.
+    #[inline(always)]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The class of `key`: its own entry, else the longest prefix's.
+    pub fn lookup(&self, key: &str) -> Option<(Entry, Via)> {
+        let maps = self.maps.read();
+        if let Some(entry) = maps.keys.get(key) {
+            return Some((entry.clone(), Via::Key));
+        }
+        if maps.prefixes.is_empty() {
+            return None;
+        }
+        let ends = key.match_indices('/').map(|(i, _)| i + 1).rev().chain(std::iter::once(0));
+        for end in ends {
+            if let Some(entry) = maps.prefixes.get(&key[..end]) {
+                return Some((entry.clone(), Via::Prefix(key[..end].to_owned())));
+            }
+        }
+        None
+    }
+
+    /// The entry given to `key` itself.
+    pub fn key_entry(&self, key: &str) -> Option<Entry> {
+        self.maps.read().keys.get(key).cloned()
+    }
+
+    /// The entry given to `prefix` itself.
+    pub fn prefix_entry(&self, prefix: &str) -> Option<Entry> {
+        self.maps.read().prefixes.get(prefix).cloned()
+    }
+
+    /// Every class an entry names (as its class or where it moves from).
+    pub fn classes_in_use(&self) -> Vec<String> {
+        let maps = self.maps.read();
+        let mut names: Vec<String> = maps
+            .keys
+            .values()
+            .chain(maps.prefixes.values())
+            .flat_map(|e| e.class.iter().chain(e.from.iter().flat_map(|o| o.class.iter())))
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Keys and prefixes whose data is still moving (resumed at start).
+    pub fn moving(&self) -> (Vec<String>, Vec<String>) {
+        let maps = self.maps.read();
+        let keys = maps.keys.iter().filter(|(_, e)| e.from.is_some()).map(|(k, _)| k.clone()).collect();
+        let prefixes =
+            maps.prefixes.iter().filter(|(_, e)| e.from.is_some()).map(|(p, _)| p.clone()).collect();
+        (keys, prefixes)
+    }
+
+    /// Records `entry` for `key` (`None`: the key has no class of its
+    /// own), durably on `store` first. The caller holds the key's lock.
+    pub async fn set_key(&self, store: &dyn Storage, key: &str, entry: Option<Entry>) -> Result<()> {
+        let name = record_key('k', key);
+        let record = entry.clone().map(|entry| Record { key: Some(key.to_owned()), prefix: None, entry });
+        persist(store, &name, record.as_ref()).await?;
+        let mut maps = self.maps.write();
+        match entry {
+            Some(entry) => maps.keys.insert(key.to_owned(), entry),
+            None => maps.keys.remove(key),
+        };
+        self.changed();
+        Ok(())
+    }
+
+    /// Records `entry` for `prefix` (`None`: no class of its own), durably
+    /// first. The caller holds [`ClassIndex::prefix_changes`].
+    pub async fn set_prefix(&self, store: &dyn Storage, prefix: &str, entry: Option<Entry>) -> Result<()> {
+        let name = record_key('p', prefix);
+        let record = entry.clone().map(|entry| Record { key: None, prefix: Some(prefix.to_owned()), entry });
+        persist(store, &name, record.as_ref()).await?;
+        let mut maps = self.maps.write();
+        match entry {
+            Some(entry) => maps.prefixes.insert(prefix.to_owned(), entry),
+            None => maps.prefixes.remove(prefix),
+        };
+        self.changed();
+        Ok(())
+    }
+
+    fn changed(&self) {
+        self.active.store(true, Ordering::Release);
+    }
+}
+
+async fn persist(store: &dyn Storage, name: &Key, record: Option<&Record>) -> Result<()> {
+    let result = match record {
+        Some(record) => {
+            let bytes = Bytes::from(serde_json::to_vec(record).expect("a record serializes"));
+            store.put(name, bytes, PutOptions::default()).await.map(drop)
+        }
+        None => match store.delete(name).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            done => done,
+        },
+    };
+    result.map_err(|e| e.with_operation("record a storage class"))
+}
