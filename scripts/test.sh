@@ -143,8 +143,9 @@ stage_lint() {
 stage_rust() {
     # The workspace's tests include the mount's, which use these tools and
     # fail without them under CI=true; the power loss test mounts ext4
-    # images on loop devices (losetup, mkfs.ext4).
-    apt_need fuse3 rsync sqlite3 git e2fsprogs mount
+    # images on loop devices (losetup, mkfs.ext4); the storage class tests
+    # run setfattr and getfattr (attr).
+    apt_need fuse3 rsync sqlite3 git e2fsprogs mount attr
     if cargo nextest --version >/dev/null 2>&1; then
         run cargo nextest run --workspace
         # nextest does not run doctests.
@@ -293,7 +294,7 @@ conformance() {
 #    failure and on an expected failure that passes.
 # 3. fsx for FSX_OPS operations with a printed seed.
 stage_fuse() {
-    apt_need fuse3 rsync sqlite3 libacl1-dev git
+    apt_need fuse3 rsync sqlite3 libacl1-dev git attr
     cargo_tool_need pjdfstest
     cargo_tool_need fsx
     if ((EUID != 0)) || [[ ! -e /dev/fuse ]]; then

@@ -23,7 +23,7 @@ use tierfs_core::{Config, StorageManager};
 use crate::fs::spool::SpoolDir;
 use crate::fs::store::Store;
 use crate::fs::{journal, FsOptions, TierFs};
-use crate::fuse::FuseAdapter;
+use crate::fuse::{FuseAdapter, Xattrs};
 use crate::identity::IdentityMap;
 
 /// Everything `tierfs mount` needs.
@@ -160,7 +160,15 @@ pub fn mount(options: MountOptions) -> Result<(), String> {
     config.acl = if options.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), options.xattrs, options.passthrough);
+    // The storage class attribute is served wherever a class can put data
+    // elsewhere than its route (more than one backend), all `user.` ones
+    // with `--xattrs`.
+    let xattrs = match (options.xattrs, manager.backend_names().len() > 1) {
+        (true, _) => Xattrs::All,
+        (false, true) => Xattrs::ClassOnly,
+        (false, false) => Xattrs::Off,
+    };
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), xattrs, options.passthrough);
     let mut session = fuser::Session::new(adapter, &options.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", options.mountpoint.display()))?;
     let unmounter = session.unmount_callable();

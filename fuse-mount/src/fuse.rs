@@ -33,7 +33,7 @@ use tokio::runtime::Handle;
 
 use crate::errno::FsError;
 use crate::fs::attr::{Attr, Kind, BLOCK_SIZE};
-use crate::fs::xattrs::SetMode;
+use crate::fs::xattrs::{SetMode, CLASS_ATTRIBUTE};
 use crate::fs::{DirCache, DirEntry, DirReplier, Entry, Opened, SetAttr, TierFs, TimeSpec};
 use crate::identity::Caller;
 
@@ -42,12 +42,23 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// Background requests (read-ahead, releases) the kernel keeps in flight.
 const MAX_BACKGROUND: u16 = 64;
 
+/// Which extended attributes a mount serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xattrs {
+    /// None: the kernel is told they are not implemented and stops asking.
+    Off,
+    /// Only `user.tierfs.class` (the storage class); other names are not stored.
+    ClassOnly,
+    /// Every `user.` attribute (`--xattrs`).
+    All,
+}
+
 /// The `fuser::Filesystem` over a [`TierFs`].
 #[derive(Debug)]
 pub struct FuseAdapter {
     fs: Arc<TierFs>,
     rt: Handle,
-    xattrs: bool,
+    xattrs: Xattrs,
     passthrough: bool,
     slow: SlowSpell,
     /// Requests handed to the runtime and not answered yet.
@@ -98,11 +109,10 @@ impl InFlight {
 }
 
 impl FuseAdapter {
-    /// An adapter running `fs` on runtime `rt`; with `xattrs`, extended
-    /// attributes are served (else the kernel is told they are not
-    /// implemented, and stops asking); with `passthrough`, read-only opens
+    /// An adapter running `fs` on runtime `rt`, serving the extended
+    /// attributes `xattrs` says; with `passthrough`, read-only opens
     /// are served by passthrough where the kernel and the store allow it.
-    pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: bool, passthrough: bool) -> Self {
+    pub fn new(fs: Arc<TierFs>, rt: Handle, xattrs: Xattrs, passthrough: bool) -> Self {
         FuseAdapter { fs, rt, xattrs, passthrough, slow: SlowSpell::default(), in_flight: Arc::default() }
     }
 
@@ -737,7 +747,8 @@ impl Filesystem for FuseAdapter {
     }
 
     // Extended attributes: `user.` ones are stored (fs/xattrs.rs) when the
-    // mount has `--xattrs`. Without it, ENOSYS makes the kernel stop asking
+    // mount has `--xattrs`; `user.tierfs.class` alone is served without it
+    // when the store has several backends. Otherwise ENOSYS makes the kernel stop asking
     // (callers see EOPNOTSUPP): with attributes served, the kernel asks for
     // `security.capability` before every write(2), one more round trip each.
 
@@ -751,8 +762,10 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if !self.xattrs {
-            return reply.error(Errno::ENOSYS);
+        match self.xattrs {
+            Xattrs::Off => return reply.error(Errno::ENOSYS),
+            Xattrs::ClassOnly if name != CLASS_ATTRIBUTE => return reply.error(Errno::ENOTSUP),
+            _ => {}
         }
         let mode = SetMode::from_flags(flags);
         let (fs, who, name, value) = (self.fs.clone(), caller(req), name.to_owned(), value.to_vec());
@@ -762,8 +775,10 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if !self.xattrs {
-            return reply.error(Errno::ENOSYS);
+        match self.xattrs {
+            Xattrs::Off => return reply.error(Errno::ENOSYS),
+            Xattrs::ClassOnly if name != CLASS_ATTRIBUTE => return reply.error(Errno::ENODATA),
+            _ => {}
         }
         let (fs, who, name) = (self.fs.clone(), caller(req), name.to_owned());
         self.serve(async move {
@@ -772,18 +787,22 @@ impl Filesystem for FuseAdapter {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if !self.xattrs {
-            return reply.error(Errno::ENOSYS);
-        }
+        let class_only = match self.xattrs {
+            Xattrs::Off => return reply.error(Errno::ENOSYS),
+            Xattrs::ClassOnly => true,
+            Xattrs::All => false,
+        };
         let (fs, who) = (self.fs.clone(), caller(req));
-        self.serve(
-            async move { reply_xattr(reply, size, answer("listxattr", fs.listxattr(&who, ino.0).await)) },
-        );
+        self.serve(async move {
+            reply_xattr(reply, size, answer("listxattr", fs.listxattr(&who, ino.0, class_only).await))
+        });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if !self.xattrs {
-            return reply.error(Errno::ENOSYS);
+        match self.xattrs {
+            Xattrs::Off => return reply.error(Errno::ENOSYS),
+            Xattrs::ClassOnly if name != CLASS_ATTRIBUTE => return reply.error(Errno::ENODATA),
+            _ => {}
         }
         let (fs, who, name) = (self.fs.clone(), caller(req), name.to_owned());
         self.serve(async move {

@@ -464,8 +464,10 @@ impl Shared {
         if let Some(from) = located.from {
             settle(&*located.at.stack, &*from.stack, key).await?;
         }
-        let done = (!entry.temporary).then(|| Entry::settled(entry.class));
-        index.set_key(&*state.router.default_route().stack, key.as_str(), done).await
+        let done = (!entry.temporary).then(|| Entry::settled(entry.class.clone()));
+        index.set_key(&*state.router.default_route().stack, key.as_str(), done).await?;
+        tracing::info!(key = %key, class = ?entry.class, "moved to its storage class");
+        Ok(())
     }
 
     /// Moves every key under `prefix` that inherits its class to where the
@@ -521,7 +523,9 @@ impl Shared {
         }
         let _one_at_a_time = index.prefix_changes.lock().await;
         let Some(entry) = index.prefix_entry(prefix).filter(|e| e.from.is_some()) else { return Ok(()) };
-        let done = (!entry.temporary).then(|| Entry::settled(entry.class));
-        index.set_prefix(&*state.router.default_route().stack, prefix, done).await
+        let done = (!entry.temporary).then(|| Entry::settled(entry.class.clone()));
+        index.set_prefix(&*state.router.default_route().stack, prefix, done).await?;
+        tracing::info!(prefix, class = ?entry.class, "moved to its storage class");
+        Ok(())
     }
 }

@@ -106,14 +106,18 @@ impl TierFs {
         hex::decode(value).map_err(|_| FsError::new(libc::EIO, format!("the stored `{entry}` is not hex")))
     }
 
-    /// The names of the attributes of `ino`, each followed by a NUL byte.
-    pub async fn listxattr(&self, caller: &Caller, ino: u64) -> FsResult<Vec<u8>> {
-        let metadata = self.attribute_map(caller, ino).await?;
+    /// The names of the attributes of `ino`, each followed by a NUL byte
+    /// (with `class_only`, only the storage class's).
+    pub async fn listxattr(&self, caller: &Caller, ino: u64, class_only: bool) -> FsResult<Vec<u8>> {
         let mut names = Vec::new();
         if matches!(self.class_of(caller, ino).await?, (Some(_), true)) {
             names.extend_from_slice(CLASS_ATTRIBUTE.as_bytes());
             names.push(0);
         }
+        if class_only {
+            return Ok(names);
+        }
+        let metadata = self.attribute_map(caller, ino).await?;
         for name in metadata.keys().filter_map(|k| k.strip_prefix(PREFIX)) {
             names.extend_from_slice(name.as_bytes());
             names.push(0);
