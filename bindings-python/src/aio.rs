@@ -221,8 +221,37 @@ impl AsyncStore {
     ///     5
     async fn stat(&self, key: String) -> PyResult<Stat> {
         let (session, key) = self.key_and_session(&key)?;
-        let meta = run(async move { session.stat(&key).await }).await?.py_err()?;
-        Ok(Stat::new(meta))
+        let (meta, class) = run(async move {
+            let meta = session.stat(&key).await?;
+            Ok::<_, tierfs_core::Error>((meta, session.storage_class(&key).await?))
+        })
+        .await?
+        .py_err()?;
+        Ok(Stat::with_class(meta, class))
+    }
+
+    /// As `Store.set_storage_class`.
+    async fn set_storage_class(&self, key: String, storage_class: Option<String>) -> PyResult<()> {
+        let (session, key) = self.key_and_session(&key)?;
+        run(async move { session.set_storage_class(&key, storage_class.as_deref()).await }).await?.py_err()
+    }
+
+    /// As `Store.storage_class`.
+    async fn storage_class(&self, key: String) -> PyResult<Py<PyDict>> {
+        let (session, key) = self.key_and_session(&key)?;
+        let info = run(async move { session.storage_class(&key).await }).await?.py_err()?;
+        Python::attach(|py| Ok(crate::classes::info_dict(py, &info)?.unbind()))
+    }
+
+    /// As `Store.set_prefix_class`.
+    async fn set_prefix_class(&self, prefix: String, storage_class: Option<String>) -> PyResult<()> {
+        let session = self.session()?;
+        run(async move { session.set_prefix_class(&prefix, storage_class.as_deref()).await }).await?.py_err()
+    }
+
+    /// As `Store.prefix_class`.
+    fn prefix_class(&self, prefix: String) -> PyResult<Option<String>> {
+        Ok(self.session()?.prefix_class(&prefix))
     }
 
     /// Whether `key` exists.
@@ -280,15 +309,21 @@ impl AsyncStore {
     /// Example:
     ///     >>> async with await store.open("big.bin", "wb") as f:
     ///     ...     await f.write(b"...")
-    #[pyo3(signature = (key, mode=String::from("rb"), *, metadata=None))]
-    async fn open(&self, key: String, mode: String, metadata: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (key, mode=String::from("rb"), *, metadata=None, storage_class=None))]
+    async fn open(
+        &self,
+        key: String,
+        mode: String,
+        metadata: Option<Py<PyAny>>,
+        storage_class: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         let (session, k) = self.key_and_session(&key)?;
         if is_read_mode(&mode)? {
             let state = run(async move { ReadState::open(session, k).await }).await?.py_err()?;
             Python::attach(|py| Ok(Py::new(py, AsyncReader::new(state, key))?.into_any()))
         } else {
             let metadata = Python::attach(|py| convert::metadata(metadata.as_ref().map(|m| m.bind(py))))?;
-            let options = PutOptions::with_metadata(metadata);
+            let options = PutOptions { storage_class, ..PutOptions::with_metadata(metadata) };
             let state = run(async move { WriteState::open(session, k, options).await }).await?.py_err()?;
             Python::attach(|py| Ok(Py::new(py, AsyncWriter::new(state, key))?.into_any()))
         }

@@ -201,12 +201,18 @@ pub fn time(obj: &Bound<'_, PyAny>) -> PyResult<SystemTime> {
 #[pyclass(module = "tierfs", name = "Stat", frozen)]
 pub struct Stat {
     meta: ObjectMeta,
+    class: Option<tierfs_core::ClassInfo>,
 }
 
 impl Stat {
     /// Wraps core metadata.
     pub fn new(meta: ObjectMeta) -> Self {
-        Stat { meta }
+        Stat { meta, class: None }
+    }
+
+    /// Wraps core metadata with the key's storage class (`stat`).
+    pub fn with_class(meta: ObjectMeta, class: tierfs_core::ClassInfo) -> Self {
+        Stat { meta, class: Some(class) }
     }
 }
 
@@ -246,6 +252,19 @@ impl Stat {
     #[getter]
     fn metadata(&self) -> BTreeMap<String, String> {
         self.meta.metadata.clone()
+    }
+
+    /// The key's storage class (None: its route places it); reported by
+    /// `Store.stat`, None on what `put` returns.
+    #[getter]
+    fn storage_class(&self) -> Option<String> {
+        self.class.as_ref().and_then(|c| c.class.clone())
+    }
+
+    /// The backends that hold the key; reported by `Store.stat`, else None.
+    #[getter]
+    fn backends(&self) -> Option<Vec<String>> {
+        self.class.as_ref().map(|c| c.backends.clone())
     }
 
     fn __repr__(&self) -> String {

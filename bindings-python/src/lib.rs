@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod aio;
 pub mod backend;
+pub mod classes;
 pub mod convert;
 pub mod errors;
 pub mod file;

@@ -227,15 +227,73 @@ impl Store {
         block_on(py, async move { session.delete(&key).await })?.py_err()
     }
 
-    /// Size, modification time, version and metadata of `key`.
+    /// Size, modification time, version and metadata of `key`, with its
+    /// storage class and the backends that hold it.
     ///
     /// Example:
     ///     >>> store.stat("notes/today.txt").size
     ///     5
+    ///     >>> store.stat("notes/today.txt").backends
+    ///     ['local']
     fn stat(&self, py: Python<'_>, key: String) -> PyResult<Stat> {
         let (session, key) = (self.session()?, convert::key(&key)?);
-        let meta = block_on(py, async move { session.stat(&key).await })?.py_err()?;
-        Ok(Stat::new(meta))
+        let (meta, class) = block_on(py, async move {
+            let meta = session.stat(&key).await?;
+            Ok::<_, tierfs_core::Error>((meta, session.storage_class(&key).await?))
+        })?
+        .py_err()?;
+        Ok(Stat::with_class(meta, class))
+    }
+
+    /// Keeps `key` in storage class `storage_class` from now on (None
+    /// takes its own class off: it inherits its directory's, or its route
+    /// places it). The data moves in the background; reads find it
+    /// throughout. Raises Unsupported for a class no backend provides.
+    ///
+    /// Example:
+    ///     >>> store.set_storage_class("notes/today.txt", "persistent")
+    fn set_storage_class(&self, py: Python<'_>, key: String, storage_class: Option<String>) -> PyResult<()> {
+        let (session, key) = (self.session()?, convert::key(&key)?);
+        block_on(py, async move { session.set_storage_class(&key, storage_class.as_deref()).await })?.py_err()
+    }
+
+    /// The storage class of `key`: a dict with `storage_class` (or None),
+    /// `inherited_from` (the prefix it comes from, or None), `backends`
+    /// (those holding the key) and `moving` (its data still moving there).
+    ///
+    /// Example:
+    ///     >>> store.storage_class("notes/today.txt")["storage_class"]
+    ///     'persistent'
+    fn storage_class<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyDict>> {
+        let (session, key) = (self.session()?, convert::key(&key)?);
+        let info = block_on(py, async move { session.storage_class(&key).await })?.py_err()?;
+        crate::classes::info_dict(py, &info)
+    }
+
+    /// Gives every key under `prefix` ("dir/", or "" for all) storage class
+    /// `storage_class` unless a key has its own; later keys there get it
+    /// too. Existing keys move in the background. None takes it off.
+    ///
+    /// Example:
+    ///     >>> store.set_prefix_class("scratch/", "cache_only")
+    fn set_prefix_class(
+        &self,
+        py: Python<'_>,
+        prefix: String,
+        storage_class: Option<String>,
+    ) -> PyResult<()> {
+        let session = self.session()?;
+        block_on(py, async move { session.set_prefix_class(&prefix, storage_class.as_deref()).await })?
+            .py_err()
+    }
+
+    /// The storage class in force under `prefix` (its own or inherited), or None.
+    ///
+    /// Example:
+    ///     >>> store.prefix_class("scratch/")
+    ///     'cache_only'
+    fn prefix_class(&self, prefix: String) -> PyResult<Option<String>> {
+        Ok(self.session()?.prefix_class(&prefix))
     }
 
     /// Whether `key` exists (False when missing; other errors are raised).
@@ -300,7 +358,8 @@ impl Store {
     /// chunk and publishes the value atomically on `close()`. Leaving a
     /// `with` block by an exception, or calling `abort()`, discards the
     /// write and keeps the previous value. Memory stays bounded by one
-    /// chunk (4 MiB) whatever the size of the value.
+    /// chunk (4 MiB) whatever the size of the value. `storage_class`
+    /// (mode "wb") keeps the key in that class, as for `put`.
     ///
     /// Example:
     ///     >>> with store.open("big.bin", "wb") as f:
@@ -308,20 +367,22 @@ impl Store {
     ///     ...         f.write(part)
     ///     >>> with store.open("big.bin", "rb") as f:
     ///     ...     head = f.read(16)
-    #[pyo3(signature = (key, mode="rb", *, metadata=None))]
+    #[pyo3(signature = (key, mode="rb", *, metadata=None, storage_class=None))]
     fn open<'py>(
         &self,
         py: Python<'py>,
         key: String,
         mode: &str,
         metadata: Option<&Bound<'py, PyAny>>,
+        storage_class: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (session, k) = (self.session()?, convert::key(&key)?);
         if is_read_mode(mode)? {
             let state = block_on(py, async move { ReadState::open(session, k).await })?.py_err()?;
             file::read_file(py, Reader::new(state), &key)
         } else {
-            let options = PutOptions::with_metadata(convert::metadata(metadata)?);
+            let options =
+                PutOptions { storage_class, ..PutOptions::with_metadata(convert::metadata(metadata)?) };
             let state = block_on(py, async move { WriteState::open(session, k, options).await })?.py_err()?;
             file::write_file(py, Writer::new(state), &key)
         }

@@ -315,3 +315,54 @@ def test_sharded_store_spreads_keys_and_explains_their_owners(write_config, tmp_
         assert len(list(store.list("k/", recursive=True))) == 30
         owners = {store.explain("read", f"k/{i}")["placement"].split()[2] for i in range(30)}
         assert owners == {"d0", "d1", "d2"}, "30 keys land on all three members"
+
+
+def _classes_config(write_config, tmp_path: Path) -> Path:
+    return write_config(
+        f'[backends.disk]\ntype = "local"\npath = "{tmp_path}/disk"\n'
+        f'[backends.nvme]\ntype = "local"\npath = "{tmp_path}/nvme"\n'
+        '[backends.ram]\ntype = "memory"\n'
+        '[policy]\ntype = "always_local"\nbackend = "disk"\n'
+        '[classes.fast]\nbackend = "nvme"\n'
+    )
+
+
+def test_storage_classes_place_keys_and_survive_a_reopen(write_config, tmp_path: Path) -> None:
+    path = _classes_config(write_config, tmp_path)
+    with tierfs.open(path) as store:
+        store.put("a/tmp", b"scratch", storage_class="cache_only")
+        assert store.stat("a/tmp").storage_class == "cache_only"
+        assert store.stat("a/tmp").backends == ["ram"]
+        store.put("a/tmp", b"again")  # a write naming no class keeps the key's
+        assert store.storage_class("a/tmp") == {
+            "storage_class": "cache_only",
+            "inherited_from": None,
+            "backends": ["ram"],
+            "moving": False,
+        }
+        with store.open("a/big", "wb", storage_class="fast") as f:
+            f.write(b"x" * 100_000)
+        assert store.stat("a/big").backends == ["nvme"]
+        store.set_prefix_class("logs/", "fast")
+        store.put("logs/1", b"one")
+        info = store.storage_class("logs/1")
+        assert (info["storage_class"], info["inherited_from"], info["backends"]) == ("fast", "logs/", ["nvme"])
+        assert store.prefix_class("logs/") == "fast"
+        store.put("plain", b"p")
+        assert (store.stat("plain").storage_class, store.stat("plain").backends) == (None, ["disk"])
+        assert sorted(e.key for e in store.list("")) == ["a/big", "a/tmp", "logs/1", "plain"]
+    with tierfs.open(path) as store:
+        assert store.get("a/big") == b"x" * 100_000
+        assert store.stat("a/big").storage_class == "fast"
+        assert store.prefix_class("logs/") == "fast"
+        with pytest.raises(tierfs.NotFound):
+            store.get("a/tmp")  # cache_only lived in memory
+
+
+def test_a_class_nobody_provides_is_refused_before_writing(write_config, tmp_path: Path) -> None:
+    with tierfs.open(_classes_config(write_config, tmp_path)) as store:
+        with pytest.raises(tierfs.Unsupported, match="distributed"):
+            store.put("x", b"x", storage_class="distributed")
+        with pytest.raises(tierfs.InvalidInput, match="unknown storage class"):
+            store.put("x", b"x", storage_class="nope")
+        assert not store.exists("x")

@@ -174,7 +174,9 @@ def register_backend(name: str, cls: Any) -> None:
     - optional ``get_range(key, start, end) -> bytes`` (else ``get`` is sliced),
       ``batch(ops)`` applying all or none of ``("put", key, data, metadata,
       if_absent)`` and ``("delete", key)`` (without it batches are refused
-      with ``Unsupported``), ``rename(src, dst)``, and ``persistent = True``.
+      with ``Unsupported``), ``rename(src, dst)``, ``persistent = True``
+      (values survive a restart) and ``shared = True`` (other hosts see
+      them), which storage classes consult.
 
     Exceptions map back to kinds: ``KeyError``/``FileNotFoundError`` to
     NotFound, ``PermissionError`` to PermissionDenied, ``FileExistsError``

@@ -3,7 +3,7 @@
 import datetime
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, TypedDict, Union
 
 from ._io import ReadFile, WriteFile
 
@@ -64,6 +64,20 @@ class Stat:
     def version(self) -> str: ...
     @property
     def metadata(self) -> dict[str, str]: ...
+    @property
+    def storage_class(self) -> Optional[str]:
+        """The key's storage class (None: its route places it); set by ``stat``."""
+    @property
+    def backends(self) -> Optional[list[str]]:
+        """The backends that hold the key; set by ``stat``, None elsewhere."""
+
+class ClassInfo(TypedDict):
+    """What ``storage_class`` returns."""
+
+    storage_class: Optional[str]
+    inherited_from: Optional[str]
+    backends: list[str]
+    moving: bool
 
 class Entry:
     """One entry of a listing: a value, or a directory (``is_dir``)."""
@@ -190,12 +204,40 @@ class Store:
         """
     def delete(self, key: str) -> None: ...
     def stat(self, key: str) -> Stat: ...
+    def set_storage_class(self, key: str, storage_class: Optional[str]) -> None:
+        """Keeps ``key`` in ``storage_class`` from now on (None: inherit again);
+        its data moves in the background, readers finding it throughout.
+
+        Example:
+            >>> store.set_storage_class("notes/today.txt", "persistent")
+        """
+    def storage_class(self, key: str) -> ClassInfo:
+        """The class of ``key``, where it is inherited from, and the backends holding it.
+
+        Example:
+            >>> store.storage_class("scratch/t.bin")["backends"]
+            ['ram']
+        """
+    def set_prefix_class(self, prefix: str, storage_class: Optional[str]) -> None:
+        """Gives every key under ``prefix`` (``"dir/"``, or ``""``) that class unless
+        it has its own; later keys there get it too.
+
+        Example:
+            >>> store.set_prefix_class("scratch/", "cache_only")
+        """
+    def prefix_class(self, prefix: str) -> Optional[str]:
+        """The class in force under ``prefix``, own or inherited."""
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "", recursive: bool = True, *, page_size: Optional[int] = None) -> ListIterator: ...
     def batch(self, ops: Iterable[_BatchOp]) -> None: ...
     def rename(self, src: str, dst: str) -> None: ...
     def open(
-        self, key: str, mode: Literal["rb", "wb", "r", "w"] = "rb", *, metadata: Optional[dict[str, str]] = None
+        self,
+        key: str,
+        mode: Literal["rb", "wb", "r", "w"] = "rb",
+        *,
+        metadata: Optional[dict[str, str]] = None,
+        storage_class: Optional[str] = None,
     ) -> Union[ReadFile, WriteFile]: ...
     def as_principal(self, name: str, roles: Optional[_Strings] = None) -> "Store": ...
     @property
@@ -302,12 +344,25 @@ class AsyncStore:
         """As ``Store.patch``."""
     async def delete(self, key: str) -> None: ...
     async def stat(self, key: str) -> Stat: ...
+    async def set_storage_class(self, key: str, storage_class: Optional[str]) -> None:
+        """As ``Store.set_storage_class``."""
+    async def storage_class(self, key: str) -> ClassInfo:
+        """As ``Store.storage_class``."""
+    async def set_prefix_class(self, prefix: str, storage_class: Optional[str]) -> None:
+        """As ``Store.set_prefix_class``."""
+    def prefix_class(self, prefix: str) -> Optional[str]:
+        """As ``Store.prefix_class``."""
     async def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "", recursive: bool = True, *, page_size: Optional[int] = None) -> AsyncListIterator: ...
     async def batch(self, ops: Iterable[_BatchOp]) -> None: ...
     async def rename(self, src: str, dst: str) -> None: ...
     async def open(
-        self, key: str, mode: Literal["rb", "wb", "r", "w"] = "rb", *, metadata: Optional[dict[str, str]] = None
+        self,
+        key: str,
+        mode: Literal["rb", "wb", "r", "w"] = "rb",
+        *,
+        metadata: Optional[dict[str, str]] = None,
+        storage_class: Optional[str] = None,
     ) -> Union[AsyncReadFile, AsyncWriteFile]: ...
     def as_principal(self, name: str, roles: Optional[_Strings] = None) -> "AsyncStore": ...
     @property
