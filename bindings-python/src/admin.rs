@@ -145,6 +145,7 @@ pub fn explanation<'py>(py: Python<'py>, e: &Explanation) -> PyResult<Bound<'py,
     });
     d.set_item("cache", cache)?;
     d.set_item("placement", &e.placement)?;
+    d.set_item("storage_class", &e.storage_class)?;
     d.set_item("text", e.to_string())?;
     Ok(d)
 }

@@ -629,7 +629,8 @@ impl Store {
     /// audited; `cache` says whether a cache holds the key only when this
     /// store's principal may read it (else None); `placement` says where
     /// the route's policy puts the key among its backends when it chooses
-    /// (the owners of a sharded policy; else None).
+    /// (the owners of a sharded policy; else None); `storage_class` gives
+    /// the key's class, where it comes from and its backends (else None).
     ///
     /// Example:
     ///     >>> store.explain("write", "public/a.txt", principal="bob")["allowed"]

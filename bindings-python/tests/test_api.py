@@ -348,6 +348,8 @@ def test_storage_classes_place_keys_and_survive_a_reopen(write_config, tmp_path:
         info = store.storage_class("logs/1")
         assert (info["storage_class"], info["inherited_from"], info["backends"]) == ("fast", "logs/", ["nvme"])
         assert store.prefix_class("logs/") == "fast"
+        assert store.explain("read", "logs/1")["storage_class"] == "`fast` (inherited from `logs/`): on nvme"
+        assert store.explain("read", "other")["storage_class"] is None
         store.put("plain", b"p")
         assert (store.stat("plain").storage_class, store.stat("plain").backends) == (None, ["disk"])
         assert sorted(e.key for e in store.list("")) == ["a/big", "a/tmp", "logs/1", "plain"]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use parking_lot::Mutex;
+use tierfs_core::access::StorageOperationType;
 use tierfs_core::{Config, ErrorKind, Key, ListOptions, PutOptions, Storage, StorageExt, StorageManager};
 
 /// `disk` (the default route), `fast` (a class of its own) and `ram`.
@@ -96,6 +97,16 @@ async fn a_class_named_at_write_places_the_key_and_survives_a_restart() {
     assert_eq!(store.storage_class(&fast).await.unwrap().class.as_deref(), Some("fast"));
     assert_eq!(store.storage_class(&fast).await.unwrap().backends, ["nvme"]);
     assert_eq!(store.storage_class(&plain).await.unwrap().class, None);
+    let explained = store.explain(store.principal(), StorageOperationType::Read, "a/fast").unwrap();
+    assert_eq!(explained.storage_class.as_deref(), Some("`fast` (given to the key): on nvme"));
+    assert!(
+        explained.to_string().contains("storage class: `fast` (given to the key): on nvme"),
+        "{explained}"
+    );
+    assert_eq!(
+        store.explain(store.principal(), StorageOperationType::Read, "a/plain").unwrap().storage_class,
+        None
+    );
     // cache_only lived in memory: gone with the process, as documented.
     assert_eq!(store.get(&tmp).await.unwrap_err().kind(), ErrorKind::NotFound);
     // A rename carries the class with the key; deleting keeps the name's class.

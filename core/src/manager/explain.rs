@@ -15,6 +15,7 @@ use super::{RouteInfo, Session, StorageManager};
 use crate::access::{
     AccessEvaluator, AccessLevel, AccessRule, Delegation, Principal, Resource, StorageOperationType, Target,
 };
+use crate::classes::{ClassIndex, Via};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{validate_key, validate_prefix};
 
@@ -38,6 +39,9 @@ pub struct Explanation {
     /// Where the route's policy puts the key among its backends, when it
     /// chooses (the owners of a sharded policy); `None` otherwise.
     pub placement: Option<String>,
+    /// The key's storage class, where it comes from and the backends it
+    /// puts the key on; `None` when it has none (its route places it).
+    pub storage_class: Option<String>,
     /// Whether a cache would serve a read of the key now; `None` when not
     /// asked (the caller may not read the key, or no store was consulted).
     pub cache: Option<CacheVerdict>,
@@ -67,6 +71,9 @@ impl fmt::Display for Explanation {
         )?;
         if let Some(placement) = &self.placement {
             writeln!(f, "  placement: {placement}")?;
+        }
+        if let Some(class) = &self.storage_class {
+            writeln!(f, "  storage class: {class}")?;
         }
         let cache = match self.cache {
             None => "not shown",
@@ -215,11 +222,10 @@ fn explain_with(
         validate_key(key)?;
     }
     let route = manager.route_of(key);
-    let placement = if list {
-        None
-    } else {
-        manager.shared.state.load().router.route(key).hooks.iter().find_map(|h| h.placement(key))
-    };
+    let state = manager.shared.state.load();
+    let placement =
+        if list { None } else { state.router.route(key).hooks.iter().find_map(|h| h.placement(key)) };
+    let storage_class = if list { None } else { class_decision(&state, &manager.shared.classes, key) };
     let target = if list {
         Target::Prefix { prefix: key, backends: &route.backends }
     } else {
@@ -235,6 +241,27 @@ fn explain_with(
         rule: decision.rule.map(|r| (*r).clone()),
         route,
         placement,
+        storage_class,
         cache,
+    })
+}
+
+/// What the class index decides for `key`, in words.
+fn class_decision(state: &super::state::ManagerState, index: &ClassIndex, key: &str) -> Option<String> {
+    let (entry, via) = index.lookup(key)?;
+    let name = entry.class.as_deref().unwrap_or("none");
+    let source = match via {
+        Via::Key => "given to the key".to_owned(),
+        Via::Prefix(p) => format!("inherited from `{p}`"),
+    };
+    Some(match state.locate(index, key) {
+        Ok(located) => {
+            let moving = match located.from {
+                Some(from) => format!("; moving there from {}", from.backends.join(", ")),
+                None => String::new(),
+            };
+            format!("`{name}` ({source}): on {}{moving}", located.at.backends.join(", "))
+        }
+        Err(e) => format!("`{name}` ({source}): {}", e.message()),
     })
 }
