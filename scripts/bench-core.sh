@@ -14,6 +14,7 @@
 #   manager session / bare memory, 4 KiB get, put  >= 0.85x ops/s
 #   prefer_cache / local alone, 90 % hits          >= 3x ops/s
 #   sharded over 4 local / one local, 4 KiB get, put >= 0.90x ops/s
+#   classed / unclassed get on one local backend, 4 KiB >= 0.95x ops/s
 #   memory backend, 4 KiB get                      < 1000 ns
 # Each ratio is read from an interleaved benchmark: both sides alternate in
 # blocks, and the verdict uses the median over adjacent block pairs of the
@@ -132,6 +133,7 @@ RATIOS = [
     ("prefer_cache/local, 90 % hits, 20,000 cold keys", "prefer_cache_vs_local_cold_20k", "prefer_cache_90pct_hits_cold_20k/local_alone", "prefer_cache_90pct_hits_cold_20k/prefer_cache", 3.0),
     ("sharded over 4 local/one local get 4 KiB", "sharded_vs_local_get_4KiB", "sharded/one_local/get/4KiB", "sharded/four_members/get/4KiB", 0.90),
     ("sharded over 4 local/one local put 4 KiB", "sharded_vs_local_put_4KiB", "sharded/one_local/put/4KiB", "sharded/four_members/put/4KiB", 0.90),
+    ("classed/unclassed get 4 KiB (class lookup)", "classed_vs_unclassed_get_4KiB", "classes/unclassed/get/4KiB", "classes/classed/get/4KiB", 0.95),
 ]
 rows = []
 for label, pair, ref_id, target_id, goal in RATIOS:
