@@ -225,3 +225,35 @@ async fn a_class_nobody_can_provide_is_refused_with_what_to_configure() {
     let e = refused("[classes.both]\nrequires = [\"durable\", \"ephemeral\"]\n").unwrap_err();
     assert!(e.message().contains("classes.both.requires"), "{e}");
 }
+
+#[tokio::test]
+async fn a_prefix_class_needs_admin_and_a_key_class_needs_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[backends.disk]\ntype = \"local\"\npath = {:?}\n[backends.ram]\ntype = \"memory\"\n\
+         [policy]\ntype = \"always_local\"\nbackend = \"disk\"\n\
+         [access]\ndefault = \"none\"\n",
+        dir.path().join("disk")
+    );
+    text += "[[access.rules]]\nprincipal = \"writer\"\nresource = \"logs/\"\nlevel = \"write\"\n";
+    text += "[[access.rules]]\nprincipal = \"writer\"\nresource = \"logs/\"\nlevel = \"read\"\n";
+    text += "[[access.rules]]\nprincipal = \"boss\"\nresource = \"logs/\"\nlevel = \"admin\"\n";
+    let manager = StorageManager::open(Config::parse(&text, None).unwrap()).await.unwrap();
+    let (writer, boss, other) =
+        (manager.session("writer"), manager.session("boss"), manager.session("other"));
+    // A writer of logs/ may not move everything below it (it could make
+    // logs/secret/ cache_only and so lose it).
+    let e = writer.set_prefix_class("logs/", Some("cache_only")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    boss.set_prefix_class("logs/", Some("persistent")).await.unwrap();
+    wait_moves(&manager).await;
+    // A key's own class needs write on it.
+    let k = Key::new("logs/a").unwrap();
+    writer.put(&k, Bytes::from_static(b"a"), classed("cache_only")).await.unwrap();
+    assert_eq!(writer.storage_class(&k).await.unwrap().backends, ["ram"]);
+    let e = other.set_storage_class(&k, Some("persistent")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    let e = other.storage_class(&k).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    manager.shutdown().await.unwrap();
+}

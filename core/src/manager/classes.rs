@@ -221,7 +221,9 @@ impl Session {
     /// all) storage class `class`, unless a key has one of its own; keys
     /// created there later get it too. Existing keys move in the
     /// background, readers finding them throughout. `None` takes the
-    /// prefix's class off. Needs write access to the prefix.
+    /// prefix's class off. Needs admin on the prefix: it moves keys the
+    /// caller may not be allowed to write (a class such as `cache_only`
+    /// would let a writer of `logs/` lose `logs/secret/`).
     pub async fn set_prefix_class(&self, prefix: &str, class: Option<&str>) -> Result<()> {
         if !prefix.is_empty() && (!prefix.ends_with('/') || validate_prefix(prefix).is_err()) {
             return Err(Error::new(
@@ -230,7 +232,7 @@ impl Session {
             ));
         }
         let state = self.state();
-        self.authorize(&state, Operation::SetClass.audit_label(), &[Check::key(Op::Write, prefix)])?;
+        self.authorize(&state, Operation::SetClass.audit_label(), &[Check::path(Op::Admin, prefix)])?;
         let route = state.router.route(prefix);
         if let Some(name) = class {
             state.classes.place(route, Some(name))?;
