@@ -18,7 +18,7 @@ import type { Readable, Writable } from 'node:stream';
  * | `EACCES` | PermissionDenied: the access policy refuses |
  * | `EINVAL` | InvalidKey, InvalidInput, Config |
  * | `EEXIST` | AlreadyExists |
- * | `ENOTSUP` | Unsupported: the backend cannot do this |
+ * | `ENOTSUP` | Unsupported: the backend cannot do this; no configured backend provides the storage class |
  * | `ESTALE` | Conflict: the value changed since it was read (`setMetadata`'s `ifVersion`) |
  * | `ENOSPC` | Unavailable: the backend's device is full (free space, then retry) |
  * | `EIO` | Unavailable: backend down, I/O failure, retries spent, store closed |
@@ -122,11 +122,38 @@ export interface ListOptions {
   pageSize?: number;
 }
 
+/**
+ * A storage class: `persistent` (a durable backend), `distributed` (durable
+ * and shared with other hosts: `s3`), `cache_only` (never on a durable
+ * backend: `memory`), or a class the configuration names in `[classes.NAME]`.
+ */
+export type StorageClass = 'persistent' | 'distributed' | 'cache_only' | (string & {});
+
 export interface PutOptions {
   /** Metadata stored with the value, replacing the previous map. */
   metadata?: Record<string, string>;
   /** Fail with `EEXIST` if the key exists. */
   ifNotExists?: boolean;
+  /**
+   * The storage class to keep the key in, from this write on (see
+   * {@link Store.setStorageClass}); later writes naming none keep it.
+   * Absent (or `null`): the key's class, else its prefix's, else its
+   * route's placement. An unknown class rejects with `EINVAL`, a class no
+   * configured backend can provide with `ENOTSUP`, before anything is written.
+   */
+  storageClass?: StorageClass | null;
+}
+
+/** A key's storage class, as {@link Store.storageClass} reports it. */
+export interface StorageClassInfo {
+  /** The class; `null` when neither the key nor a prefix above it has one (its route places it). */
+  storageClass: StorageClass | null;
+  /** The prefix the class is inherited from (`logs/`); `null` when the key was given it, or has none. */
+  inheritedFrom: string | null;
+  /** The backends of the stack that holds the key. */
+  backends: string[];
+  /** Whether the key's data is still moving to them (after a class change). */
+  moving: boolean;
 }
 
 /** What {@link Store.setMetadata} changes. */
@@ -166,6 +193,7 @@ export interface ReadStreamOptions {
   highWaterMark?: number;
 }
 
+/** Options of {@link Store.createWriteStream}: those of `put` (`metadata`, `ifNotExists`, `storageClass`) and the stream's buffer. */
 export interface WriteStreamOptions extends PutOptions {
   /** Bytes buffered before `write()` returns false (default 1 MiB). */
   highWaterMark?: number;
@@ -270,6 +298,13 @@ export interface Explanation {
   cache: 'hit' | 'miss' | 'none' | 'unknown' | null;
   /** Where the route's policy puts the key among its backends when it chooses (the owners of a sharded policy); `null` otherwise. */
   placement: string | null;
+  /**
+   * The key's storage class in words: the class, whether given to the key or
+   * inherited from a prefix, its backends and a move in progress
+   * (``"`fast` (inherited from `logs/`): on nvme"``); `null` when it has none
+   * (its route places it) or for a listing.
+   */
+  storageClass: string | null;
 }
 
 /** Settings of a backend added at run time: its `type` and that type's fields. */
@@ -327,6 +362,7 @@ export declare class Store {
    * ```ts
    * await store.put('notes/today.txt', 'hello', { metadata: { author: 'ada' } });
    * await store.put('blobs/x', new Uint8Array([1, 2, 3]), { ifNotExists: true }); // EEXIST if present
+   * await store.put('scratch/tmp.bin', 'short-lived', { storageClass: 'cache_only' }); // kept in memory
    * ```
    */
   put(key: string, data: Data, options?: PutOptions): Promise<Stat>;
@@ -434,12 +470,77 @@ export declare class Store {
    * ```ts
    * import { pipeline } from 'node:stream/promises';
    * import { createReadStream } from 'node:fs';
-   * const out = store.createWriteStream('videos/big.mp4', { metadata: { type: 'video/mp4' } });
+   * const out = store.createWriteStream('videos/big.mp4', { metadata: { type: 'video/mp4' }, storageClass: 'persistent' });
    * await pipeline(createReadStream('/tmp/big.mp4'), out);
    * console.log(out.stat?.size);
    * ```
+   *
+   * An unknown or unavailable `storageClass` fails the stream (`EINVAL`,
+   * `ENOTSUP`) before anything is written.
    */
   createWriteStream(key: string, options?: WriteStreamOptions): TierfsWriteStream;
+
+  /**
+   * Keeps `key` in `storageClass` from now on, whatever later writes do
+   * until changed again; `null` takes the key's own class off (it inherits
+   * its prefix's, or its route places it). The key need not exist yet.
+   * Its data moves in the background: reads find it throughout
+   * ({@link Store.storageClass} tells `moving`), and a restart resumes the
+   * move. Needs write access to the key. Rejects with `EINVAL` for an
+   * unknown class, `ENOTSUP` for a class no configured backend can provide.
+   *
+   * @example
+   * ```ts
+   * await store.setStorageClass('reports/q4.csv', 'persistent');
+   * await store.setStorageClass('reports/q4.csv', null); // back to its prefix's class, or its route
+   * ```
+   */
+  setStorageClass(key: string, storageClass: StorageClass | null): Promise<void>;
+
+  /**
+   * The storage class of `key`, the prefix it is inherited from, the
+   * backends that hold the key and whether its data is still moving there.
+   * Needs read access to the key (which need not exist).
+   *
+   * @example
+   * ```ts
+   * await store.put('scratch/tmp.bin', 'x', { storageClass: 'cache_only' });
+   * const { storageClass, inheritedFrom, backends, moving } = await store.storageClass('scratch/tmp.bin');
+   * // 'cache_only', null, ['ram'], false
+   * ```
+   */
+  storageClass(key: string): Promise<StorageClassInfo>;
+
+  /**
+   * Gives every key under `prefix` (a directory: `logs/`, `a/b/`; `''` for
+   * every key) `storageClass`, except keys that have one of their own; keys
+   * created there later get it too. Existing keys move in the background.
+   * `null` takes the prefix's class off. Needs admin on the prefix (it
+   * moves keys below that the caller may not be allowed to write).
+   * Rejects with `EINVAL` for a prefix not ending in `/` or an unknown
+   * class, `ENOTSUP` for a class no configured backend can provide.
+   *
+   * @example
+   * ```ts
+   * await store.setPrefixClass('logs/', 'fast');
+   * await store.put('logs/app.log', 'started\n');
+   * (await store.storageClass('logs/app.log')).inheritedFrom; // 'logs/'
+   * ```
+   */
+  setPrefixClass(prefix: string, storageClass: StorageClass | null): Promise<void>;
+
+  /**
+   * The storage class in force under `prefix`: its own, else the nearest
+   * enclosing prefix's; `null` when keys there have only their route.
+   * Answered from memory, synchronously.
+   *
+   * @example
+   * ```ts
+   * store.prefixClass('logs/');        // 'fast'
+   * store.prefixClass('logs/2026/');   // 'fast', inherited
+   * ```
+   */
+  prefixClass(prefix: string): StorageClass | null;
 
   /**
    * The same store acting as another principal (sharing backends, rules and

@@ -56,6 +56,18 @@ function checkOptionalString(name, value) {
   }
 }
 
+/** A storage class argument: a class name, or `null` to take the class off. */
+function checkClass(name, value) {
+  if (value !== null && typeof value !== 'string') throw typeError(name, 'of type string or null', value);
+  return value;
+}
+
+/** `options.storageClass` of a write: a class name, or absent (`undefined` or `null`: the key keeps its class). */
+function checkStorageClass(options) {
+  checkOptionalString('options.storageClass', options.storageClass);
+  return options.storageClass ?? undefined;
+}
+
 function checkObject(name, value) {
   if (value === undefined || value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value)) throw typeError(name, 'an object', value);
@@ -106,6 +118,15 @@ function toMillis(name, value) {
 
 function toStat(s) {
   return { key: s.key, size: s.size, modified: new Date(s.modifiedMs), version: s.version, metadata: s.metadata };
+}
+
+function toClassInfo(c) {
+  return {
+    storageClass: c.storageClass ?? null,
+    inheritedFrom: c.inheritedFrom ?? null,
+    backends: c.backends,
+    moving: c.moving,
+  };
 }
 
 function toEntry(e) {
@@ -301,9 +322,11 @@ class Store {
       checkString('key', key);
       const o = checkObject('options', options);
       const buf = toBuffer(data);
+      const metadata = checkMetadata(o.metadata);
+      const storageClass = checkStorageClass(o);
       // Small values are copied during the call; large ones off the JavaScript thread.
       const put = buf.length <= INLINE_COPY ? this.#n.put : this.#n.putLarge;
-      return put.call(this.#n, key, buf, checkMetadata(o.metadata), o.ifNotExists === true).then(toStat);
+      return put.call(this.#n, key, buf, metadata, o.ifNotExists === true, storageClass).then(toStat);
     });
   }
 
@@ -430,7 +453,37 @@ class Store {
     checkString('key', key);
     const o = checkObject('options', options);
     const metadata = checkMetadata(o.metadata);
-    return new TierfsWriteStream(() => this.#n.openWrite(key, metadata, o.ifNotExists === true), o);
+    const storageClass = checkStorageClass(o);
+    const ifNotExists = o.ifNotExists === true;
+    return new TierfsWriteStream(() => this.#n.openWrite(key, metadata, ifNotExists, storageClass), o);
+  }
+
+  setStorageClass(key, storageClass) {
+    return later(() => {
+      checkString('key', key);
+      checkClass('storageClass', storageClass);
+      return this.#n.setStorageClass(key, storageClass ?? undefined);
+    });
+  }
+
+  storageClass(key) {
+    return later(() => {
+      checkString('key', key);
+      return this.#n.storageClass(key).then(toClassInfo);
+    });
+  }
+
+  setPrefixClass(prefix, storageClass) {
+    return later(() => {
+      checkString('prefix', prefix);
+      checkClass('storageClass', storageClass);
+      return this.#n.setPrefixClass(prefix, storageClass ?? undefined);
+    });
+  }
+
+  prefixClass(prefix) {
+    checkString('prefix', prefix);
+    return this.#n.prefixClass(prefix) ?? null;
   }
 
   asPrincipal(principal, options) {
@@ -523,7 +576,10 @@ class Store {
   putSync(key, data, options) {
     checkString('key', key);
     const o = checkObject('options', options);
-    return toStat(this.#n.putSync(key, toBuffer(data), checkMetadata(o.metadata), o.ifNotExists === true));
+    const buf = toBuffer(data);
+    const metadata = checkMetadata(o.metadata);
+    const storageClass = checkStorageClass(o);
+    return toStat(this.#n.putSync(key, buf, metadata, o.ifNotExists === true, storageClass));
   }
 
   deleteSync(key) {

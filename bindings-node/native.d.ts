@@ -23,16 +23,16 @@ export declare class NativeStore {
   /** Bytes `start..end` of the value of `key`, clamped to its size. */
   getRange(key: string, start?: number | undefined | null, end?: number | undefined | null): Promise<Buffer>
   /**
-   * Stores `data` under `key`, replacing the value and its metadata. The
-   * bytes are copied now, on the calling thread (values up to 256 KiB;
-   * larger ones go through `putLarge`).
+   * Stores `data` under `key`, replacing the value and its metadata, in
+   * `storage_class` if given. The bytes are copied now, on the calling
+   * thread (values up to 256 KiB; larger ones go through `putLarge`).
    */
-  put(key: string, data: Uint8Array, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null): Promise<NativeStat>
+  put(key: string, data: Uint8Array, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null, storageClass?: string | undefined | null): Promise<NativeStat>
   /**
    * `put` for large values: the caller's buffer is referenced and copied
    * off the JavaScript thread.
    */
-  putLarge(key: string, data: Buffer, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null): Promise<NativeStat>
+  putLarge(key: string, data: Buffer, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null, storageClass?: string | undefined | null): Promise<NativeStat>
   /** Removes `key`; a missing key is not an error. */
   delete(key: string): Promise<undefined>
   /** Size, time, version and metadata of `key`. */
@@ -60,8 +60,36 @@ export declare class NativeStore {
   rename(from: string, to: string): Promise<undefined>
   /** Starts a streamed read of `key` (bytes `start..end`). */
   openRead(key: string, start?: number | undefined | null, end?: number | undefined | null): Promise<NativeReader>
-  /** Starts a streamed write of `key`; nothing is visible until `finish`. */
-  openWrite(key: string, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null): Promise<NativeWriter>
+  /**
+   * Starts a streamed write of `key` (in `storage_class` if given);
+   * nothing is visible until `finish`.
+   */
+  openWrite(key: string, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null, storageClass?: string | undefined | null): Promise<NativeWriter>
+  /**
+   * Keeps `key` in storage class `storage_class` from now on (`None`
+   * takes the key's own class off: it inherits its prefix's, or its
+   * route places it). Its data moves in the background. Needs write
+   * access to the key.
+   */
+  setStorageClass(key: string, storageClass?: string | undefined | null): Promise<undefined>
+  /**
+   * The storage class of `key`, where it is inherited from, the
+   * backends that hold the key and whether it is still moving there.
+   * Needs read access to the key.
+   */
+  storageClass(key: string): Promise<NativeClassInfo>
+  /**
+   * Gives every key under `prefix` (`""` or ending in `/`) storage class
+   * `storage_class` unless the key has its own (`None` takes the
+   * prefix's class off). Needs admin on the prefix.
+   */
+  setPrefixClass(prefix: string, storageClass?: string | undefined | null): Promise<undefined>
+  /**
+   * The storage class in force under `prefix` (its own, else the
+   * nearest enclosing prefix's); `None` when keys there have only
+   * their route.
+   */
+  prefixClass(prefix: string): string | null
   /** The same store acting as another principal. */
   asPrincipal(id: string, roles?: Array<string> | undefined | null): NativeStore
   /** The access rules in force (needs admin on `*`). */
@@ -96,7 +124,7 @@ export declare class NativeStore {
   /** `get`, blocking the calling thread. */
   getSync(key: string): Buffer
   /** `put`, blocking the calling thread. */
-  putSync(key: string, data: Uint8Array, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null): NativeStat
+  putSync(key: string, data: Uint8Array, metadata?: Record<string, string> | undefined | null, ifNotExists?: boolean | undefined | null, storageClass?: string | undefined | null): NativeStat
   /** `delete`, blocking the calling thread. */
   deleteSync(key: string): void
   /** `stat`, blocking the calling thread. */
@@ -145,6 +173,8 @@ export interface BackendCapabilities {
   rangeRead: boolean
   /** It declares `persistent: true`. */
   persistent: boolean
+  /** It declares `shared: true` (other hosts see its values). */
+  shared: boolean
   /** It declares `conditionalPut: true` (honours `ifNotExists` atomically). */
   conditionalPut: boolean
 }
@@ -252,6 +282,21 @@ export interface NativeBatchOp {
   metadata?: Record<string, string>
   /** Fail the whole batch with `EEXIST` if the key of this `put` exists. */
   ifNotExists?: boolean
+}
+
+/**
+ * A key's storage class, as `storageClass` reports it (the JavaScript
+ * wrapper turns absent fields into `null`).
+ */
+export interface NativeClassInfo {
+  /** The class; absent when neither the key nor a prefix above it has one. */
+  storageClass?: string
+  /** The prefix the class is inherited from; absent when the key was given it. */
+  inheritedFrom?: string
+  /** The backends of the stack that holds the key. */
+  backends: Array<string>
+  /** Whether its data is still moving to them. */
+  moving: boolean
 }
 
 /**

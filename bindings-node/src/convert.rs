@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use tierfs_core::access::AccessPolicy;
 use tierfs_core::audit::{AuditQuery, AuditRecord, AuditResult};
 use tierfs_core::metrics::MetricsSnapshot;
-use tierfs_core::{BatchOp, Key, ListEntry, ListPage, Metadata, ObjectMeta, Result};
+use tierfs_core::{BatchOp, ClassInfo, Key, ListEntry, ListPage, Metadata, ObjectMeta, Result};
 
 use crate::error::invalid;
 
@@ -143,6 +143,31 @@ impl From<ObjectMeta> for NativeStat {
             modified_ms: millis(meta.modified),
             version: meta.version,
             metadata: meta.metadata.into_iter().collect(),
+        }
+    }
+}
+
+/// A key's storage class, as `storageClass` reports it (the JavaScript
+/// wrapper turns absent fields into `null`).
+#[napi(object)]
+pub struct NativeClassInfo {
+    /// The class; absent when neither the key nor a prefix above it has one.
+    pub storage_class: Option<String>,
+    /// The prefix the class is inherited from; absent when the key was given it.
+    pub inherited_from: Option<String>,
+    /// The backends of the stack that holds the key.
+    pub backends: Vec<String>,
+    /// Whether its data is still moving to them.
+    pub moving: bool,
+}
+
+impl From<ClassInfo> for NativeClassInfo {
+    fn from(info: ClassInfo) -> Self {
+        NativeClassInfo {
+            storage_class: info.class,
+            inherited_from: info.inherited_from,
+            backends: info.backends,
+            moving: info.moving,
         }
     }
 }

@@ -19,8 +19,8 @@ use tierfs_core::{
 };
 
 use crate::convert::{
-    self, buffer, bytes_to_js, stat, NativeAuditQuery, NativeBatchOp, NativeListPage, NativeStat, Pending,
-    PendingOp,
+    self, buffer, bytes_to_js, stat, NativeAuditQuery, NativeBatchOp, NativeClassInfo, NativeListPage,
+    NativeStat, Pending, PendingOp,
 };
 use crate::error::invalid;
 use crate::stream::{NativeReader, NativeWriter};
@@ -110,6 +110,19 @@ pub fn range(start: Option<f64>, end: Option<f64>) -> Result<std::ops::Range<u64
     Ok(start..end)
 }
 
+/// The options of `put`, `putSync` and `openWrite`.
+fn put_options(
+    metadata: Option<HashMap<String, String>>,
+    if_not_exists: Option<bool>,
+    storage_class: Option<String>,
+) -> PutOptions {
+    PutOptions {
+        metadata: convert::metadata(metadata),
+        if_not_exists: if_not_exists.unwrap_or(false),
+        storage_class,
+    }
+}
+
 fn list_options(prefix: Option<String>, recursive: Option<bool>, start_after: Option<String>) -> ListOptions {
     ListOptions {
         prefix: prefix.unwrap_or_default(),
@@ -185,17 +198,11 @@ impl NativeStore {
         env: &'env Env,
         key: String,
         data: Pending,
-        metadata: Option<HashMap<String, String>>,
-        if_not_exists: Option<bool>,
+        options: PutOptions,
     ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
         let session = self.session();
         let fut = async move {
             let key = Key::new(key)?;
-            let options = PutOptions {
-                metadata: convert::metadata(metadata),
-                if_not_exists: if_not_exists.unwrap_or(false),
-                ..Default::default()
-            };
             session?.put(&key, data.into_bytes(), options).await
         };
         promise(env, fut, stat)
@@ -252,9 +259,9 @@ impl NativeStore {
         promise(env, fut, buffer)
     }
 
-    /// Stores `data` under `key`, replacing the value and its metadata. The
-    /// bytes are copied now, on the calling thread (values up to 256 KiB;
-    /// larger ones go through `putLarge`).
+    /// Stores `data` under `key`, replacing the value and its metadata, in
+    /// `storage_class` if given. The bytes are copied now, on the calling
+    /// thread (values up to 256 KiB; larger ones go through `putLarge`).
     #[napi]
     pub fn put<'env>(
         &self,
@@ -263,20 +270,18 @@ impl NativeStore {
         data: &[u8],
         metadata: Option<HashMap<String, String>>,
         if_not_exists: Option<bool>,
+        storage_class: Option<String>,
     ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
         let value = bytes::Bytes::copy_from_slice(data);
+        let options = put_options(metadata, if_not_exists, storage_class);
         if let (Ok(session), Ok(k)) = (self.session(), Key::new(key.as_str())) {
-            // Stored in process memory (see `get`): settled here.
-            let options = PutOptions {
-                metadata: convert::metadata(metadata.clone()),
-                if_not_exists: if_not_exists.unwrap_or(false),
-                ..Default::default()
-            };
+            // Stored in process memory (see `get`): settled here. A write
+            // naming a storage class never is (the session declines it).
             if let Some(out) = session.put_now(&k, &value, &options) {
                 return settled(env, out, stat);
             }
         }
-        self.put_pending(env, key, Pending::Ready(value), metadata, if_not_exists)
+        self.put_pending(env, key, Pending::Ready(value), options)
     }
 
     /// `put` for large values: the caller's buffer is referenced and copied
@@ -289,8 +294,10 @@ impl NativeStore {
         data: Buffer,
         metadata: Option<HashMap<String, String>>,
         if_not_exists: Option<bool>,
+        storage_class: Option<String>,
     ) -> napi::Result<PromiseRaw<'env, NativeStat>> {
-        self.put_pending(env, key, Pending::new(data), metadata, if_not_exists)
+        let options = put_options(metadata, if_not_exists, storage_class);
+        self.put_pending(env, key, Pending::new(data), options)
     }
 
     /// Removes `key`; a missing key is not an error.
@@ -435,7 +442,8 @@ impl NativeStore {
         promise(env, fut, plain)
     }
 
-    /// Starts a streamed write of `key`; nothing is visible until `finish`.
+    /// Starts a streamed write of `key` (in `storage_class` if given);
+    /// nothing is visible until `finish`.
     #[napi]
     pub fn open_write<'env>(
         &self,
@@ -443,19 +451,70 @@ impl NativeStore {
         key: String,
         metadata: Option<HashMap<String, String>>,
         if_not_exists: Option<bool>,
+        storage_class: Option<String>,
     ) -> napi::Result<PromiseRaw<'env, NativeWriter>> {
         let session = self.session();
+        let options = put_options(metadata, if_not_exists, storage_class);
         let fut = async move {
             let key = Key::new(key)?;
-            let options = PutOptions {
-                metadata: convert::metadata(metadata),
-                if_not_exists: if_not_exists.unwrap_or(false),
-                ..Default::default()
-            };
             let writer = session?.write(&key, options).await?;
             Ok(NativeWriter::new(writer))
         };
         promise(env, fut, plain)
+    }
+
+    /// Keeps `key` in storage class `storage_class` from now on (`None`
+    /// takes the key's own class off: it inherits its prefix's, or its
+    /// route places it). Its data moves in the background. Needs write
+    /// access to the key.
+    #[napi]
+    pub fn set_storage_class<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        storage_class: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let session = self.session();
+        let fut = async move { session?.set_storage_class(&Key::new(key)?, storage_class.as_deref()).await };
+        promise(env, fut, plain)
+    }
+
+    /// The storage class of `key`, where it is inherited from, the
+    /// backends that hold the key and whether it is still moving there.
+    /// Needs read access to the key.
+    #[napi]
+    pub fn storage_class<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+    ) -> napi::Result<PromiseRaw<'env, NativeClassInfo>> {
+        let session = self.session();
+        let fut = async move { session?.storage_class(&Key::new(key)?).await };
+        promise(env, fut, |env, info| plain(env, NativeClassInfo::from(info)))
+    }
+
+    /// Gives every key under `prefix` (`""` or ending in `/`) storage class
+    /// `storage_class` unless the key has its own (`None` takes the
+    /// prefix's class off). Needs admin on the prefix.
+    #[napi]
+    pub fn set_prefix_class<'env>(
+        &self,
+        env: &'env Env,
+        prefix: String,
+        storage_class: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        let session = self.session();
+        let fut = async move { session?.set_prefix_class(&prefix, storage_class.as_deref()).await };
+        promise(env, fut, plain)
+    }
+
+    /// The storage class in force under `prefix` (its own, else the
+    /// nearest enclosing prefix's); `None` when keys there have only
+    /// their route.
+    #[napi]
+    pub fn prefix_class(&self, env: Env, prefix: String) -> napi::Result<Option<String>> {
+        let session = self.session().map_err(|e| crate::error::to_js(&env, &e))?;
+        Ok(session.prefix_class(&prefix))
     }
 
     /// The same store acting as another principal.
@@ -590,6 +649,7 @@ impl NativeStore {
                 tierfs_core::manager::CacheVerdict::Unknown => "unknown",
             }),
             "placement": e.placement,
+            "storageClass": e.storage_class,
         }))
     }
 
@@ -644,12 +704,9 @@ impl NativeStore {
         data: &[u8],
         metadata: Option<HashMap<String, String>>,
         if_not_exists: Option<bool>,
+        storage_class: Option<String>,
     ) -> napi::Result<NativeStat> {
-        let options = PutOptions {
-            metadata: convert::metadata(metadata),
-            if_not_exists: if_not_exists.unwrap_or(false),
-            ..Default::default()
-        };
+        let options = put_options(metadata, if_not_exists, storage_class);
         let value = bytes::Bytes::copy_from_slice(data);
         let meta = block(&env, async { self.session()?.put(&Key::new(key)?, value, options).await })?;
         Ok(meta.into())

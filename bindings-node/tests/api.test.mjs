@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import tierfsDefault, { open, Store, backendTypes } from 'tierfs';
 
-import { memoryConfig, rejectsWith, tempDir } from './helpers.mjs';
+import { assertTierfsError, memoryConfig, rejectsWith, tempDir } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -319,4 +319,174 @@ test('a sharded store spreads keys and explains their owners', async (t) => {
   const owners = new Set();
   for (let i = 0; i < 30; i++) owners.add(store.explain('read', `k/${i}`).placement.split(' ')[2]);
   assert.deepEqual([...owners].sort(), ['d0', 'd1', 'd2']);
+});
+
+/** A store from a configuration file: `local` (the default route), `ram` (memory) and class `fast` on `nvme`. */
+async function classedStore(t) {
+  const dir = tempDir(t);
+  const { writeFileSync } = await import('node:fs');
+  const file = `${dir}/tierfs.toml`;
+  writeFileSync(
+    file,
+    `[backends.local]\ntype = "local"\npath = "data"\n\n[backends.ram]\ntype = "memory"\n\n` +
+      `[backends.nvme]\ntype = "local"\npath = "fast"\n\n` +
+      `[policy]\ntype = "always_local"\nbackend = "local"\n\n[classes.fast]\nbackend = "nvme"\n`,
+  );
+  const store = await open({ config: file });
+  t.after(() => store.close());
+  return store;
+}
+
+/** Waits until the data of `key` has stopped moving, and returns its class. */
+async function settledClass(store, key) {
+  for (let i = 0; i < 500; i++) {
+    const info = await store.storageClass(key);
+    if (!info.moving) return info;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`${key} is still moving after 10 s`);
+}
+
+test('storage classes: put and setStorageClass keep a key in a class, later writes keep it', async (t) => {
+  const store = await classedStore(t);
+  assert.deepEqual(await store.storageClass('tmp/a'), {
+    storageClass: null,
+    inheritedFrom: null,
+    backends: ['local'],
+    moving: false,
+  });
+
+  const stat = await store.put('tmp/a', 'short-lived', { storageClass: 'cache_only' });
+  assert.equal(stat.size, 11);
+  assert.deepEqual(await store.storageClass('tmp/a'), {
+    storageClass: 'cache_only',
+    inheritedFrom: null,
+    backends: ['ram'],
+    moving: false,
+  });
+  assert.equal(store.metrics().backends.ram.put.count, 1);
+
+  // A write naming no class keeps the key's.
+  await store.put('tmp/a', 'rewritten', { metadata: { n: '2' } });
+  const info = await store.storageClass('tmp/a');
+  assert.equal(info.storageClass, 'cache_only');
+  assert.deepEqual(info.backends, ['ram']);
+  assert.equal((await store.get('tmp/a')).toString(), 'rewritten');
+  assert.equal(store.metrics().backends.ram.put.count, 2);
+  // So does the sync twin, and it can name a class too.
+  store.putSync('tmp/a', 'sync');
+  assert.equal((await store.storageClass('tmp/a')).storageClass, 'cache_only');
+  store.putSync('tmp/b', 'sync', { storageClass: 'fast' });
+  assert.deepEqual((await store.storageClass('tmp/b')).backends, ['nvme']);
+
+  // Taking the class off moves the value back to its route, in the background.
+  await store.setStorageClass('tmp/a', null);
+  const back = await settledClass(store, 'tmp/a');
+  assert.deepEqual(back, { storageClass: null, inheritedFrom: null, backends: ['local'], moving: false });
+  assert.equal((await store.get('tmp/a')).toString(), 'sync');
+  assert.deepEqual((await store.stat('tmp/a')).metadata, {});
+
+  // A key need not exist to be given a class; its first write lands there.
+  await store.setStorageClass('tmp/c', 'fast');
+  assert.equal((await store.storageClass('tmp/c')).storageClass, 'fast');
+  await store.put('tmp/c', 'c');
+  assert.equal(store.metrics().backends.nvme.put.count, 2);
+  await store.setStorageClass('tmp/c', 'cache_only');
+  assert.deepEqual((await settledClass(store, 'tmp/c')).backends, ['ram']);
+  assert.equal((await store.get('tmp/c')).toString(), 'c');
+});
+
+test('storage classes: setPrefixClass and prefixClass', async (t) => {
+  const store = await classedStore(t);
+  assert.equal(store.prefixClass('logs/'), null);
+  await store.put('logs/old.log', 'before');
+  await store.setPrefixClass('logs/', 'fast');
+  assert.equal(store.prefixClass('logs/'), 'fast');
+  assert.equal(store.prefixClass('logs/2026/'), 'fast', 'inherited by deeper prefixes');
+  assert.equal(store.prefixClass('other/'), null);
+
+  await store.put('logs/app.log', 'started\n');
+  // `moving` holds for every key below while the prefix's keys move.
+  assert.deepEqual(await settledClass(store, 'logs/app.log'), {
+    storageClass: 'fast',
+    inheritedFrom: 'logs/',
+    backends: ['nvme'],
+    moving: false,
+  });
+  assert.match(store.explain('read', 'logs/app.log').storageClass, /`fast` \(inherited from `logs\/`\): on nvme/);
+  assert.equal(store.explain('read', 'other/x').storageClass, null);
+  await store.put('logs/2026/jan.log', 'jan');
+  assert.equal((await store.storageClass('logs/2026/jan.log')).inheritedFrom, 'logs/');
+  // A key existing before moves there too, and stays readable.
+  const old = await settledClass(store, 'logs/old.log');
+  assert.deepEqual([old.storageClass, old.inheritedFrom, old.backends], ['fast', 'logs/', ['nvme']]);
+  assert.equal((await store.get('logs/old.log')).toString(), 'before');
+  // A key's own class wins over its prefix's.
+  await store.put('logs/tmp.log', 'x', { storageClass: 'cache_only' });
+  const own = await store.storageClass('logs/tmp.log');
+  assert.deepEqual([own.storageClass, own.inheritedFrom, own.backends], ['cache_only', null, ['ram']]);
+  const keys = [];
+  for await (const e of store.list('logs/', { recursive: true })) keys.push(e.key);
+  assert.deepEqual(keys, ['logs/2026/jan.log', 'logs/app.log', 'logs/old.log', 'logs/tmp.log']);
+
+  await store.setPrefixClass('logs/', null);
+  assert.equal(store.prefixClass('logs/'), null);
+  await rejectsWith(store.setPrefixClass('logs', 'fast'), 'EINVAL');
+  await rejectsWith(store.setPrefixClass('x/', 'nope'), 'EINVAL');
+  await rejectsWith(store.setPrefixClass('x/', 'distributed'), 'ENOTSUP');
+  assert.equal(store.prefixClass('x/'), null);
+});
+
+test('storage classes: an unknown or unavailable class is refused before anything is written', async (t) => {
+  const store = await classedStore(t);
+  await rejectsWith(store.put('bad/unknown', 'x', { storageClass: 'nope' }), 'EINVAL');
+  await rejectsWith(store.get('bad/unknown'), 'ENOENT');
+  // `distributed` needs a durable backend shared with other hosts (s3): none here.
+  await rejectsWith(store.put('bad/dist', 'x', { storageClass: 'distributed' }), 'ENOTSUP');
+  await rejectsWith(store.put('bad/big', Buffer.alloc(1 << 20), { storageClass: 'distributed' }), 'ENOTSUP');
+  await rejectsWith(store.get('bad/dist'), 'ENOENT');
+  await rejectsWith(store.get('bad/big'), 'ENOENT');
+  assert.equal((await store.storageClass('bad/dist')).storageClass, null, 'no class recorded either');
+  assert.throws(() => store.putSync('bad/sync', 'x', { storageClass: 'distributed' }), { code: 'ENOTSUP' });
+  assert.equal(await store.exists('bad/sync'), false);
+  await rejectsWith(store.setStorageClass('bad/dist', 'distributed'), 'ENOTSUP');
+  await rejectsWith(store.setStorageClass('bad/dist', 'nope'), 'EINVAL');
+
+  // Wrong types are programmer errors.
+  const typeErr = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
+  await assert.rejects(store.put('bad/t', 'x', { storageClass: 42 }), typeErr);
+  assert.throws(() => store.putSync('bad/t', 'x', { storageClass: ['fast'] }), typeErr);
+  assert.throws(() => store.createWriteStream('bad/t', { storageClass: {} }), typeErr);
+  await assert.rejects(store.setStorageClass('bad/t', 7), typeErr);
+  await assert.rejects(store.setStorageClass('bad/t'), typeErr, 'null, not undefined, takes a class off');
+  await assert.rejects(store.setPrefixClass('bad/', false), typeErr);
+  await assert.rejects(store.storageClass(1), typeErr);
+  assert.throws(() => store.prefixClass(null), typeErr);
+  assert.equal(await store.exists('bad/t'), false);
+});
+
+test('storage classes: a write stream names a class', async (t) => {
+  const { pipeline } = await import('node:stream/promises');
+  const { Readable } = await import('node:stream');
+  const store = await classedStore(t);
+  const chunks = [Buffer.alloc(300 * 1024, 1), Buffer.alloc(900 * 1024, 2)];
+  const out = store.createWriteStream('streams/s.bin', { storageClass: 'cache_only', metadata: { m: '1' } });
+  await pipeline(Readable.from(chunks), out);
+  assert.equal(out.stat.size, 1200 * 1024);
+  assert.deepEqual(await store.storageClass('streams/s.bin'), {
+    storageClass: 'cache_only',
+    inheritedFrom: null,
+    backends: ['ram'],
+    moving: false,
+  });
+  assert.ok((await store.get('streams/s.bin')).equals(Buffer.concat(chunks)));
+
+  // A class nobody provides fails the stream, and nothing is written.
+  const refused = store.createWriteStream('streams/d.bin', { storageClass: 'distributed' });
+  const err = await pipeline(Readable.from([Buffer.from('x')]), refused).then(
+    () => assert.fail('the stream should fail'),
+    (e) => e,
+  );
+  assertTierfsError(err, 'ENOTSUP');
+  await rejectsWith(store.get('streams/d.bin'), 'ENOENT');
 });

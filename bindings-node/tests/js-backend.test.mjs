@@ -233,8 +233,10 @@ test('errors thrown by the backend keep their code; others read as EIO', async (
     async stat() {
       return { size: 'big' };
     },
-    async list() {
-      return 'not an array';
+    async list(prefix) {
+      // The store lists its class index (`.tierfs-classes/`) once when it
+      // opens: answered, so that the store opens and each method's failure shows.
+      return prefix.startsWith('.tierfs-classes/') ? [] : 'not an array';
     },
     async getRange() {
       return 42;

@@ -14,6 +14,9 @@ import tierfs, {
   type TierfsError,
   type AuditRecord,
   type Metrics,
+  type StorageClass,
+  type StorageClassInfo,
+  type WriteStreamOptions,
 } from 'tierfs';
 
 async function main(): Promise<void> {
@@ -45,7 +48,23 @@ async function main(): Promise<void> {
     { op: 'delete', key: 'a/old' },
   ]);
 
-  const out = store.createWriteStream('videos/v.bin', { metadata: { type: 'video' } });
+  await store.put('scratch/tmp.bin', 'short-lived', { storageClass: 'cache_only' });
+  await store.put('scratch/tmp.bin', 'kept in its class', { storageClass: null });
+  await store.setStorageClass('reports/2026/q4.csv', 'persistent');
+  await store.setStorageClass('reports/2026/q4.csv', null);
+  const info: StorageClassInfo = await store.storageClass('scratch/tmp.bin');
+  const cls: StorageClass | null = info.storageClass;
+  const from: string | null = info.inheritedFrom;
+  console.log(cls, from, info.backends.join(','), info.moving === false);
+  await store.setPrefixClass('logs/', 'fast');
+  await store.setPrefixClass('logs/', null);
+  const inForce: string | null = store.prefixClass('logs/2026/');
+  store.putSync('sync/classed', 'v', { storageClass: 'fast' });
+  const streamOptions: WriteStreamOptions = { storageClass: 'distributed', highWaterMark: 1 << 16 };
+  await pipeline(Readable.from(['x']), store.createWriteStream('shared/x', streamOptions));
+  console.log(inForce);
+
+  const out = store.createWriteStream('videos/v.bin', { metadata: { type: 'video' }, storageClass: 'persistent' });
   await pipeline(Readable.from([Buffer.alloc(1024)]), out);
   const size: number | undefined = out.stat?.size;
   for await (const chunk of store.createReadStream('videos/v.bin', { start: 0, end: 512 })) {
@@ -69,6 +88,8 @@ async function main(): Promise<void> {
   console.log(records[0]?.hash, metrics.backends['main']?.['get']?.latency.p99Us, store.metricsPrometheus().length);
   console.log(metrics.traffic['cluster']?.sent ?? 0);
   console.log(store.explain('read', 'reports/q4.csv').allowed);
+  const classWhy: string | null = store.explain('read', 'scratch/tmp.bin').storageClass;
+  console.log(classWhy);
   await store.addBackend('scratch', { type: 'memory' });
   await store.removeBackend('scratch');
 
@@ -105,3 +126,7 @@ void main();
 
 // @ts-expect-error: keys are strings
 void open().then((s) => s.get(42));
+// @ts-expect-error: a storage class is a string (or null)
+void open().then((s) => s.put('k', 'v', { storageClass: 3 }));
+// @ts-expect-error: setStorageClass takes null, not nothing, to take a class off
+void open().then((s) => s.setStorageClass('k'));
