@@ -257,3 +257,55 @@ async fn a_prefix_class_needs_admin_and_a_key_class_needs_write() {
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     manager.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn principal_profiles_give_default_classes_and_limit_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[backends.disk]\ntype = \"local\"\npath = {:?}\n[backends.nvme]\ntype = \"local\"\npath = {:?}\n\
+         [backends.ram]\ntype = \"memory\"\n[policy]\ntype = \"always_local\"\nbackend = \"disk\"\n\
+         [classes.fast]\nbackend = \"nvme\"\n",
+        dir.path().join("disk"),
+        dir.path().join("nvme")
+    );
+    let profiles = "[principals.\"agent-7\"]\ndefault_class = \"cache_only\"\nallowed_classes = [\"cache_only\", \"persistent\"]\n\
+                    [principals.\"role:workers\"]\ndefault_class = \"fast\"\n";
+    let manager =
+        StorageManager::open(Config::parse(&(text.clone() + profiles), None).unwrap()).await.unwrap();
+    let agent = manager.session("agent-7");
+    let worker = manager.session(tierfs_core::access::Principal::new("w1").with_role("workers"));
+    let someone = manager.session("someone");
+    let (mine, theirs, job) =
+        (Key::new("a/mine").unwrap(), Key::new("a/theirs").unwrap(), Key::new("a/job").unwrap());
+    someone.put(&theirs, Bytes::from_static(b"t"), Default::default()).await.unwrap();
+    // Keys the agent creates take its default class; a key it overwrites keeps its place.
+    agent.put(&mine, Bytes::from_static(b"m"), Default::default()).await.unwrap();
+    agent.put(&theirs, Bytes::from_static(b"t2"), Default::default()).await.unwrap();
+    assert_eq!(agent.storage_class(&mine).await.unwrap().backends, ["ram"]);
+    assert_eq!(agent.storage_class(&theirs).await.unwrap().backends, ["disk"]);
+    assert!(holds(&manager, "disk", &theirs).await);
+    // Classes outside its profile are refused, named.
+    let e = agent.put(&job, Bytes::from_static(b"j"), classed("fast")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert!(e.message().contains("cache_only, persistent") && e.message().contains("`fast`"), "{e}");
+    let e = agent.set_prefix_class("a/", Some("fast")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(someone.get(&job).await.unwrap_err().kind(), ErrorKind::NotFound, "nothing written");
+    // A role's profile applies to its members; a streamed write too.
+    let mut writer = worker.write(&job, Default::default()).await.unwrap();
+    writer.write(Bytes::from_static(b"job")).await.unwrap();
+    writer.finish().await.unwrap();
+    assert_eq!(worker.storage_class(&job).await.unwrap().class.as_deref(), Some("fast"));
+    assert!(holds(&manager, "nvme", &job).await);
+    manager.shutdown().await.unwrap();
+    drop((manager, agent, worker, someone));
+
+    // Refused at start, naming the field.
+    let bad =
+        text.clone() + "[principals.\"x\"]\ndefault_class = \"fast\"\nallowed_classes = [\"persistent\"]\n";
+    let e = Config::parse(&bad, None).unwrap_err();
+    assert!(e.message().contains("principals.\"x\".default_class"), "{e}");
+    let bad = text + "[principals.\"x\"]\ndefault_class = \"distributed\"\n";
+    let e = StorageManager::open(Config::parse(&bad, None).unwrap()).await.unwrap_err();
+    assert!(e.message().contains("principals.\"x\".default_class") && e.message().contains("s3"), "{e}");
+}

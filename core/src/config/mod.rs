@@ -25,8 +25,10 @@ use serde::Deserialize;
 use crate::error::{Error, ErrorKind, Result};
 
 mod classes;
+mod principals;
 
 pub use classes::{default_requirements, ClassConfig, Requirement, DEFAULT_CLASSES};
+pub use principals::PrincipalProfile;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -50,6 +52,10 @@ pub struct Config {
     /// defaults (`persistent`, `distributed`, `cache_only`).
     #[serde(default)]
     pub classes: BTreeMap<String, ClassConfig>,
+    /// Profiles of users (`[principals."ID"]`) and roles
+    /// (`[principals."role:NAME"]`).
+    #[serde(default)]
+    pub principals: BTreeMap<String, PrincipalProfile>,
     /// Timeouts, retries and probing of every backend (`[health]`).
     #[serde(default)]
     pub health: HealthConfig,
@@ -112,6 +118,17 @@ impl Config {
         Ok(Config { backends, ..Config::default() })
     }
 
+    /// The profile that applies to `principal`: its own table, else that
+    /// of the first of its roles that has one.
+    pub fn profile(&self, principal: &crate::access::Principal) -> Option<&PrincipalProfile> {
+        if self.principals.is_empty() {
+            return None;
+        }
+        self.principals.get(principal.id()).or_else(|| {
+            principal.roles().iter().find_map(|role| self.principals.get(&format!("role:{role}")))
+        })
+    }
+
     /// Checks what the TOML grammar cannot: names and the presence of backends.
     pub fn validate(&self) -> Result<()> {
         if self.backends.is_empty() {
@@ -136,6 +153,9 @@ impl Config {
         }
         for (name, class) in &self.classes {
             class.validate(self, name)?;
+        }
+        for (name, profile) in &self.principals {
+            profile.validate(self, name)?;
         }
         self.health.validate(self)?;
         self.access_policy()?;

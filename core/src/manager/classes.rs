@@ -178,6 +178,7 @@ impl Session {
         reserved(key)?;
         let state = self.state();
         self.authorize(&state, Operation::SetClass.audit_label(), &[Check::key(Op::Write, key)])?;
+        self.check_profile(&state, class, key.as_str())?;
         let route = state.router.route(key);
         if let Some(name) = class {
             state.classes.place(route, Some(name))?;
@@ -233,6 +234,7 @@ impl Session {
         }
         let state = self.state();
         self.authorize(&state, Operation::SetClass.audit_label(), &[Check::path(Op::Admin, prefix)])?;
+        self.check_profile(&state, class, prefix)?;
         let route = state.router.route(prefix);
         if let Some(name) = class {
             state.classes.place(route, Some(name))?;
@@ -403,6 +405,55 @@ impl Session {
             index.set_key(&*store, from.as_str(), None).await?;
         }
         Ok(())
+    }
+}
+
+impl Session {
+    /// Refuses (and records) class `name` when the principal's profile does
+    /// not allow it.
+    fn check_profile(&self, state: &ManagerState, name: Option<&str>, target: &str) -> Result<()> {
+        let (Some(name), Some(profile)) = (name, state.config.profile(self.principal())) else {
+            return Ok(());
+        };
+        if profile.allows(name) {
+            return Ok(());
+        }
+        let allowed = profile.allowed_classes.clone().unwrap_or_default().join(", ");
+        let e = Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "`{}` may use the storage classes {allowed} (its profile's `allowed_classes`), not `{name}`",
+                self.principal()
+            ),
+        )
+        .with_key(target);
+        self.record(
+            &self.security(),
+            Operation::SetClass.audit_label(),
+            &[target],
+            false,
+            Some(e.message()),
+        )?;
+        Err(e)
+    }
+
+    /// The class a write of `key` by this principal gives it when it names
+    /// none: its profile's `default_class`, for a key it creates where
+    /// neither the key nor a directory above has a class.
+    pub(crate) async fn default_class(&self, key: &Key) -> Result<Option<String>> {
+        let state = self.state();
+        let Some(default) = state.config.profile(self.principal()).and_then(|p| p.default_class.clone())
+        else {
+            return Ok(None);
+        };
+        if self.shared().classes.lookup(key.as_str()).is_some() {
+            return Ok(None);
+        }
+        match state.router.route(key).stack.stat(key).await {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Some(default)),
+            Err(e) => Err(e),
+        }
     }
 }
 

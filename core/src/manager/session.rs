@@ -60,6 +60,15 @@ impl Session {
         &self.shared
     }
 
+    /// Whether this principal's profile (`[principals."..."]`) gives the
+    /// keys it creates a default class.
+    #[inline]
+    fn has_profile(&self) -> bool {
+        let state = self.shared.state.load();
+        !state.config.principals.is_empty()
+            && state.config.profile(&self.principal).is_some_and(|p| p.default_class.is_some())
+    }
+
     /// Whether no access rule or audit log is configured: nothing to check or record.
     #[inline]
     pub(crate) fn open_access(&self) -> bool {
@@ -216,7 +225,11 @@ impl Storage for Session {
     /// Like [`Session::get_now`](Storage::get_now): only with no access
     /// rule or audit log configured.
     fn put_now(&self, key: &Key, value: &Bytes, options: &PutOptions) -> Option<Result<ObjectMeta>> {
-        if !self.open_access() || options.storage_class.is_some() || is_reserved(key.as_str()) {
+        if !self.open_access()
+            || options.storage_class.is_some()
+            || is_reserved(key.as_str())
+            || self.has_profile()
+        {
             return None;
         }
         let index = &self.shared.classes;
@@ -242,6 +255,9 @@ impl Storage for Session {
     /// A `storage_class` in `options` is given to the key first (see
     /// [`Session::set_storage_class`]); the value then lands there.
     async fn put(&self, key: &Key, value: Bytes, mut options: PutOptions) -> Result<ObjectMeta> {
+        if options.storage_class.is_none() && self.has_profile() {
+            options.storage_class = self.default_class(key).await?;
+        }
         if let Some(class) = options.storage_class.take() {
             self.set_storage_class(key, Some(&class)).await?;
         } else if !self.shared.classes.active() {
@@ -337,6 +353,9 @@ impl Storage for Session {
     /// write the key at that moment.
     /// A `storage_class` in `options` is given to the key first, as for `put`.
     async fn write(&self, key: &Key, mut options: PutOptions) -> Result<Box<dyn ValueWriter>> {
+        if options.storage_class.is_none() && self.has_profile() {
+            options.storage_class = self.default_class(key).await?;
+        }
         if let Some(class) = options.storage_class.take() {
             self.set_storage_class(key, Some(&class)).await?;
         }

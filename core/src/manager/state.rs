@@ -117,6 +117,15 @@ impl ManagerState {
             plans.push((plan, built));
         }
         let classes = ClassSet::assemble(&config, plans, &all, &bare)?;
+        for (name, profile) in &config.principals {
+            let named = profile.default_class.iter().map(|c| ("default_class", c));
+            let allowed = profile.allowed_classes.iter().flatten().map(|c| ("allowed_classes", c));
+            for (field, class) in named.chain(allowed) {
+                if let Err(e) = classes.class(class) {
+                    return Err(config.error(&format!("principals.\"{name}\".{field}"), e.message()));
+                }
+            }
+        }
         owned.tasks.push(spawn_prober(backends.values().map(|b| b.managed.clone()).collect()));
         let hooks = std::mem::take(&mut owned.hooks);
         let tasks = std::mem::take(&mut owned.tasks);
