@@ -20,10 +20,11 @@ import type { Readable, Writable } from 'node:stream';
  * | `EEXIST` | AlreadyExists |
  * | `ENOTSUP` | Unsupported: the backend cannot do this; no configured backend provides the storage class |
  * | `ESTALE` | Conflict: the value changed since it was read (`setMetadata`'s `ifVersion`) |
+ * | `EDQUOT` | QuotaExceeded: a quota (`[[quotas]]`) would be exceeded; nothing was written |
  * | `ENOSPC` | Unavailable: the backend's device is full (free space, then retry) |
  * | `EIO` | Unavailable: backend down, I/O failure, retries spent, store closed |
  */
-export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'ESTALE' | 'ENOSPC' | 'EIO';
+export type ErrorCode = 'ENOENT' | 'EACCES' | 'EINVAL' | 'EEXIST' | 'ENOTSUP' | 'ESTALE' | 'EDQUOT' | 'ENOSPC' | 'EIO';
 
 /** The core error kind behind an {@link ErrorCode}. */
 export type ErrorKind =
@@ -35,7 +36,8 @@ export type ErrorKind =
   | 'Unsupported'
   | 'Unavailable'
   | 'Config'
-  | 'Conflict';
+  | 'Conflict'
+  | 'QuotaExceeded';
 
 /**
  * What every failed call rejects with (async) or throws (sync). It is an
@@ -305,6 +307,14 @@ export interface Explanation {
    * (its route places it) or for a listing.
    */
   storageClass: string | null;
+  /** The innermost quota (`[[quotas]]`) counting the key, with what it counts now; `null` when none does. */
+  quota: {
+    prefix: string;
+    maxBytes: number | null;
+    maxKeys: number | null;
+    usedBytes: number;
+    usedKeys: number;
+  } | null;
 }
 
 /** Settings of a backend added at run time: its `type` and that type's fields. */

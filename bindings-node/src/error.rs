@@ -41,6 +41,7 @@ pub fn describe(kind: ErrorKind) -> (&'static str, &'static str) {
         ErrorKind::Unsupported => ("ENOTSUP", "Unsupported"),
         ErrorKind::Unavailable => ("EIO", "Unavailable"),
         ErrorKind::Conflict => ("ESTALE", "Conflict"),
+        ErrorKind::QuotaExceeded => ("EDQUOT", "QuotaExceeded"),
         _ => ("EIO", "Unavailable"),
     }
 }
@@ -60,6 +61,7 @@ fn errno(code: &str) -> i32 {
         "ENOTSUP" => 95,
         "ENOSPC" => 28,
         "ESTALE" => 116,
+        "EDQUOT" => 122,
         _ => 5, // EIO
     }
 }
@@ -74,6 +76,7 @@ pub fn kind_of_code(code: Option<&str>) -> ErrorKind {
         Some("EEXIST") => ErrorKind::AlreadyExists,
         Some("ENOTSUP") | Some("EOPNOTSUPP") => ErrorKind::Unsupported,
         Some("ESTALE") => ErrorKind::Conflict,
+        Some("EDQUOT") => ErrorKind::QuotaExceeded,
         _ => ErrorKind::Unavailable,
     }
 }
@@ -129,6 +132,7 @@ mod tests {
             (ErrorKind::Unavailable, "EIO"),
             (ErrorKind::Config, "EINVAL"),
             (ErrorKind::Conflict, "ESTALE"),
+            (ErrorKind::QuotaExceeded, "EDQUOT"),
         ];
         for (kind, expected) in table {
             assert_eq!(code(kind), expected, "{kind:?}");
@@ -144,6 +148,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::Unavailable,
             ErrorKind::Conflict,
+            ErrorKind::QuotaExceeded,
         ] {
             assert_eq!(kind_of_code(Some(code(kind))), kind);
         }

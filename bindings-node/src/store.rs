@@ -650,6 +650,13 @@ impl NativeStore {
             }),
             "placement": e.placement,
             "storageClass": e.storage_class,
+            "quota": e.quota.map(|q| serde_json::json!({
+                "prefix": q.prefix,
+                "maxBytes": q.max_bytes,
+                "maxKeys": q.max_keys,
+                "usedBytes": q.used.bytes,
+                "usedKeys": q.used.keys,
+            })),
         }))
     }
 

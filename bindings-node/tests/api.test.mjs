@@ -490,3 +490,30 @@ test('storage classes: a write stream names a class', async (t) => {
   assertTierfsError(err, 'ENOTSUP');
   await rejectsWith(store.get('streams/d.bin'), 'ENOENT');
 });
+
+test('quotas: a write past one rejects with EDQUOT and writes nothing; explain shows the usage', async (t) => {
+  const dir = tempDir(t);
+  const { writeFileSync } = await import('node:fs');
+  const file = `${dir}/tierfs.toml`;
+  writeFileSync(
+    file,
+    `[backends.local]\ntype = "local"\npath = "data"\n\n` +
+      `[[quotas]]\nprefix = "q/"\nmax_bytes = 100\nmax_keys = 2\n`,
+  );
+  const store = await open({ config: file });
+  t.after(() => store.close());
+  await store.put('q/a', Buffer.alloc(60));
+  await rejectsWith(store.put('q/b', Buffer.alloc(50)), 'EDQUOT');
+  await rejectsWith(store.stat('q/b'), 'ENOENT');
+  await store.put('q/b', Buffer.alloc(40));
+  await rejectsWith(store.put('q/c', 'x'), 'EDQUOT');
+  await store.put('elsewhere', Buffer.alloc(500));
+  assert.deepEqual(store.explain('write', 'q/c').quota, {
+    prefix: 'q/',
+    maxBytes: 100,
+    maxKeys: 2,
+    usedBytes: 100,
+    usedKeys: 2,
+  });
+  assert.equal(store.explain('write', 'elsewhere').quota, null);
+});

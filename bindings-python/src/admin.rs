@@ -146,6 +146,19 @@ pub fn explanation<'py>(py: Python<'py>, e: &Explanation) -> PyResult<Bound<'py,
     d.set_item("cache", cache)?;
     d.set_item("placement", &e.placement)?;
     d.set_item("storage_class", &e.storage_class)?;
+    let quota = match &e.quota {
+        Some(q) => {
+            let q_dict = PyDict::new(py);
+            q_dict.set_item("prefix", &q.prefix)?;
+            q_dict.set_item("max_bytes", q.max_bytes)?;
+            q_dict.set_item("max_keys", q.max_keys)?;
+            q_dict.set_item("used_bytes", q.used.bytes)?;
+            q_dict.set_item("used_keys", q.used.keys)?;
+            Some(q_dict)
+        }
+        None => None,
+    };
+    d.set_item("quota", quota)?;
     d.set_item("text", e.to_string())?;
     Ok(d)
 }

@@ -41,6 +41,8 @@ pub struct Classes {
     pub config: Py<PyType>,
     /// `tierfs.Conflict`.
     pub conflict: Py<PyType>,
+    /// `tierfs.QuotaExceeded`.
+    pub quota_exceeded: Py<PyType>,
 }
 
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
@@ -163,6 +165,12 @@ pub fn classes(py: Python<'_>) -> PyResult<&Classes> {
                  (``set_metadata(..., if_version=...)``). Read it again and retry.",
                 false,
             )?,
+            quota_exceeded: sub(
+                "QuotaExceeded",
+                py.get_type::<pyo3::exceptions::PyOSError>(),
+                "A quota would be exceeded: the write was refused whole. Also an OSError with errno EDQUOT.",
+                false,
+            )?,
             error,
         })
     })
@@ -170,6 +178,9 @@ pub fn classes(py: Python<'_>) -> PyResult<&Classes> {
 
 /// `errno.ENOSPC` on Linux.
 const ENOSPC: i32 = 28;
+
+/// `errno.EDQUOT` on Linux.
+const EDQUOT: i32 = 122;
 
 /// The class and `kind` name of `kind`: the one mapping of this face.
 fn class_of(classes: &Classes, kind: ErrorKind) -> (&Py<PyType>, &'static str) {
@@ -183,6 +194,7 @@ fn class_of(classes: &Classes, kind: ErrorKind) -> (&Py<PyType>, &'static str) {
         ErrorKind::Unavailable => (&classes.unavailable, "unavailable"),
         ErrorKind::Config => (&classes.config, "config"),
         ErrorKind::Conflict => (&classes.conflict, "conflict"),
+        ErrorKind::QuotaExceeded => (&classes.quota_exceeded, "quota_exceeded"),
         // `ErrorKind` is non-exhaustive; a kind added later is an Error until mapped here.
         _ => (&classes.error, "error"),
     }
@@ -208,6 +220,9 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
     if err.is_out_of_space() {
         // `tierfs.Unavailable` is an `OSError`: a full device carries its errno.
         value.setattr("errno", ENOSPC)?;
+    }
+    if err.kind() == ErrorKind::QuotaExceeded {
+        value.setattr("errno", EDQUOT)?;
     }
     Ok(PyErr::from_value(value))
 }
@@ -264,6 +279,7 @@ pub fn from_py(py: Python<'_>, err: &PyErr) -> Error {
                 (&c.unsupported, ErrorKind::Unsupported),
                 (&c.config, ErrorKind::Config),
                 (&c.conflict, ErrorKind::Conflict),
+                (&c.quota_exceeded, ErrorKind::QuotaExceeded),
             ];
             table.iter().find(|(class, _)| is(class)).map_or(ErrorKind::Unavailable, |(_, k)| *k)
         }

@@ -368,3 +368,29 @@ def test_a_class_nobody_provides_is_refused_before_writing(write_config, tmp_pat
         with pytest.raises(tierfs.InvalidInput, match="unknown storage class"):
             store.put("x", b"x", storage_class="nope")
         assert not store.exists("x")
+
+
+def test_a_write_past_a_quota_raises_quota_exceeded_and_writes_nothing(write_config, tmp_path: Path) -> None:
+    path = write_config(
+        f'[backends.disk]\ntype = "local"\npath = "{tmp_path}/disk"\n'
+        '[[quotas]]\nprefix = "q/"\nmax_bytes = 100\nmax_keys = 2\n'
+    )
+    with tierfs.open(path) as store:
+        store.put("q/a", b"x" * 60)
+        with pytest.raises(tierfs.QuotaExceeded) as raised:
+            store.put("q/b", b"x" * 50)
+        assert raised.value.errno == 122 and isinstance(raised.value, OSError)
+        assert "`q/`" in str(raised.value)
+        assert not store.exists("q/b")
+        with pytest.raises(tierfs.QuotaExceeded):
+            with store.open("q/big", "wb") as f:
+                f.write(b"y" * 30)
+                f.write(b"y" * 30)
+        assert not store.exists("q/big")
+        assert store.explain("write", "q/c")["quota"] == {
+            "prefix": "q/",
+            "max_bytes": 100,
+            "max_keys": 2,
+            "used_bytes": 60,
+            "used_keys": 1,
+        }

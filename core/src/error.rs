@@ -35,6 +35,8 @@ pub enum ErrorKind {
     /// A condition on the value's current state failed: it changed since
     /// the caller read it (see [`Condition`](crate::Condition)).
     Conflict,
+    /// A quota (`[[quotas]]`) would be exceeded: the write is refused whole.
+    QuotaExceeded,
 }
 
 impl ErrorKind {
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Config => "configuration error",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::QuotaExceeded => "quota exceeded",
         }
     }
 }

@@ -21,7 +21,7 @@ impl KeyLocks {
     }
 
     fn stripe(&self, key: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = rustc_hash::FxHasher::default();
         key.hash(&mut h);
         (h.finish() as usize) % STRIPES
     }

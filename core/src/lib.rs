@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod policies;
 #[doc(hidden)]
 pub mod private_files;
+mod quotas;
 pub mod registry;
 mod storage;
 
@@ -49,6 +50,7 @@ pub use config::Config;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{validate_key, validate_prefix, Key, MAX_KEY_LEN, MAX_SEGMENT_LEN};
 pub use manager::{ClassInfo, Session, StorageManager};
+pub use quotas::{QuotaUsage, Used};
 pub use registry::{StoragePlugin, StorageRegistry};
 pub use storage::{
     clamp_range, collect_stream, copy_value, merge_list, rewrite_metadata, rewrite_patched, BatchOp,

@@ -42,6 +42,7 @@ pub fn errno_of(error: &Error) -> i32 {
         // The value changed under a conditional update more often than the
         // store retries: stale, as NFS says of a file changed elsewhere.
         ErrorKind::Conflict => libc::ESTALE,
+        ErrorKind::QuotaExceeded => libc::EDQUOT,
         // Documented fallback for kinds added to core later (see above).
         _ => libc::EIO,
     }
@@ -139,6 +140,7 @@ mod tests {
             (ErrorKind::Unavailable, libc::EIO),
             (ErrorKind::Config, libc::EIO),
             (ErrorKind::Conflict, libc::ESTALE),
+            (ErrorKind::QuotaExceeded, libc::EDQUOT),
         ];
         for (kind, errno) in cases {
             assert_eq!(errno_of(&Error::new(kind, "x")), errno, "{kind:?}");

@@ -8,6 +8,7 @@ mod full_disk;
 mod health;
 mod local_patch;
 mod manager;
+mod quotas;
 mod read_only;
 mod redundant;
 mod sharded;

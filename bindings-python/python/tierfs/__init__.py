@@ -40,6 +40,7 @@ from ._native import (
     AsyncWriteFile,
     ConfigError,
     Conflict,
+    QuotaExceeded,
     Delete,
     Entry,
     Error,
@@ -84,6 +85,7 @@ __all__ = [
     "Unavailable",
     "ConfigError",
     "Conflict",
+    "QuotaExceeded",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -47,6 +47,10 @@ class Conflict(Error):
     """The value changed since it was read: a ``set_metadata`` whose
     ``if_version`` is no longer the value's version. Read it and retry."""
 
+class QuotaExceeded(Error, OSError):
+    """A quota would be exceeded: the write was refused whole (``errno`` is
+    ``EDQUOT``)."""
+
 class Stat:
     """What ``stat`` says about a stored value."""
 

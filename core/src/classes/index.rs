@@ -6,7 +6,7 @@
 //! it (every name fits the key grammar), holding the key or prefix, the
 //! class and, while its data moves, the class it comes from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
@@ -70,7 +70,7 @@ struct Record {
 
 #[derive(Debug, Default)]
 struct Maps {
-    keys: HashMap<String, Entry>,
+    keys: rustc_hash::FxHashMap<String, Entry>,
     prefixes: BTreeMap<String, Entry>,
 }
 
@@ -146,20 +146,35 @@ impl ClassIndex {
 
     /// The class of `key`: its own entry, else the longest prefix's.
     pub fn lookup(&self, key: &str) -> Option<(Entry, Via)> {
+        self.with_entry(key, |found| {
+            found.map(|(entry, prefix)| {
+                let via = match prefix {
+                    None => Via::Key,
+                    Some(p) => Via::Prefix(p.to_owned()),
+                };
+                (entry.clone(), via)
+            })
+        })
+    }
+
+    /// `f` of the entry deciding `key`'s class (with the prefix it comes
+    /// from, `None` for the key's own), read in place: the hot path of
+    /// every operation once the index has entries.
+    #[inline]
+    pub fn with_entry<T>(&self, key: &str, f: impl FnOnce(Option<(&Entry, Option<&str>)>) -> T) -> T {
         let maps = self.maps.read();
         if let Some(entry) = maps.keys.get(key) {
-            return Some((entry.clone(), Via::Key));
+            return f(Some((entry, None)));
         }
-        if maps.prefixes.is_empty() {
-            return None;
-        }
-        let ends = key.match_indices('/').map(|(i, _)| i + 1).rev().chain(std::iter::once(0));
-        for end in ends {
-            if let Some(entry) = maps.prefixes.get(&key[..end]) {
-                return Some((entry.clone(), Via::Prefix(key[..end].to_owned())));
+        if !maps.prefixes.is_empty() {
+            let ends = key.match_indices('/').map(|(i, _)| i + 1).rev().chain(std::iter::once(0));
+            for end in ends {
+                if let Some(entry) = maps.prefixes.get(&key[..end]) {
+                    return f(Some((entry, Some(&key[..end]))));
+                }
             }
         }
-        None
+        f(None)
     }
 
     /// The entry given to `key` itself.

@@ -26,9 +26,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod classes;
 mod principals;
+mod quotas;
 
 pub use classes::{default_requirements, ClassConfig, Requirement, DEFAULT_CLASSES};
 pub use principals::PrincipalProfile;
+pub use quotas::QuotaConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -56,6 +58,9 @@ pub struct Config {
     /// (`[principals."role:NAME"]`).
     #[serde(default)]
     pub principals: BTreeMap<String, PrincipalProfile>,
+    /// Limits on the bytes and keys under prefixes (`[[quotas]]`).
+    #[serde(default)]
+    pub quotas: Vec<QuotaConfig>,
     /// Timeouts, retries and probing of every backend (`[health]`).
     #[serde(default)]
     pub health: HealthConfig,
@@ -156,6 +161,16 @@ impl Config {
         }
         for (name, profile) in &self.principals {
             profile.validate(self, name)?;
+        }
+        let mut quoted = std::collections::BTreeSet::new();
+        for (i, quota) in self.quotas.iter().enumerate() {
+            let field = format!("quotas[{i}]");
+            quota.validate(self, &field)?;
+            if !quoted.insert(quota.prefix.as_str()) {
+                return Err(
+                    self.error(&field, &format!("prefix `{}` has two quotas; keep one", quota.prefix))
+                );
+            }
         }
         self.health.validate(self)?;
         self.access_policy()?;

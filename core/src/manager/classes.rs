@@ -75,6 +75,22 @@ impl ManagerState {
     }
 }
 
+impl ManagerState {
+    /// Where `key` is, when it is not moving (`None` while it moves): the
+    /// lookup of [`ManagerState::locate`] without copying the entry.
+    #[inline]
+    pub(crate) fn settled_place(&self, index: &ClassIndex, key: &str) -> Option<Result<&Route>> {
+        index.with_entry(key, |found| {
+            let route = self.router.route(key);
+            let Some((entry, _)) = found else { return Some(Ok(route)) };
+            if entry.from.is_some() {
+                return None;
+            }
+            Some(self.classes.place(route, entry.class.as_deref()).map_err(|e| e.with_key(key)))
+        })
+    }
+}
+
 /// Where an operation on one key goes, holding the key's shared lock
 /// while the caller uses it (a move waits for it).
 pub(crate) struct Target {
@@ -85,7 +101,7 @@ pub(crate) struct Target {
     pub guard: Option<OwnedRwLockReadGuard<()>>,
 }
 
-fn reserved(key: &Key) -> Result<()> {
+pub(crate) fn reserved(key: &Key) -> Result<()> {
     if is_reserved(key.as_str()) {
         return Err(Error::new(
             ErrorKind::InvalidKey,
@@ -365,6 +381,12 @@ impl Session {
         reserved(to)?;
         let index = &self.shared().classes;
         let _exclusive = index.locks.write_many(&[from.as_str(), to.as_str()]).await;
+        self.rename_locked(state, from, to).await
+    }
+
+    /// [`Session::rename_placed`] once both keys' exclusive locks are held.
+    pub(crate) async fn rename_locked(&self, state: &ManagerState, from: &Key, to: &Key) -> Result<()> {
+        let index = &self.shared().classes;
         let src = state.locate(index, from.as_str())?;
         if let Some(f) = src.from {
             settle(&*src.at.stack, &*f.stack, from).await?;

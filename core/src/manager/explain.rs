@@ -42,6 +42,8 @@ pub struct Explanation {
     /// The key's storage class, where it comes from and the backends it
     /// puts the key on; `None` when it has none (its route places it).
     pub storage_class: Option<String>,
+    /// The innermost quota counting the key (or prefix) and its usage.
+    pub quota: Option<crate::QuotaUsage>,
     /// Whether a cache would serve a read of the key now; `None` when not
     /// asked (the caller may not read the key, or no store was consulted).
     pub cache: Option<CacheVerdict>,
@@ -74,6 +76,9 @@ impl fmt::Display for Explanation {
         }
         if let Some(class) = &self.storage_class {
             writeln!(f, "  storage class: {class}")?;
+        }
+        if let Some(quota) = &self.quota {
+            writeln!(f, "  quota: {quota}")?;
         }
         let cache = match self.cache {
             None => "not shown",
@@ -242,6 +247,7 @@ fn explain_with(
         route,
         placement,
         storage_class,
+        quota: manager.shared.quotas.load().innermost(key),
         cache,
     })
 }

@@ -36,6 +36,7 @@ mod admin;
 mod classes;
 mod explain;
 mod gate;
+mod quotas;
 mod router;
 mod security;
 mod session;
@@ -61,6 +62,7 @@ use crate::classes::ClassIndex;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{MetricsSnapshot, StorageMetrics};
+use crate::quotas::Quotas;
 use crate::registry::StorageRegistry;
 use crate::storage::Storage;
 use security::Security;
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     classes: Arc<ClassIndex>,
     /// Moves of keys to their new class, running in the background.
     moves: parking_lot::Mutex<tokio::task::JoinSet<()>>,
+    /// The quotas in force and what each counts.
+    quotas: ArcSwap<Quotas>,
     /// The roles each user id was seen with (sessions made), for
     /// delegation checks: rules alone cannot tell who holds a role.
     known: RwLock<rustc_hash::FxHashMap<String, Vec<String>>>,
@@ -186,9 +190,13 @@ impl StorageManager {
                 known: RwLock::new(Default::default()),
                 classes,
                 moves: Default::default(),
+                quotas: Default::default(),
             }),
         };
         manager.shared.resume_moves();
+        let state = manager.shared.state.load_full();
+        let quotas = manager.shared.count_quotas(&state, None).await?;
+        manager.shared.quotas.store(Arc::new(quotas));
         Ok(manager)
     }
 
@@ -307,7 +315,7 @@ impl StorageManager {
 
 impl Shared {
     /// See [`StorageManager::reconfigure`].
-    pub(crate) async fn reconfigure(&self, config: Config) -> Result<()> {
+    pub(crate) async fn reconfigure(self: &Arc<Self>, config: Config) -> Result<()> {
         let _one_at_a_time = self.reconfigure.lock().await;
         let old = self.state.load_full();
         let old_security = self.security.read().clone();
@@ -316,7 +324,11 @@ impl Shared {
         if let (Some(log), Some(settings)) = (&security.audit, retune) {
             log.reconfigure(&settings)?;
         }
-        self.state.store(Arc::new(new));
+        let new = Arc::new(new);
+        let previous = self.quotas.load_full();
+        let quotas = self.count_quotas(&new, Some(&previous)).await?;
+        self.state.store(new);
+        self.quotas.store(Arc::new(quotas));
         self.set_security(security);
         // Write-back data of the old stacks reaches the backends.
         old.retire().await

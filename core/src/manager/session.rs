@@ -43,6 +43,12 @@ impl Session {
         Session { shared, principal: Arc::new(principal) }
     }
 
+    /// The manager's own session, for its internal listings (counting
+    /// quotas); never handed out, never checked.
+    pub(super) fn internal(shared: Arc<Shared>) -> Self {
+        Session { shared, principal: Arc::new(Principal::new("tierfs")) }
+    }
+
     /// Who this session acts as.
     pub fn principal(&self) -> &Principal {
         &self.principal
@@ -79,10 +85,23 @@ impl Session {
     /// (see [`Session::place`]).
     async fn target(&self, op: Operation, key: &Key) -> Result<Target> {
         let state = self.state();
-        if !self.open_access() {
-            self.authorize(&state, op.audit_label(), &[Check::key(access_of(op), key)])?;
-        }
+        self.authorize_key(&state, op, key)?;
         self.place(&state, key, changes(op)).await
+    }
+
+    /// Checks `op` on `key` and records it.
+    pub(crate) fn authorize_key(&self, state: &ManagerState, op: Operation, key: &Key) -> Result<()> {
+        if self.open_access() {
+            return Ok(());
+        }
+        self.authorize(state, op.audit_label(), &[Check::key(access_of(op), key)])
+    }
+
+    /// Whether a quota counts `key` (its changes are then counted).
+    #[inline]
+    fn counted(&self, key: &Key) -> bool {
+        let quotas = self.shared.quotas.load();
+        !quotas.is_empty() && quotas.covers(key.as_str())
     }
 
     /// A read of `key` with `f`, checked once; a read that found nothing
@@ -141,9 +160,8 @@ impl Session {
             return None;
         }
         let _shared = index.locks.try_read(key.as_str())?;
-        match state.locate(index, key.as_str()) {
-            Ok(located) if located.from.is_none() => located.at.get_now(key),
-            Ok(_) => None,
+        match state.settled_place(index, key.as_str())? {
+            Ok(at) => at.get_now(key),
             Err(e) => Some(Err(e)),
         }
     }
@@ -229,6 +247,7 @@ impl Storage for Session {
             || options.storage_class.is_some()
             || is_reserved(key.as_str())
             || self.has_profile()
+            || !self.shared.quotas.load().is_empty()
         {
             return None;
         }
@@ -265,11 +284,17 @@ impl Storage for Session {
                 return answer;
             }
         }
+        if self.counted(key) {
+            return self.put_counted(key, value, options).await;
+        }
         let target = self.target(Operation::Put, key).await?;
         target.stack.put(key, value, options).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
+        if self.counted(key) {
+            return self.delete_counted(key).await;
+        }
         self.target(Operation::Delete, key).await?.stack.delete(key).await
     }
 
@@ -314,6 +339,9 @@ impl Storage for Session {
             })
             .collect();
         self.authorize(&state, Operation::Batch.audit_label(), &checks)?;
+        if ops.iter().any(|op| self.counted(op.key())) {
+            return self.batch_counted(&state, ops).await;
+        }
         let keys: Vec<&str> = ops.iter().map(|op| op.key().as_str()).collect();
         let index = &self.shared.classes;
         let _shared = index.locks.read_many(&keys).await;
@@ -359,11 +387,16 @@ impl Storage for Session {
         if let Some(class) = options.storage_class.take() {
             self.set_storage_class(key, Some(&class)).await?;
         }
-        let target = self.target(Operation::Write, key).await?;
-        let mut writer = target.stack.write(key, options).await?;
-        if let Some(guard) = target.guard {
-            writer = Box::new(GuardedWriter { inner: writer, _shared: guard });
-        }
+        let writer = if self.counted(key) {
+            self.write_counted(key, options).await?
+        } else {
+            let target = self.target(Operation::Write, key).await?;
+            let writer = target.stack.write(key, options).await?;
+            match target.guard {
+                Some(guard) => Box::new(GuardedWriter { inner: writer, _shared: guard }),
+                None => writer,
+            }
+        };
         if self.open_access() {
             return Ok(writer);
         }
@@ -379,6 +412,9 @@ impl Storage for Session {
         let state = self.state();
         let checks = [Check::key(Op::Read, from), Check::key(Op::Delete, from), Check::key(Op::Write, to)];
         self.authorize(&state, Operation::Rename.audit_label(), &checks)?;
+        if self.counted(from) || self.counted(to) {
+            return self.rename_counted(&state, from, to).await;
+        }
         if self.shared.classes.active() || is_reserved(from.as_str()) || is_reserved(to.as_str()) {
             return self.rename_placed(&state, from, to).await;
         }
@@ -411,6 +447,9 @@ impl Storage for Session {
     }
 
     async fn patch(&self, key: &Key, patch: &Patch, condition: &Condition) -> Result<ObjectMeta> {
+        if self.counted(key) {
+            return self.patch_counted(key, patch, condition).await;
+        }
         self.target(Operation::Patch, key).await?.stack.patch(key, patch, condition).await
     }
 
