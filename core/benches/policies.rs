@@ -311,8 +311,28 @@ fn classes(c: &mut Criterion) {
         }
         assert_eq!(classed.storage_class(&keys[0]).await.unwrap().class.as_deref(), Some("pinned"));
     });
+    // Diagnostics: the same store with 2,000 more unrelated keys (as many
+    // as the classed store's index records), and a store whose index has
+    // entries while the keys read have no class.
+    let (padded_dir, active_dir) = (common::temp_dir(), common::temp_dir());
+    let (padded, active) = (pinned_manager(&rt, padded_dir.path()), pinned_manager(&rt, active_dir.path()));
+    let (padded, active) = (padded.session("bench"), active.session("bench"));
+    rt.block_on(async {
+        common::populate(&padded, &keys, &value).await;
+        common::populate(&padded, &common::keys("pad", 2_000), &value.slice(..64)).await;
+        common::populate(&active, &keys, &value).await;
+        let options = tierfs_core::PutOptions { storage_class: Some("pinned".into()), ..Default::default() };
+        active.put(&tierfs_core::Key::new("other/x").unwrap(), value.clone(), options).await.unwrap();
+    });
     let (i, j) = (Cell::new(0), Cell::new(0));
     let mut group = c.benchmark_group("classes");
+    let (k, l) = (Cell::new(0), Cell::new(0));
+    group.bench_function("padded_unclassed/get/4KiB", |b| {
+        b.to_async(&rt).iter(|| async { black_box(padded.get(&keys[next(&k) % keys.len()]).await.unwrap()) })
+    });
+    group.bench_function("index_active_unclassed/get/4KiB", |b| {
+        b.to_async(&rt).iter(|| async { black_box(active.get(&keys[next(&l) % keys.len()]).await.unwrap()) })
+    });
     group.bench_function("unclassed/get/4KiB", |b| {
         b.to_async(&rt).iter(|| async { black_box(plain.get(&keys[next(&i) % keys.len()]).await.unwrap()) })
     });

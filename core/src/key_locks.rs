@@ -13,11 +13,18 @@ const STRIPES: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct KeyLocks {
     stripes: Vec<Arc<RwLock<()>>>,
+    /// Per stripe, a counter that is odd while a key of the stripe changes
+    /// place (see [`KeyLocks::moving`]): readers that take no lock compare
+    /// it before and after.
+    moves: Vec<std::sync::atomic::AtomicU64>,
 }
 
 impl KeyLocks {
     pub fn new() -> Self {
-        KeyLocks { stripes: (0..STRIPES).map(|_| Arc::new(RwLock::new(()))).collect() }
+        KeyLocks {
+            stripes: (0..STRIPES).map(|_| Arc::new(RwLock::new(()))).collect(),
+            moves: (0..STRIPES).map(|_| Default::default()).collect(),
+        }
     }
 
     fn stripe(&self, key: &str) -> usize {
@@ -32,6 +39,21 @@ impl KeyLocks {
 
     pub async fn write(&self, key: &str) -> RwLockWriteGuard<'_, ()> {
         self.stripes[self.stripe(key)].write().await
+    }
+
+    /// The move counter of `key`'s stripe now: a read that saw an even
+    /// value and sees the same one after it ran did not overlap a move.
+    #[inline]
+    pub fn move_count(&self, key: &str) -> u64 {
+        self.moves[self.stripe(key)].load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks `key` as changing place until the returned token drops. The
+    /// caller holds its exclusive lock.
+    pub fn moving(&self, key: &str) -> MoveToken<'_> {
+        let counter = &self.moves[self.stripe(key)];
+        counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        MoveToken { counter }
     }
 
     /// The read lock of `key`, held for as long as the caller keeps it
@@ -87,5 +109,16 @@ impl KeyLocks {
             guards.push(self.stripes[i].write().await);
         }
         guards
+    }
+}
+
+/// See [`KeyLocks::moving`].
+pub(crate) struct MoveToken<'a> {
+    counter: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Drop for MoveToken<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }

@@ -31,8 +31,15 @@ pub(crate) async fn delete_if_present(storage: &dyn Storage, key: &Key) -> Resul
 /// Puts `key` on `to` alone: a copy already there is the newer one (writes
 /// go there first), else the one on `from` is copied. Then the copy on
 /// `from` is deleted. The caller holds the key's exclusive lock. Returns
-/// whether data moved.
-pub(crate) async fn settle(to: &dyn Storage, from: &dyn Storage, key: &Key) -> Result<bool> {
+/// whether data moved. Readers that took no lock see the key's move
+/// counter change ([`KeyLocks::moving`](crate::key_locks::KeyLocks::moving)) and look again.
+pub(crate) async fn settle(
+    locks: &crate::key_locks::KeyLocks,
+    to: &dyn Storage,
+    from: &dyn Storage,
+    key: &Key,
+) -> Result<bool> {
+    let _moving = locks.moving(key.as_str());
     match to.stat(key).await {
         Ok(_) => {
             delete_if_present(from, key).await?;
@@ -80,7 +87,7 @@ impl Moving {
     /// Settles the key, for a change that starts from its value.
     async fn settled(&self, key: &Key) -> Result<tokio::sync::OwnedRwLockWriteGuard<()>> {
         let exclusive = self.index.locks.write_owned(key.as_str()).await;
-        settle(&*self.to, &*self.from, key).await?;
+        settle(&self.index.locks, &*self.to, &*self.from, key).await?;
         Ok(exclusive)
     }
 }
@@ -135,6 +142,7 @@ impl Storage for Moving {
                 Err(e) => return Err(e),
             }
         }
+        let _moving = self.index.locks.moving(key.as_str());
         let meta = self.to.put(key, value, options).await?;
         delete_if_present(&*self.from, key).await?;
         Ok(meta)
@@ -142,6 +150,7 @@ impl Storage for Moving {
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let _exclusive = self.index.locks.write(key.as_str()).await;
+        let _moving = self.index.locks.moving(key.as_str());
         let (to, from) = (self.to.delete(key).await, self.from.delete(key).await);
         match (to, from) {
             (Err(e), _) if !missing(&e) => Err(e),
@@ -168,7 +177,13 @@ impl Storage for Moving {
             return Err(Error::new(ErrorKind::AlreadyExists, "the key exists").with_key(key.as_str()));
         }
         let inner = self.to.write(key, options).await?;
-        Ok(Box::new(MovingWriter { inner, from: self.from.clone(), key: key.clone(), _exclusive: exclusive }))
+        Ok(Box::new(MovingWriter {
+            inner,
+            from: self.from.clone(),
+            index: self.index.clone(),
+            key: key.clone(),
+            _exclusive: exclusive,
+        }))
     }
 
     async fn set_metadata(
@@ -192,6 +207,7 @@ impl Storage for Moving {
 struct MovingWriter {
     inner: Box<dyn ValueWriter>,
     from: Arc<dyn Storage>,
+    index: Arc<ClassIndex>,
     key: Key,
     _exclusive: tokio::sync::OwnedRwLockWriteGuard<()>,
 }
@@ -203,6 +219,7 @@ impl ValueWriter for MovingWriter {
     }
 
     async fn finish(self: Box<Self>) -> Result<ObjectMeta> {
+        let _moving = self.index.locks.moving(self.key.as_str());
         let meta = self.inner.finish().await?;
         delete_if_present(&*self.from, &self.key).await?;
         Ok(meta)

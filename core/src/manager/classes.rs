@@ -92,13 +92,25 @@ impl ManagerState {
 }
 
 /// Where an operation on one key goes, holding the key's shared lock
-/// while the caller uses it (a move waits for it).
+/// while the caller uses it (a move waits for it), or for a read, the
+/// key's move count seen (the read is good if it is the same after).
 pub(crate) struct Target {
     pub stack: Arc<dyn Storage>,
     /// No index lookup was made (the index was empty): a read that finds
     /// nothing asks again if the index has entries since.
     pub unindexed: bool,
     pub guard: Option<OwnedRwLockReadGuard<()>>,
+    /// A read without the lock: the move count of the key's stripe when
+    /// it was placed (see [`KeyLocks::moving`](crate::key_locks::KeyLocks::moving)).
+    pub moves: Option<u64>,
+}
+
+impl Target {
+    /// Whether a read through this target may have overlapped a move (it
+    /// is then done again under the key's lock).
+    pub fn overlapped(&self, index: &ClassIndex, key: &Key) -> bool {
+        self.moves.is_some_and(|seen| index.locks.move_count(key.as_str()) != seen)
+    }
 }
 
 pub(crate) fn reserved(key: &Key) -> Result<()> {
@@ -125,21 +137,48 @@ impl Session {
         if !index.active() {
             let route = state.router.route(key);
             if !changes {
-                return Ok(Target { stack: route.stack.clone(), unindexed: true, guard: None });
+                return Ok(Target { stack: route.stack.clone(), unindexed: true, guard: None, moves: None });
             }
             let guard = index.locks.read_owned(key.as_str()).await;
             if !index.active() {
-                return Ok(Target { stack: route.stack.clone(), unindexed: false, guard: Some(guard) });
+                return Ok(Target {
+                    stack: route.stack.clone(),
+                    unindexed: false,
+                    guard: Some(guard),
+                    moves: None,
+                });
+            }
+        } else if !changes {
+            // A read of a settled key takes no lock: it notes the key's
+            // move count and is done again if a move overlapped it.
+            let seen = index.locks.move_count(key.as_str());
+            if seen % 2 == 0 {
+                if let Some(at) = state.settled_place(index, key.as_str()) {
+                    return Ok(Target {
+                        stack: at?.stack.clone(),
+                        unindexed: false,
+                        guard: None,
+                        moves: Some(seen),
+                    });
+                }
             }
         }
+        self.place_locked(state, key).await
+    }
+
+    /// [`Session::place`] under the key's shared lock.
+    pub(crate) async fn place_locked(&self, state: &ManagerState, key: &Key) -> Result<Target> {
+        let index = &self.shared().classes;
         let guard = index.locks.read_owned(key.as_str()).await;
         let located = state.locate(index, key.as_str())?;
         Ok(match located.from {
-            None => Target { stack: located.at.stack.clone(), unindexed: false, guard: Some(guard) },
+            None => {
+                Target { stack: located.at.stack.clone(), unindexed: false, guard: Some(guard), moves: None }
+            }
             Some(from) => {
                 drop(guard);
                 let moving = Moving::new(located.at.stack.clone(), from.stack.clone(), index.clone());
-                Target { stack: Arc::new(moving), unindexed: false, guard: None }
+                Target { stack: Arc::new(moving), unindexed: false, guard: None, moves: None }
             }
         })
     }
@@ -207,7 +246,7 @@ impl Session {
         }
         let located = state.locate(index, key.as_str())?;
         if let Some(from) = located.from {
-            settle(&*located.at.stack, &*from.stack, key).await?;
+            settle(&index.locks, &*located.at.stack, &*from.stack, key).await?;
         }
         let inherited = inherited_class(index, key.as_str());
         let wanted = class.map(str::to_owned).or(inherited);
@@ -389,11 +428,11 @@ impl Session {
         let index = &self.shared().classes;
         let src = state.locate(index, from.as_str())?;
         if let Some(f) = src.from {
-            settle(&*src.at.stack, &*f.stack, from).await?;
+            settle(&index.locks, &*src.at.stack, &*f.stack, from).await?;
         }
         let before = state.locate(index, to.as_str())?;
         if let Some(f) = before.from {
-            settle(&*before.at.stack, &*f.stack, to).await?;
+            settle(&index.locks, &*before.at.stack, &*f.stack, to).await?;
         }
         let store = state.router.default_route().stack.clone();
         let own = index.key_entry(from.as_str()).map(|e| Entry::settled(e.class));
@@ -537,7 +576,7 @@ impl Shared {
         let state = self.state.load_full();
         let located = state.locate(index, key.as_str())?;
         if let Some(from) = located.from {
-            settle(&*located.at.stack, &*from.stack, key).await?;
+            settle(&index.locks, &*located.at.stack, &*from.stack, key).await?;
         }
         let done = (!entry.temporary).then(|| Entry::settled(entry.class.clone()));
         index.set_key(&*state.router.default_route().stack, key.as_str(), done).await?;
@@ -586,7 +625,7 @@ impl Shared {
                         let located = state.locate(index, key.as_str())?;
                         match located.from {
                             Some(from) if same_place(from, place) => {
-                                settle(&*located.at.stack, &*from.stack, &key).await.map(drop)
+                                settle(&index.locks, &*located.at.stack, &*from.stack, &key).await.map(drop)
                             }
                             _ => Ok(()),
                         }

@@ -42,7 +42,7 @@ impl Session {
         let exclusive = index.locks.write_owned(key.as_str()).await;
         let located = state.locate(index, key.as_str())?;
         if let Some(from) = located.from {
-            settle(&*located.at.stack, &*from.stack, key).await?;
+            settle(&index.locks, &*located.at.stack, &*from.stack, key).await?;
         }
         Ok((located.at.stack.clone(), exclusive))
     }

@@ -113,9 +113,14 @@ impl Session {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let target = self.target(op, key).await?;
+        let index = &self.shared.classes;
         match f(target.stack.clone()).await {
-            Err(e) if e.kind() == ErrorKind::NotFound && target.unindexed && self.shared.classes.active() => {
+            Err(e) if e.kind() == ErrorKind::NotFound && target.unindexed && index.active() => {
                 let target = self.place(&self.state(), key, false).await?;
+                f(target.stack.clone()).await
+            }
+            _ if target.overlapped(index, key) => {
+                let target = self.place_locked(&self.state(), key).await?;
                 f(target.stack.clone()).await
             }
             done => done,
@@ -159,11 +164,16 @@ impl Session {
         if is_reserved(key.as_str()) {
             return None;
         }
-        let _shared = index.locks.try_read(key.as_str())?;
-        match state.settled_place(index, key.as_str())? {
-            Ok(at) => at.get_now(key),
-            Err(e) => Some(Err(e)),
+        // No lock: the answer stands if no move of the key overlapped it.
+        let seen = index.locks.move_count(key.as_str());
+        if seen % 2 == 1 {
+            return None;
         }
+        let answer = match state.settled_place(index, key.as_str())? {
+            Ok(at) => at.get_now(key)?,
+            Err(e) => Err(e),
+        };
+        (index.locks.move_count(key.as_str()) == seen).then_some(answer)
     }
 }
 
