@@ -617,6 +617,8 @@ mod tests {
         let caps =
             Capabilities { atomic_batch: true, persistent: true, streaming: true, ..Default::default() };
         assert_eq!(Capabilities::from_bits(caps.to_bits()), caps);
-        assert_eq!(Capabilities::from_bits(u64::MAX).to_bits(), 0b11_1111);
+        assert_eq!(Capabilities::from_bits(u64::MAX).to_bits(), 0b111_1111);
+        let shared = Capabilities { shared: true, ..Default::default() };
+        assert_eq!(shared.to_bits(), crate::abi::capability::SHARED);
     }
 }
