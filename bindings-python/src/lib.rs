@@ -123,6 +123,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("Unavailable", &classes.unavailable),
         ("ConfigError", &classes.config),
         ("Conflict", &classes.conflict),
+        ("QuotaExceeded", &classes.quota_exceeded),
     ] {
         m.add(name, class.clone_ref(py))?;
     }
