@@ -2,11 +2,18 @@
 //! changes of one key within the process.
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const STRIPES: usize = 1024;
+
+/// Move counters: few, so the handful of cache lines they fill stays in
+/// the CPU's caches on the read path (a move makes the readers of the
+/// other keys of its counter's stripe check again under the lock, which
+/// costs them time, not correctness).
+const MOVE_STRIPES: usize = 128;
 
 /// Striped reader-writer locks by key: readers of a key share, a move or a
 /// write of it excludes them. Unrelated keys rarely share a stripe.
@@ -16,14 +23,14 @@ pub(crate) struct KeyLocks {
     /// Per stripe, a counter that is odd while a key of the stripe changes
     /// place (see [`KeyLocks::moving`]): readers that take no lock compare
     /// it before and after.
-    moves: Vec<std::sync::atomic::AtomicU64>,
+    moves: Vec<AtomicU32>,
 }
 
 impl KeyLocks {
     pub fn new() -> Self {
         KeyLocks {
             stripes: (0..STRIPES).map(|_| Arc::new(RwLock::new(()))).collect(),
-            moves: (0..STRIPES).map(|_| Default::default()).collect(),
+            moves: (0..MOVE_STRIPES).map(|_| Default::default()).collect(),
         }
     }
 
@@ -44,15 +51,15 @@ impl KeyLocks {
     /// The move counter of `key`'s stripe now: a read that saw an even
     /// value and sees the same one after it ran did not overlap a move.
     #[inline]
-    pub fn move_count(&self, key: &str) -> u64 {
-        self.moves[self.stripe(key)].load(std::sync::atomic::Ordering::Acquire)
+    pub fn move_count(&self, key: &str) -> u32 {
+        self.moves[self.stripe(key) % MOVE_STRIPES].load(Ordering::Acquire)
     }
 
     /// Marks `key` as changing place until the returned token drops. The
     /// caller holds its exclusive lock.
     pub fn moving(&self, key: &str) -> MoveToken<'_> {
-        let counter = &self.moves[self.stripe(key)];
-        counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let counter = &self.moves[self.stripe(key) % MOVE_STRIPES];
+        counter.fetch_add(1, Ordering::AcqRel);
         MoveToken { counter }
     }
 
@@ -114,11 +121,11 @@ impl KeyLocks {
 
 /// See [`KeyLocks::moving`].
 pub(crate) struct MoveToken<'a> {
-    counter: &'a std::sync::atomic::AtomicU64,
+    counter: &'a AtomicU32,
 }
 
 impl Drop for MoveToken<'_> {
     fn drop(&mut self) {
-        self.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.counter.fetch_add(1, Ordering::AcqRel);
     }
 }

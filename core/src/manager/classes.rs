@@ -48,7 +48,7 @@ pub(crate) struct Located<'a> {
     pub at: &'a Route,
     /// Where its data is moving from, while it moves.
     pub from: Option<&'a Route>,
-    pub class: Option<String>,
+    pub class: Option<Arc<str>>,
     pub via: Option<Via>,
 }
 
@@ -80,13 +80,12 @@ impl ManagerState {
     /// lookup of [`ManagerState::locate`] without copying the entry.
     #[inline]
     pub(crate) fn settled_place(&self, index: &ClassIndex, key: &str) -> Option<Result<&Route>> {
-        index.with_entry(key, |found| {
+        index.settled(key, |found| {
             let route = self.router.route(key);
-            let Some((entry, _)) = found else { return Some(Ok(route)) };
-            if entry.from.is_some() {
-                return None;
+            match found {
+                None => Ok(route),
+                Some(class) => self.classes.place(route, class).map_err(|e| e.with_key(key)),
             }
-            Some(self.classes.place(route, entry.class.as_deref()).map_err(|e| e.with_key(key)))
         })
     }
 }
@@ -102,7 +101,7 @@ pub(crate) struct Target {
     pub guard: Option<OwnedRwLockReadGuard<()>>,
     /// A read without the lock: the move count of the key's stripe when
     /// it was placed (see [`KeyLocks::moving`](crate::key_locks::KeyLocks::moving)).
-    pub moves: Option<u64>,
+    pub moves: Option<u32>,
 }
 
 impl Target {
@@ -127,40 +126,73 @@ pub(crate) fn reserved(key: &Key) -> Result<()> {
     Ok(())
 }
 
+/// Where a read goes when that is known without waiting, borrowed from
+/// the state (see [`Session::place_now`]).
+pub(crate) struct Placed<'s> {
+    pub route: &'s Route,
+    /// As [`Target::unindexed`].
+    pub unindexed: bool,
+    /// As [`Target::moves`].
+    pub moves: Option<u32>,
+}
+
+impl Placed<'_> {
+    /// The [`Target`] for the whole call.
+    pub fn target(&self) -> Target {
+        Target { stack: self.route.stack.clone(), unindexed: self.unindexed, guard: None, moves: self.moves }
+    }
+
+    /// Whether a read through this place may have overlapped a move.
+    #[inline]
+    pub fn overlapped(&self, index: &ClassIndex, key: &Key) -> bool {
+        self.moves.is_some_and(|seen| index.locks.move_count(key.as_str()) != seen)
+    }
+}
+
 impl Session {
+    /// Where a read of `key` goes, when that is known without waiting:
+    /// the index is empty, or the key is settled (no lock is taken; the
+    /// key's move count is noted, and the read is good if it is the same
+    /// after). `None` while the key moves: [`Session::place`] then waits.
+    #[inline]
+    pub(crate) fn place_now<'s>(&self, state: &'s ManagerState, key: &Key) -> Option<Result<Placed<'s>>> {
+        if let Err(e) = reserved(key) {
+            return Some(Err(e));
+        }
+        let index = &self.shared().classes;
+        if !index.active() {
+            return Some(Ok(Placed { route: state.router.route(key), unindexed: true, moves: None }));
+        }
+        let seen = index.locks.move_count(key.as_str());
+        if seen % 2 == 1 {
+            return None;
+        }
+        let at = state.settled_place(index, key.as_str())?;
+        Some(at.map(|route| Placed { route, unindexed: false, moves: Some(seen) }))
+    }
+
     /// Where an operation on `key` goes (checked by the caller). Changes
-    /// always hold the key's shared lock; reads hold it once the index
-    /// has entries.
+    /// always hold the key's shared lock; reads of a settled key take none
+    /// ([`Session::place_now`]).
     pub(crate) async fn place(&self, state: &ManagerState, key: &Key, changes: bool) -> Result<Target> {
+        if !changes {
+            if let Some(placed) = self.place_now(state, key) {
+                return placed.map(|p| p.target());
+            }
+            return self.place_locked(state, key).await;
+        }
         reserved(key)?;
         let index = &self.shared().classes;
         if !index.active() {
-            let route = state.router.route(key);
-            if !changes {
-                return Ok(Target { stack: route.stack.clone(), unindexed: true, guard: None, moves: None });
-            }
             let guard = index.locks.read_owned(key.as_str()).await;
             if !index.active() {
+                let route = state.router.route(key);
                 return Ok(Target {
                     stack: route.stack.clone(),
                     unindexed: false,
                     guard: Some(guard),
                     moves: None,
                 });
-            }
-        } else if !changes {
-            // A read of a settled key takes no lock: it notes the key's
-            // move count and is done again if a move overlapped it.
-            let seen = index.locks.move_count(key.as_str());
-            if seen % 2 == 0 {
-                if let Some(at) = state.settled_place(index, key.as_str()) {
-                    return Ok(Target {
-                        stack: at?.stack.clone(),
-                        unindexed: false,
-                        guard: None,
-                        moves: Some(seen),
-                    });
-                }
             }
         }
         self.place_locked(state, key).await
@@ -214,7 +246,7 @@ impl Session {
         self.authorize(&state, Operation::Stat.audit_label(), &[Check::key(Op::Read, key)])?;
         let located = state.locate(&self.shared().classes, key.as_str())?;
         Ok(ClassInfo {
-            class: located.class,
+            class: located.class.map(|c| c.to_string()),
             inherited_from: match located.via {
                 Some(Via::Prefix(p)) => Some(p),
                 _ => None,
@@ -240,7 +272,7 @@ impl Session {
         }
         let index = &self.shared().classes;
         let exclusive = index.locks.write_owned(key.as_str()).await;
-        let settled = class.map(|c| Entry::settled(Some(c.to_owned())));
+        let settled = class.map(|c| Entry::settled(Some(c.into())));
         if index.key_entry(key.as_str()) == settled {
             return Ok(());
         }
@@ -249,7 +281,7 @@ impl Session {
             settle(&index.locks, &*located.at.stack, &*from.stack, key).await?;
         }
         let inherited = inherited_class(index, key.as_str());
-        let wanted = class.map(str::to_owned).or(inherited);
+        let wanted = class.map(Arc::from).or(inherited);
         let to = state.classes.place(route, wanted.as_deref())?;
         let store = state.router.default_route().stack.clone();
         let present = match located.at.stack.stat(key).await {
@@ -302,7 +334,7 @@ impl Session {
             None if prefix.is_empty() => None,
             None => index.prefix_entry("").and_then(|e| e.class),
         };
-        let wanted = class.map(str::to_owned).or(above);
+        let wanted = class.map(Arc::from).or(above);
         let store = state.router.default_route().stack.clone();
         let entry = Entry { class: wanted, from: Some(Origin { class: before }), temporary: class.is_none() };
         index.set_prefix(&*store, prefix, Some(entry)).await?;
@@ -315,7 +347,7 @@ impl Session {
     /// The class in force under `prefix`: its own, else the nearest
     /// enclosing prefix's; `None` when keys there have only their route.
     pub fn prefix_class(&self, prefix: &str) -> Option<String> {
-        self.shared().classes.lookup(prefix).and_then(|(e, _)| e.class)
+        self.shared().classes.lookup(prefix).and_then(|(e, _)| e.class).map(|c| c.to_string())
     }
 
     /// Whether `prefix` was given a class itself (not inherited).
@@ -519,7 +551,7 @@ impl Session {
 }
 
 /// The class `key` would have without an entry of its own.
-fn inherited_class(index: &ClassIndex, key: &str) -> Option<String> {
+fn inherited_class(index: &ClassIndex, key: &str) -> Option<Arc<str>> {
     let end = key.rfind('/').map_or(0, |i| i + 1);
     index.lookup(&key[..end]).and_then(|(e, _)| e.class)
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::classes::Target;
+use super::classes::{Placed, Target};
 use super::router::Route;
 use super::security::{Check, Security};
 use super::state::ManagerState;
@@ -104,15 +104,25 @@ impl Session {
         !quotas.is_empty() && quotas.covers(key.as_str())
     }
 
-    /// A read of `key` with `f`, checked once; a read that found nothing
-    /// before the index had entries asks again where the key is (a class
-    /// given meanwhile may have moved it).
+    /// A read of `key` with `f`, checked once (see [`Session::read_at`]).
     async fn read_key<T, F, Fut>(&self, op: Operation, key: &Key, f: F) -> Result<T>
     where
         F: Fn(Arc<dyn Storage>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let target = self.target(op, key).await?;
+        self.read_at(key, target, f).await
+    }
+
+    /// A read of `key` with `f` at `target`; a read that found nothing
+    /// before the index had entries asks again where the key is (a class
+    /// given meanwhile may have moved it), and one that overlapped a move
+    /// is done again under the key's lock.
+    async fn read_at<T, F, Fut>(&self, key: &Key, target: Target, f: F) -> Result<T>
+    where
+        F: Fn(Arc<dyn Storage>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let index = &self.shared.classes;
         match f(target.stack.clone()).await {
             Err(e) if e.kind() == ErrorKind::NotFound && target.unindexed && index.active() => {
@@ -153,27 +163,22 @@ impl Session {
     /// at hand without waiting (no lock contended, the key not moving).
     fn get_placed_now(&self, key: &Key) -> Option<Result<Bytes>> {
         let state = self.shared.state.load();
+        match self.place_now(&state, key)? {
+            Ok(placed) => self.answer_now(key, &placed, placed.route.get_now(key)?),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// `answer`, read at `placed` without waiting, if it stands: not a
+    /// miss from before the index had entries, and no move overlapped it.
+    #[inline]
+    fn answer_now<T>(&self, key: &Key, placed: &Placed<'_>, answer: Result<T>) -> Option<Result<T>> {
         let index = &self.shared.classes;
-        if !index.active() {
-            let answer = state.router.route(key).get_now(key)?;
-            return match answer {
-                Err(e) if e.kind() == ErrorKind::NotFound && index.active() => None,
-                answer => Some(answer),
-            };
+        match answer {
+            Err(e) if e.kind() == ErrorKind::NotFound && placed.unindexed && index.active() => None,
+            _ if placed.overlapped(index, key) => None,
+            answer => Some(answer),
         }
-        if is_reserved(key.as_str()) {
-            return None;
-        }
-        // No lock: the answer stands if no move of the key overlapped it.
-        let seen = index.locks.move_count(key.as_str());
-        if seen % 2 == 1 {
-            return None;
-        }
-        let answer = match state.settled_place(index, key.as_str())? {
-            Ok(at) => at.get_now(key)?,
-            Err(e) => Err(e),
-        };
-        (index.locks.move_count(key.as_str()) == seen).then_some(answer)
     }
 }
 
@@ -220,10 +225,25 @@ impl Storage for Session {
         Self: 'c,
     {
         if self.open_access() {
-            if let Some(answer) = self.get_now(key) {
-                return Box::pin(std::future::ready(answer));
-            }
-            return Box::pin(self.read_key(Operation::Get, key, move |s| async move { s.get(key).await }));
+            // Placed once: asked at once if the stack can answer so, else
+            // read there when polled.
+            let state = self.shared.state.load();
+            let target = match self.place_now(&state, key) {
+                Some(Ok(placed)) => match placed.route.get_now(key) {
+                    Some(answer) => match self.answer_now(key, &placed, answer) {
+                        Some(answer) => return Box::pin(std::future::ready(answer)),
+                        None => None,
+                    },
+                    None => Some(placed.target()),
+                },
+                Some(Err(e)) => return Box::pin(std::future::ready(Err(e))),
+                None => None,
+            };
+            let read = move |s: Arc<dyn Storage>| async move { s.get(key).await };
+            return match target {
+                Some(target) => Box::pin(self.read_at(key, target, read)),
+                None => Box::pin(self.read_key(Operation::Get, key, read)),
+            };
         }
         Box::pin(async move {
             if self.shared.classes.active() {
