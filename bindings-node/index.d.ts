@@ -102,6 +102,13 @@ export interface Stat {
   version: string;
   /** The metadata map stored with the value. */
   metadata: Record<string, string>;
+  /**
+   * The key's storage class (`null` when it has none: its route places
+   * it). Reported by `stat` and `statSync`; absent elsewhere.
+   */
+  storageClass?: string | null;
+  /** The backends that hold the key. Reported by `stat` and `statSync`; absent elsewhere. */
+  backends?: string[];
 }
 
 /** A stored value in a listing. */
@@ -380,7 +387,15 @@ export declare class Store {
   /** Removes `key`; removing a missing key succeeds. */
   delete(key: string): Promise<void>;
 
-  /** Size, modification time, version and metadata of `key` (`ENOENT` if missing). */
+  /**
+   * Size, modification time, version and metadata of `key` (`ENOENT` if
+   * missing), with its storage class and the backends that hold it.
+   *
+   * @example
+   * ```ts
+   * const { size, storageClass, backends } = await store.stat('notes/today.txt');
+   * ```
+   */
   stat(key: string): Promise<Stat>;
 
   /** Whether `key` holds a value. */

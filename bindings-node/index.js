@@ -120,6 +120,11 @@ function toStat(s) {
   return { key: s.key, size: s.size, modified: new Date(s.modifiedMs), version: s.version, metadata: s.metadata };
 }
 
+/** `stat`'s result: also the key's class and the backends that hold it. */
+function toFullStat(s) {
+  return { ...toStat(s), storageClass: s.storageClass ?? null, backends: s.backends };
+}
+
 function toClassInfo(c) {
   return {
     storageClass: c.storageClass ?? null,
@@ -340,7 +345,7 @@ class Store {
   stat(key) {
     return later(() => {
       checkString('key', key);
-      return this.#n.stat(key).then(toStat);
+      return this.#n.stat(key).then(toFullStat);
     });
   }
 
@@ -589,7 +594,7 @@ class Store {
 
   statSync(key) {
     checkString('key', key);
-    return toStat(this.#n.statSync(key));
+    return toFullStat(this.#n.statSync(key));
   }
 
   existsSync(key) {

@@ -66,6 +66,11 @@ pub fn stat(env: &Env, meta: ObjectMeta) -> napi::Result<napi::sys::napi_value> 
     crate::task::plain(env, NativeStat::from(meta))
 }
 
+/// A `stat` with the key's class, converted on the JavaScript thread.
+pub fn stat_with_class(env: &Env, found: (ObjectMeta, ClassInfo)) -> napi::Result<napi::sys::napi_value> {
+    crate::task::plain(env, NativeStat::from(found))
+}
+
 /// Bytes the store keeps, from a JavaScript buffer: copied now when small,
 /// otherwise by [`Pending::into_bytes`] off the JavaScript thread. The value
 /// is always copied, so the caller may reuse its buffer once the call settles.
@@ -108,6 +113,10 @@ pub struct NativeStat {
     pub version: String,
     /// The metadata map stored with the value.
     pub metadata: HashMap<String, String>,
+    /// The key's storage class (`stat` only; absent when it has none).
+    pub storage_class: Option<String>,
+    /// The backends that hold the key (`stat` only).
+    pub backends: Option<Vec<String>>,
 }
 
 /// Milliseconds since the epoch.
@@ -143,7 +152,16 @@ impl From<ObjectMeta> for NativeStat {
             modified_ms: millis(meta.modified),
             version: meta.version,
             metadata: meta.metadata.into_iter().collect(),
+            storage_class: None,
+            backends: None,
         }
+    }
+}
+
+impl From<(ObjectMeta, ClassInfo)> for NativeStat {
+    /// What `stat` reports: the value's stat with its class and backends.
+    fn from((meta, class): (ObjectMeta, ClassInfo)) -> Self {
+        NativeStat { storage_class: class.class, backends: Some(class.backends), ..meta.into() }
     }
 }
 

@@ -14,13 +14,13 @@ use serde_json::Value;
 use tierfs_core::access::{AccessRule, Principal, StorageOperationType};
 use tierfs_core::config::BackendConfig;
 use tierfs_core::{
-    Condition, Config, Error, ErrorKind, Key, ListOptions, MetadataChanges, Patch, PutOptions, Result,
-    Session, Storage, StorageManager,
+    ClassInfo, Condition, Config, Error, ErrorKind, Key, ListOptions, MetadataChanges, ObjectMeta, Patch,
+    PutOptions, Result, Session, Storage, StorageManager,
 };
 
 use crate::convert::{
-    self, buffer, bytes_to_js, stat, NativeAuditQuery, NativeBatchOp, NativeClassInfo, NativeListPage,
-    NativeStat, Pending, PendingOp,
+    self, buffer, bytes_to_js, stat, stat_with_class, NativeAuditQuery, NativeBatchOp, NativeClassInfo,
+    NativeListPage, NativeStat, Pending, PendingOp,
 };
 use crate::error::invalid;
 use crate::stream::{NativeReader, NativeWriter};
@@ -311,7 +311,7 @@ impl NativeStore {
     #[napi]
     pub fn stat<'env>(&self, env: &'env Env, key: String) -> napi::Result<PromiseRaw<'env, NativeStat>> {
         let session = self.session();
-        promise(env, async move { session?.stat(&Key::new(key)?).await }, stat)
+        promise(env, async move { stat_and_class(&session?, key).await }, stat_with_class)
     }
 
     /// Whether `key` holds a value.
@@ -728,7 +728,7 @@ impl NativeStore {
     /// `stat`, blocking the calling thread.
     #[napi]
     pub fn stat_sync(&self, env: Env, key: String) -> napi::Result<NativeStat> {
-        Ok(block(&env, async { self.session()?.stat(&Key::new(key)?).await })?.into())
+        Ok(block(&env, async { stat_and_class(&self.session()?, key).await })?.into())
     }
 
     /// `exists`, blocking the calling thread.
@@ -748,4 +748,11 @@ impl NativeStore {
         let options = list_options(prefix, recursive, None);
         block(&env, async { list_all(&self.session()?, options).await })
     }
+}
+
+/// `key`'s stat and its storage class (what `stat` reports).
+async fn stat_and_class(session: &Session, key: String) -> tierfs_core::Result<(ObjectMeta, ClassInfo)> {
+    let key = Key::new(key)?;
+    let meta = session.stat(&key).await?;
+    Ok((meta, session.storage_class(&key).await?))
 }

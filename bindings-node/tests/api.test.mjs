@@ -378,6 +378,14 @@ test('storage classes: put and setStorageClass keep a key in a class, later writ
   assert.equal((await store.storageClass('tmp/a')).storageClass, 'cache_only');
   store.putSync('tmp/b', 'sync', { storageClass: 'fast' });
   assert.deepEqual((await store.storageClass('tmp/b')).backends, ['nvme']);
+  // stat and statSync report the class and where the key is.
+  const b = await store.stat('tmp/b');
+  assert.equal(b.storageClass, 'fast');
+  assert.deepEqual(b.backends, ['nvme']);
+  assert.deepEqual(
+    [store.statSync('tmp/a').storageClass, store.statSync('tmp/a').backends],
+    ['cache_only', ['ram']],
+  );
 
   // Taking the class off moves the value back to its route, in the background.
   await store.setStorageClass('tmp/a', null);

@@ -686,8 +686,8 @@ impl Filesystem for FuseAdapter {
         self.serve(async move { reply_empty(reply, answer("fsyncdir", fs.fsyncdir(&who).await)) });
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.fs.statfs() {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs(ino.0) {
             Ok(s) => {
                 reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize)
             }

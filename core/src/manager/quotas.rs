@@ -271,4 +271,11 @@ impl StorageManager {
     pub fn quotas(&self) -> Vec<QuotaUsage> {
         self.shared.quotas.load().usage()
     }
+
+    /// The innermost quota counting `path` (a key, or a directory prefix
+    /// ending in `/`), with its usage: what `df` in a mount shows for a
+    /// directory. `None` when no quota counts it.
+    pub fn quota_of(&self, path: &str) -> Option<QuotaUsage> {
+        self.shared.quotas.load().innermost(path)
+    }
 }

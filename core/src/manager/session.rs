@@ -97,11 +97,44 @@ impl Session {
         self.authorize(state, op.audit_label(), &[Check::key(access_of(op), key)])
     }
 
-    /// Whether a quota counts `key` (its changes are then counted).
+    /// Whether a quota (`[[quotas]]`) counts `key`: its changes are then
+    /// checked against it. A front end that defers writes (the mount's
+    /// group commit) writes such keys at once instead, so the writer hears
+    /// of a passed quota.
     #[inline]
-    fn counted(&self, key: &Key) -> bool {
+    pub fn counted(&self, key: &Key) -> bool {
         let quotas = self.shared.quotas.load();
         !quotas.is_empty() && quotas.covers(key.as_str())
+    }
+
+    /// Whether `bytes` more under `key` (negative: fewer), and a new key
+    /// when `new_key`, would fit every quota counting it, without reserving
+    /// anything: a writer's early warning (the mount refuses a `write` that
+    /// grows a file past its quota with `EDQUOT`). The change itself is
+    /// checked again when it is made.
+    ///
+    /// ```
+    /// use tierfs_core::{Config, ErrorKind, Key, Storage, StorageManager};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let config = Config::parse(
+    ///     "[backends.m]\ntype = \"memory\"\n[[quotas]]\nprefix = \"home/\"\nmax_bytes = 10\n",
+    ///     None,
+    /// )?;
+    /// let manager = StorageManager::open(config).await?;
+    /// let store = manager.session("alice");
+    /// let key = Key::new("home/notes.txt")?;
+    /// store.put(&key, "0123456789".into(), Default::default()).await?;
+    /// assert_eq!(store.check_quota(&key, 1, false).unwrap_err().kind(), ErrorKind::QuotaExceeded);
+    /// assert!(store.check_quota(&key, -5, false).is_ok());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn check_quota(&self, key: &Key, bytes: i64, new_key: bool) -> Result<()> {
+        if !self.counted(key) {
+            return Ok(());
+        }
+        self.shared.quotas.load().check(&[(key.as_str(), bytes, i64::from(new_key))])
     }
 
     /// A read of `key` with `f`, checked once (see [`Session::read_at`]).

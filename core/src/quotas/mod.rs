@@ -139,6 +139,23 @@ impl Quotas {
         Ok(reservation)
     }
 
+    /// Whether what `changes` add would fit, without reserving it (a
+    /// writer's early warning; the change itself reserves).
+    pub fn check(&self, changes: &[(&str, i64, i64)]) -> Result<()> {
+        for (i, bytes, keys) in self.deltas(changes) {
+            let q = &self.quotas[i];
+            let used = q.used.lock();
+            Self::within(
+                q,
+                &used,
+                bytes.max(0) as u64,
+                keys.max(0) as u64,
+                changes.first().map_or("", |c| c.0),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Adds `bytes` and `keys` to quota `i` if within its limits.
     fn take(&self, i: usize, bytes: u64, keys: u64, key: &str) -> Result<()> {
         if bytes == 0 && keys == 0 {
@@ -146,6 +163,14 @@ impl Quotas {
         }
         let q = &self.quotas[i];
         let mut used = q.used.lock();
+        Self::within(q, &used, bytes, keys, key)?;
+        used.bytes += bytes;
+        used.keys += keys;
+        Ok(())
+    }
+
+    /// Refuses `bytes` and `keys` more where quota `q`, holding `used`, has no room.
+    fn within(q: &Quota, used: &Used, bytes: u64, keys: u64, key: &str) -> Result<()> {
         let over_bytes = q.config.max_bytes.filter(|max| bytes > 0 && used.bytes + bytes > *max);
         let over_keys = q.config.max_keys.filter(|max| keys > 0 && used.keys + keys > *max);
         if over_bytes.is_some() || over_keys.is_some() {
@@ -164,8 +189,6 @@ impl Quotas {
             )
             .with_key(key));
         }
-        used.bytes += bytes;
-        used.keys += keys;
         Ok(())
     }
 

@@ -145,7 +145,7 @@ impl TierFs {
 
     /// Space of the file system holding the store (its local backend's
     /// directory; the spool's for a store of objects only), and no inode limit.
-    pub fn statfs(&self) -> FsResult<Statfs> {
+    pub fn statfs(&self, ino: u64) -> FsResult<Statfs> {
         let dir = self.options.store_dir.as_deref().unwrap_or(self.spool.dir());
         let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
             .map_err(|_| FsError::new(libc::EIO, "the store's path contains NUL"))?;
@@ -155,7 +155,7 @@ impl TierFs {
         if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        Ok(Statfs {
+        let mut statfs = Statfs {
             blocks: st.f_blocks,
             bfree: st.f_bfree,
             bavail: st.f_bavail,
@@ -164,7 +164,28 @@ impl TierFs {
             bsize: st.f_bsize as u32,
             namelen: inode::MAX_NAME_LEN as u32,
             frsize: st.f_frsize as u32,
-        })
+        };
+        // Under a quota, `df` shows the quota: its size, and what is left
+        // of it (or of the device, when that is less).
+        let path = match self.inodes.key_of(ino) {
+            Ok(key) if key.is_empty() => key,
+            Ok(key) => format!("{key}/"),
+            Err(_) => String::new(),
+        };
+        if let Some(quota) = self.store.manager().quota_of(&path) {
+            let unit = u64::from(statfs.frsize.max(1));
+            if let Some(max) = quota.max_bytes {
+                let left = max.saturating_sub(quota.used.bytes) / unit;
+                statfs.blocks = max.div_ceil(unit);
+                statfs.bfree = statfs.bfree.min(left);
+                statfs.bavail = statfs.bavail.min(left);
+            }
+            if let Some(max) = quota.max_keys {
+                statfs.files = max;
+                statfs.ffree = max.saturating_sub(quota.used.keys);
+            }
+        }
+        Ok(statfs)
     }
 
     /// Commits every open file with unsaved changes and every queued change

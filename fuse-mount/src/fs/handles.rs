@@ -367,6 +367,7 @@ impl TierFs {
             if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
                 handle.file.publish(&state, true);
             }
+            self.within_quota(&handle, &mut state, k, offset, data.len() as u64).await?;
         }
         self.write_locked(&handle, &mut state, offset, data).await?;
         state.dirty = true;
@@ -374,6 +375,42 @@ impl TierFs {
         state.writer = Some(handle.session.clone());
         handle.file.publish(&state, true);
         Ok(data.len() as u32)
+    }
+
+    /// Refuses a write that would grow a file a quota counts past that
+    /// quota, with `EDQUOT`: the file's unsaved changes are dropped (it
+    /// reads again as the store holds it, so no half-written copy is ever
+    /// saved), and its writer's `close` reports the refusal too.
+    async fn within_quota(
+        &self,
+        handle: &Handle,
+        state: &mut FileState,
+        key: &Key,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<()> {
+        // A stream reserves as it goes, and refuses the chunk that passes.
+        if !handle.session.counted(key) || matches!(state.content, Content::Streaming(_)) {
+            return Ok(());
+        }
+        let size = state.size();
+        let end = if handle.append { size + len } else { offset + len };
+        if end <= size {
+            return Ok(());
+        }
+        let Err(e) = handle.session.check_quota(key, end as i64 - state.base.1 as i64, false) else {
+            return Ok(());
+        };
+        let refusal = FsError::from(e);
+        tracing::warn!(key = %key, error = %refusal, "a write past a quota was refused; the file's unsaved changes are dropped");
+        state.refused.push((
+            handle.session.principal().clone(),
+            refusal.errno(),
+            refusal.message().to_owned(),
+        ));
+        state.discard(&self.options.defaults).await;
+        handle.file.publish(state, true);
+        Err(refusal)
     }
 
     /// The key of a handle's file; `None` once it was unlinked (its handles
@@ -411,7 +448,16 @@ impl TierFs {
                     let size = self.store.stat(&handle.session, &k).await.map_or(0, |m| m.size);
                     state.content = Content::Clean { size };
                     state.dirty = false;
-                    return Err(e.into());
+                    let e = FsError::from(e);
+                    if e.errno() == libc::EDQUOT {
+                        // Its writer's `close` reports it too.
+                        state.refused.push((
+                            handle.session.principal().clone(),
+                            e.errno(),
+                            e.message().to_owned(),
+                        ));
+                    }
+                    return Err(e);
                 }
                 return Ok(());
             }
@@ -485,9 +531,38 @@ impl TierFs {
             return Err(refused);
         }
         let k = self.inodes.key(handle.ino)?;
+        if handle.session.counted(&k) {
+            self.commit_counted(&handle, &k).await?;
+        }
         match self.store.failure(&handle.session, Some(&k)) {
             Some(e) => Err(e.into()),
             None => Ok(()),
+        }
+    }
+
+    /// `close` of a file a quota counts commits it, so its writer hears
+    /// of a passed quota (`EDQUOT`); refused, its unsaved changes are
+    /// dropped and the file reads as the store holds it.
+    async fn commit_counted(&self, handle: &Handle, k: &Key) -> FsResult<()> {
+        let mut state = handle.file.state.lock().await;
+        if !state.dirty || state.unlinked {
+            return Ok(());
+        }
+        if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
+            handle.file.publish(&state, true);
+        }
+        match state.commit(&self.store, &handle.session, k).await {
+            Ok(()) => {
+                handle.file.publish(&state, false);
+                Ok(())
+            }
+            Err(e) if e.errno() == libc::EDQUOT => {
+                tracing::warn!(key = %k, error = %e, "a file past its quota was not saved; its unsaved changes are dropped");
+                state.discard(&self.options.defaults).await;
+                handle.file.publish(&state, true);
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -561,6 +636,7 @@ impl TierFs {
             if state.hand_over(&self.store, &handle.session, k, &self.options.defaults).await? {
                 handle.file.publish(&state, true);
             }
+            self.within_quota(&handle, &mut state, k, offset, length).await?;
         }
         if end > state.size() {
             let k = self.inodes.key(handle.ino)?;

@@ -39,6 +39,9 @@
 //!   tried again after a delete commits and every [`PROBE`] otherwise, and
 //!   commit as soon as there is room, without a restart. A later change to
 //!   a held key replaces it.
+//! - Keys a quota counts never enter the journal: their changes are made
+//!   at once, so a write past the quota is refused to its writer (`EDQUOT`
+//!   at `close` or `creat`), never dropped after it was acknowledged.
 //! - [`Journal::close`] (unmount) commits what it can within a grace period
 //!   and logs, key by key, every change it could not commit.
 //! - Memory is bounded: writers wait while more than

@@ -102,6 +102,10 @@ impl TierFs {
                 file.publish(&state, true);
             }
             if let Some(size) = set.size {
+                if size > state.size() {
+                    // Growing past a quota is refused (nothing changes).
+                    session.check_quota(&k, size as i64 - state.base.1 as i64, false)?;
+                }
                 if size != state.size() || size == 0 {
                     state.set_size(&self.store, &session, &k, &self.spool, size).await?;
                 }

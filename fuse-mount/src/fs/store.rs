@@ -353,7 +353,9 @@ impl Store {
 
     async fn put_now(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
         match &self.journal {
-            Some(journal) if value.len() <= MAX_VALUE => {
+            // A key a quota counts is written at once, so its writer hears
+            // of a passed quota (see `Journal`'s documentation).
+            Some(journal) if value.len() <= MAX_VALUE && !session.counted(key) => {
                 // Decided and audited now; the commit is checked again.
                 session.check(Op::Write, key.as_str())?;
                 let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
@@ -376,9 +378,13 @@ impl Store {
 
     async fn delete_now(&self, session: &Session, key: &Key) -> Result<()> {
         match &self.journal {
-            Some(journal) => {
+            Some(journal) if !session.counted(key) => {
                 session.check(Op::Delete, key.as_str())?;
                 journal.enqueue(session, key.clone(), Change::Delete).await
+            }
+            Some(_) => {
+                self.flush().await?;
+                session.delete(key).await
             }
             None => session.delete(key).await,
         }
