@@ -372,7 +372,18 @@ fn fill_with_small_files(m: &Mount, from: usize, sync: bool) -> Vec<usize> {
             }
         }
     }
-    panic!("40 MB of files went into an 8 MiB store without five failures in a row (+ saved, - refused): {outcomes}");
+    // What to look at when it happens: is the mount (and the small device
+    // under the store) still there, and what did the daemon say?
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let near: Vec<&str> =
+        mounts.lines().filter(|l| l.contains(m.mnt.parent().unwrap().to_str().unwrap())).collect();
+    let log = m.log_text();
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    panic!(
+        "40 MB of files went into an 8 MiB store without five failures in a row (+ saved, - refused): {outcomes}\n\
+         mounted: {}; mounts under the test's directory: {near:#?}\nlast lines of the daemon's log (newest first): {tail:#?}",
+        is_mounted(&m.mnt)
+    );
 }
 
 #[test]
