@@ -6,7 +6,8 @@
 //! it (every name fits the key grammar), holding the key or prefix, the
 //! class and, while its data moves, the class it comes from.
 //!
-//! In memory a key's entry is found by that same hash, and class names are
+//! In memory a key's entry is found by that same hash (what reads need in
+//! [`Slots`], one cache line per lookup), and class names are
 //! shared (one allocation per class): a lookup reads one hash-table slot
 //! and no string of the key's own, which matters on the read path where
 //! the data just read has pushed the index out of the CPU's caches.
@@ -20,6 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use super::slots::Slots;
 use super::CLASS_INDEX_PREFIX;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::Key;
@@ -77,7 +79,7 @@ struct Record {
 /// What a read needs of a key's entry, small enough that a lookup reads
 /// one cache line: the class (an index into [`Maps::names`], `None` for
 /// the route's own placement) and whether the data moves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Hot {
     class: Option<u32>,
     moving: bool,
@@ -86,7 +88,7 @@ struct Hot {
 #[derive(Debug, Default)]
 struct Maps {
     /// By [`key_hash`] (the hash that names the key's record): what reads need.
-    hot: rustc_hash::FxHashMap<u128, Hot>,
+    hot: Slots<Hot>,
     /// By the same hash: the key and its whole entry.
     keys: rustc_hash::FxHashMap<u128, (Box<str>, Entry)>,
     prefixes: BTreeMap<String, Entry>,
@@ -130,7 +132,7 @@ impl Maps {
 
     fn remove_key(&mut self, key: &str) {
         let hash = key_hash(key);
-        self.hot.remove(&hash);
+        self.hot.remove(hash);
         self.keys.remove(&hash);
     }
 }
@@ -256,7 +258,7 @@ impl ClassIndex {
     pub fn settled<T>(&self, key: &str, f: impl FnOnce(Option<Option<&str>>) -> T) -> Option<T> {
         let hash = key_hash(key);
         let maps = self.maps.read();
-        if let Some(hot) = maps.hot.get(&hash) {
+        if let Some(hot) = maps.hot.get(hash) {
             if hot.moving {
                 return None;
             }

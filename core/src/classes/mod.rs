@@ -16,6 +16,7 @@
 
 mod index;
 pub(crate) mod moves;
+mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -104,6 +104,9 @@ pub(crate) struct Layout {
     /// `xxh3(name)` of each current owner, by position in
     /// `record.current.members`.
     seeds: Vec<u64>,
+    /// Each current owner's storage, by the same position (no lookup by
+    /// name on the read path).
+    current: Vec<Arc<dyn Storage>>,
 }
 
 impl Layout {
@@ -113,7 +116,8 @@ impl Layout {
         order: Vec<String>,
     ) -> Self {
         let seeds = record.current.members.iter().map(|m| layout::member_seed(m)).collect();
-        Layout { record, members, order, seeds }
+        let current = record.current.members.iter().map(|m| members[m].clone()).collect();
+        Layout { record, members, order, seeds, current }
     }
 
     fn settled(&self) -> bool {
@@ -130,7 +134,7 @@ impl Layout {
             .max_by_key(|(_, seed)| layout::score(hash, **seed))
             .map(|(i, _)| i)
             .expect("a placement has members");
-        &self.members[&self.record.current.members[best]]
+        &self.current[best]
     }
 
     /// The current owners of `key`, best first.
