@@ -398,7 +398,7 @@ impl TierFs {
         if end <= size {
             return Ok(());
         }
-        let Err(e) = handle.session.check_quota(key, end as i64 - state.base.1 as i64, false) else {
+        let Err(e) = self.store.check_quota(&handle.session, key, end as i64 - state.base.1 as i64).await else {
             return Ok(());
         };
         let refusal = FsError::from(e);

@@ -39,9 +39,13 @@
 //!   tried again after a delete commits and every [`PROBE`] otherwise, and
 //!   commit as soon as there is room, without a restart. A later change to
 //!   a held key replaces it.
-//! - Keys a quota counts never enter the journal: their changes are made
-//!   at once, so a write past the quota is refused to its writer (`EDQUOT`
-//!   at `close` or `creat`), never dropped after it was acknowledged.
+//! - A put a quota could refuse (of a key a quota counts, new or larger
+//!   than what it replaces) never enters the journal: it is made at once
+//!   (after the queue is flushed), so a write past the quota is refused to
+//!   its writer (`EDQUOT` at `close` or `creat`), never dropped after it
+//!   was acknowledged. Puts that grow nothing (a directory's new times)
+//!   and deletes (they only free room) are queued; a quota check that
+//!   fails flushes the queue and asks again.
 //! - [`Journal::close`] (unmount) commits what it can within a grace period
 //!   and logs, key by key, every change it could not commit.
 //! - Memory is bounded: writers wait while more than

@@ -104,7 +104,7 @@ impl TierFs {
             if let Some(size) = set.size {
                 if size > state.size() {
                     // Growing past a quota is refused (nothing changes).
-                    session.check_quota(&k, size as i64 - state.base.1 as i64, false)?;
+                    self.store.check_quota(&session, &k, size as i64 - state.base.1 as i64).await?;
                 }
                 if size != state.size() || size == 0 {
                     state.set_size(&self.store, &session, &k, &self.spool, size).await?;

@@ -352,10 +352,12 @@ impl Store {
     }
 
     async fn put_now(&self, session: &Session, key: &Key, value: Bytes, metadata: Metadata) -> Result<()> {
+        let queue = value.len() <= MAX_VALUE
+            && (!session.counted(key) || self.grows_nothing(session, key, value.len() as u64).await);
         match &self.journal {
-            // A key a quota counts is written at once, so its writer hears
-            // of a passed quota (see `Journal`'s documentation).
-            Some(journal) if value.len() <= MAX_VALUE && !session.counted(key) => {
+            // A put a quota could refuse is made at once, so its writer
+            // hears of a passed quota (see `Journal`'s documentation).
+            Some(journal) if queue => {
                 // Decided and audited now; the commit is checked again.
                 session.check(Op::Write, key.as_str())?;
                 let change = Change::Put { value, metadata, modified: std::time::SystemTime::now() };
@@ -369,6 +371,27 @@ impl Store {
         }
     }
 
+    /// Whether a put of `len` bytes replaces a value at least as large
+    /// (as the store or the journal holds it): no quota can refuse it (a
+    /// directory's new times, a file rewritten no longer), so it may be
+    /// queued.
+    async fn grows_nothing(&self, session: &Session, key: &Key, len: u64) -> bool {
+        self.stat(session, key).await.is_ok_and(|meta| len <= meta.size)
+    }
+
+    /// Whether `bytes` more under `key` fit its quotas
+    /// ([`Session::check_quota`]); refused, queued changes (deletes that
+    /// free room) are committed first and the question asked again.
+    pub async fn check_quota(&self, session: &Session, key: &Key, bytes: i64) -> Result<()> {
+        match session.check_quota(key, bytes, false) {
+            Err(e) if e.kind() == tierfs_core::ErrorKind::QuotaExceeded && self.journal.is_some() => {
+                self.flush().await?;
+                session.check_quota(key, bytes, false)
+            }
+            done => done,
+        }
+    }
+
     /// Removes `key` (queued when group commit is on).
     pub async fn delete(&self, session: &Session, key: &Key) -> Result<()> {
         let result = self.delete_now(session, key).await;
@@ -378,13 +401,12 @@ impl Store {
 
     async fn delete_now(&self, session: &Session, key: &Key) -> Result<()> {
         match &self.journal {
-            Some(journal) if !session.counted(key) => {
+            // Deletes of counted keys are queued too (they only free room):
+            // a counted write flushes the journal first, and a quota check
+            // that fails flushes it and asks again (`Store::check_quota`).
+            Some(journal) => {
                 session.check(Op::Delete, key.as_str())?;
                 journal.enqueue(session, key.clone(), Change::Delete).await
-            }
-            Some(_) => {
-                self.flush().await?;
-                session.delete(key).await
             }
             None => session.delete(key).await,
         }
