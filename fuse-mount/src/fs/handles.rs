@@ -398,7 +398,8 @@ impl TierFs {
         if end <= size {
             return Ok(());
         }
-        let Err(e) = self.store.check_quota(&handle.session, key, end as i64 - state.base.1 as i64).await else {
+        let Err(e) = self.store.check_quota(&handle.session, key, end as i64 - state.base.1 as i64).await
+        else {
             return Ok(());
         };
         let refusal = FsError::from(e);
@@ -521,7 +522,8 @@ impl TierFs {
     /// which shells make for every redirection, would publish a file still
     /// being written) and does not wait for queued changes (`fsync` does):
     /// changes reach the store when the kernel releases the file or on
-    /// `fsync`.
+    /// `fsync`. The exception is a file a quota counts: its `close` commits
+    /// it (what was written so far), so a passed quota is `EDQUOT` here.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let handle = self.handle(fh)?;
         if !handle.writable {
