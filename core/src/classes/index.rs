@@ -111,21 +111,19 @@ impl Maps {
         }
     }
 
-    /// `entry` with its class names shared with the entries before it.
-    fn interned(&mut self, mut entry: Entry) -> Entry {
-        if let Some(name) = &mut entry.class {
-            self.name_id(name);
-        }
+    /// `entry` with its class names shared with the entries before it,
+    /// and the number of its class in [`Maps::names`].
+    fn interned(&mut self, mut entry: Entry) -> (Entry, Option<u32>) {
+        let class = entry.class.as_mut().map(|name| self.name_id(name));
         if let Some(name) = entry.from.as_mut().and_then(|o| o.class.as_mut()) {
             self.name_id(name);
         }
-        entry
+        (entry, class)
     }
 
     fn insert_key(&mut self, key: &str, entry: Entry) {
         let hash = key_hash(key);
-        let mut entry = self.interned(entry);
-        let class = entry.class.as_mut().map(|name| self.name_id(name));
+        let (entry, class) = self.interned(entry);
         self.hot.insert(hash, Hot { class, moving: entry.from.is_some() });
         self.keys.insert(hash, (key.into(), entry));
     }
@@ -195,7 +193,7 @@ impl ClassIndex {
             match (record.key, record.prefix) {
                 (Some(key), _) => maps.insert_key(&key, record.entry),
                 (None, Some(prefix)) => {
-                    let entry = maps.interned(record.entry);
+                    let (entry, _) = maps.interned(record.entry);
                     maps.prefixes.insert(prefix, entry);
                 }
                 (None, None) => {}
@@ -338,7 +336,7 @@ impl ClassIndex {
         let mut maps = self.maps.write();
         match entry {
             Some(entry) => {
-                let entry = maps.interned(entry);
+                let (entry, _) = maps.interned(entry);
                 maps.prefixes.insert(prefix.to_owned(), entry);
             }
             None => drop(maps.prefixes.remove(prefix)),

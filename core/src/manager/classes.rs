@@ -108,8 +108,15 @@ impl Target {
     /// Whether a read through this target may have overlapped a move (it
     /// is then done again under the key's lock).
     pub fn overlapped(&self, index: &ClassIndex, key: &Key) -> bool {
-        self.moves.is_some_and(|seen| index.locks.move_count(key.as_str()) != seen)
+        moved_since(self.moves, index, key)
     }
+}
+
+/// Whether `key`'s move count is no longer `seen` (a read that noted it
+/// may have overlapped a move); `false` for a read that noted none.
+#[inline]
+fn moved_since(seen: Option<u32>, index: &ClassIndex, key: &Key) -> bool {
+    seen.is_some_and(|seen| index.locks.move_count(key.as_str()) != seen)
 }
 
 pub(crate) fn reserved(key: &Key) -> Result<()> {
@@ -145,7 +152,7 @@ impl Placed<'_> {
     /// Whether a read through this place may have overlapped a move.
     #[inline]
     pub fn overlapped(&self, index: &ClassIndex, key: &Key) -> bool {
-        self.moves.is_some_and(|seen| index.locks.move_count(key.as_str()) != seen)
+        moved_since(self.moves, index, key)
     }
 }
 
